@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# zbm lab: runs the real-ZFS test VM (qemu, software emulation).
+#
+#   vm.sh start <statedir>          build the image if needed, boot a fresh
+#                                   overlay, wait for ssh, run lab-reset
+#   vm.sh ssh   <statedir> <cmd...> run a command in the VM as root (joined
+#                                   into one shell command line, like ssh)
+#   vm.sh copy  <statedir> <local> <remote>   copy a file into the VM
+#   vm.sh stop  <statedir>          stop the VM, drop its overlay (idempotent)
+#   vm.sh with  <statedir> <cmd...> start, run <cmd> on the host with
+#                                   LAB_SSH_PORT/LAB_SSH_KEY/LAB_STATE exported,
+#                                   always stop; exits with <cmd>'s status
+#
+# <statedir> may end in XXXX (e.g. /tmp/zbm-lab-XXXX) for a fresh mktemp
+# directory; `start` prints the one it made. <statedir>/env holds the LAB_*
+# lines; console.log is the VM's serial console.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BOOT_TIMEOUT=${ZBM_LAB_BOOT_TIMEOUT:-180}
+
+log() { printf '[lab-vm] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+# Options shared by every ssh call from the host. The VM's host key changes
+# with every image, so it is neither checked nor remembered. aes128-gcm is the
+# fastest cipher under emulation. The master connection makes calls cheap.
+ssh_opts() { # statedir
+    SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+        -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes
+        -o Ciphers=aes128-gcm@openssh.com
+        -o ControlMaster=auto -o "ControlPath=$1/ssh.sock" -o ControlPersist=300
+        -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=8
+        -i "$LAB_SSH_KEY" -p "$LAB_SSH_PORT")
+}
+
+load_env() { # statedir
+    [[ -f $1/env ]] || die "$1 has no running lab VM (no env file); use: vm.sh start $1"
+    # shellcheck source=/dev/null
+    source "$1/env"
+    ssh_opts "$1"
+}
+
+# The pid in qemu.pid, if it is alive and really our qemu.
+qemu_pid() { # statedir
+    local pid
+    [[ -f $1/qemu.pid ]] || return 1
+    pid=$(<"$1/qemu.pid")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    # Pid reuse: only a qemu-system process using this statedir counts.
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */qemu-system-* ]] || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qF "file=$1/overlay.qcow2," || return 1
+    echo "$pid"
+}
+
+# A loopback TCP port nobody listens on. qemu's bind may still lose a race,
+# so start retries with another port.
+free_port() {
+    local port
+    if ! command -v ss >/dev/null; then
+        echo $((20000 + RANDOM % 40000))
+        return 0
+    fi
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 40000))
+        if ! ss -Hltn "sport = :$port" | grep -q .; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+cmd_start() { # statedir
+    local state=$1 image pid port attempt waited=0
+    if [[ $state == *XXXX ]]; then
+        state=$(mktemp -d "$state")
+        log "state dir: $state"
+    fi
+    mkdir -p "$state"
+    state=$(cd "$state" && pwd)
+    if pid=$(qemu_pid "$state"); then
+        die "a lab VM already runs for $state (pid $pid); stop it first"
+    fi
+
+    image=$(bash "$HERE/image/build.sh")
+    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock" "$state/console.log"
+    # A fresh copy-on-write overlay: every run starts from the pristine base.
+    qemu-img create -q -f qcow2 -F qcow2 -b "$image/base.qcow2" "$state/overlay.qcow2"
+
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port) || die "no free loopback port found"
+        # hostfwd on 127.0.0.1 only: the VM is never reachable from outside.
+        if qemu-system-x86_64 -name zbm-lab \
+            -machine q35 -accel tcg,thread=multi,tb-size=512 -cpu max -smp 2 -m 4096 \
+            -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+            -append "root=/dev/vda rw console=ttyS0 mitigations=off" \
+            -drive "file=$state/overlay.qcow2,if=virtio,format=qcow2,cache=unsafe" \
+            -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" \
+            -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
+            -display none -serial "file:$state/console.log" \
+            -daemonize -pidfile "$state/qemu.pid" 2>"$state/qemu.err"; then
+            break
+        fi
+        log "qemu failed to start (attempt $attempt, port $port): $(head -c 300 "$state/qemu.err")"
+        ((attempt < 5)) || die "qemu would not start"
+    done
+
+    cat >"$state/env" <<EOF
+LAB_SSH_PORT=$port
+LAB_SSH_KEY=$image/id_ed25519
+LAB_STATE=$state
+EOF
+    load_env "$state"
+    log "booting (pid $(<"$state/qemu.pid"), ssh on 127.0.0.1:$port)"
+
+    # Boot under emulation takes ~25 s; poll ssh until it answers.
+    until ssh "${SSH_OPTS[@]}" -o ControlMaster=no -o ConnectTimeout=5 root@127.0.0.1 true \
+        2>/dev/null; do
+        if ! qemu_pid "$state" >/dev/null; then
+            log "qemu exited during boot; console tail:"
+            tail -n 40 "$state/console.log" >&2 || true
+            die "boot failed"
+        fi
+        if ((waited >= BOOT_TIMEOUT)); then
+            log "no ssh after ${BOOT_TIMEOUT}s; console tail:"
+            tail -n 40 "$state/console.log" >&2 || true
+            cmd_stop "$state"
+            die "boot timed out"
+        fi
+        sleep 2
+        waited=$((waited + 2))
+    done
+    log "ssh up after ~${waited}s of polling"
+
+    # One-time setup of the run: fresh pools and guests.
+    lab_ssh "$state" lab-reset >&2
+    log "ready: $state"
+    echo "$state"
+}
+
+lab_ssh() { # statedir cmd...
+    local state=$1
+    shift
+    load_env "$state"
+    # Like ssh itself: the words are joined into one remote shell command line.
+    ssh "${SSH_OPTS[@]}" root@127.0.0.1 -- "$@"
+}
+
+cmd_copy() { # statedir local remote
+    local state=$1 src=$2 dst=$3 mode
+    [[ -f $src ]] || die "no such file: $src"
+    mode=$(stat -c %a "$src")
+    # ssh + cat reuses the master connection (scp would need its own setup).
+    lab_ssh "$state" "cat > $(printf %q "$dst") && chmod $mode $(printf %q "$dst")" <"$src"
+}
+
+cmd_stop() { # statedir
+    local state=$1 pid i
+    [[ -d $state ]] || return 0
+    state=$(cd "$state" && pwd)
+    if [[ -S $state/ssh.sock ]]; then
+        ssh -o "ControlPath=$state/ssh.sock" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
+    fi
+    if pid=$(qemu_pid "$state"); then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            [[ -e /proc/$pid ]] || break
+            sleep 0.1
+        done
+        if [[ -e /proc/$pid ]]; then
+            log "qemu $pid ignored TERM; killing"
+            kill -KILL "$pid" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do
+                [[ -e /proc/$pid ]] || break
+                sleep 0.1
+            done
+        fi
+        log "stopped qemu $pid"
+    fi
+    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock"
+}
+
+cmd_with() { # statedir cmd...
+    local state=$1 rc=0 child=
+    shift
+    (($# > 0)) || usage
+    if [[ $state == *XXXX ]]; then
+        state=$(mktemp -d "$state")
+    fi
+    mkdir -p "$state"
+    state=$(cd "$state" && pwd)
+    # Stop on every way out, including a start that fails half way.
+    trap 'cmd_stop "$state"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    cmd_start "$state" >/dev/null
+    # shellcheck source=/dev/null
+    source "$state/env"
+    export LAB_SSH_PORT LAB_SSH_KEY LAB_STATE
+    # The command runs in the background and we wait for it: a TERM sent to
+    # this script alone is then handled at once (bash defers traps until a
+    # foreground child ends), the child is ended, and the VM always stops.
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 130' INT
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+    # <&0: a background job would otherwise get /dev/null as its stdin.
+    "$@" <&0 &
+    child=$!
+    wait "$child" || rc=$?
+    exit "$rc"
+}
+
+# Braces: parsed whole before running, so editing this file while `with` runs
+# a long test suite cannot change what happens at its end.
+{
+(($# >= 2)) || usage
+cmd=$1
+state=$2
+shift 2
+case $cmd in
+start) (($# == 0)) || usage; cmd_start "$state" ;;
+ssh) (($# > 0)) || usage; lab_ssh "$state" "$@" ;;
+copy) (($# == 2)) || usage; cmd_copy "$state" "$1" "$2" ;;
+stop) (($# == 0)) || usage; cmd_stop "$state" ;;
+with) cmd_with "$state" "$@" ;;
+*) usage ;;
+esac
+exit
+}

@@ -1,0 +1,53 @@
+/**
+ * Messages go to stderr (stdout is for data such as --json). Under systemd (JOURNAL_STREAM set)
+ * each line carries a `<N>` syslog priority prefix, which journald turns into the entry's priority,
+ * so `journalctl -p warning` finds zbm's warnings.
+ */
+export type Level = 'error' | 'warning' | 'info' | 'debug';
+
+const PRIORITY: Record<Level, number> = { error: 3, warning: 4, info: 6, debug: 7 };
+
+export interface Logger {
+  error(msg: string): void;
+  warn(msg: string): void;
+  info(msg: string): void;
+  debug(msg: string): void;
+  /** Count of warnings and errors so far: the run's exit code reports them. */
+  readonly problems: { warnings: number; errors: number };
+}
+
+export interface LoggerOptions {
+  readonly write?: (line: string) => void;
+  readonly journal?: boolean;
+  readonly verbose?: boolean;
+  readonly quiet?: boolean;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const journal = opts.journal ?? process.env.JOURNAL_STREAM !== undefined;
+  const problems = { warnings: 0, errors: 0 };
+  const emit = (level: Level, msg: string) => {
+    const label = level === 'error' ? 'error: ' : level === 'warning' ? 'warning: ' : '';
+    for (const line of msg.split('\n')) {
+      write(`${journal ? `<${PRIORITY[level]}>` : ''}${label}${line}\n`);
+    }
+  };
+  return {
+    problems,
+    error(msg) {
+      problems.errors++;
+      emit('error', msg);
+    },
+    warn(msg) {
+      problems.warnings++;
+      emit('warning', msg);
+    },
+    info(msg) {
+      if (!opts.quiet) emit('info', msg);
+    },
+    debug(msg) {
+      if (opts.verbose) emit('debug', msg);
+    },
+  };
+}

@@ -1,0 +1,136 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import * as v from './values.ts';
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    a failure (for example one guest or dataset failed; the others were still done)
+  2    usage error (unknown flag, bad value, missing option)
+  130  interrupted (SIGINT/SIGTERM); every child process was stopped`;
+
+/** What a parsed command line asks for: the command's name and its validated options. */
+export interface Invocation {
+  readonly command: string;
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+export interface ProgramIO {
+  readonly writeOut: (s: string) => void;
+  readonly writeErr: (s: string) => void;
+}
+
+const COMMANDS: { name: string; summary: string; build: (c: Command) => Command }[] = [
+  {
+    name: 'backup-pve',
+    summary: "snapshot this Proxmox node's guests and send them to a ZFS backup server",
+    build: (c) =>
+      c
+        .requiredOption('--remote <host>', 'ssh destination of the backup server', v.remote)
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .requiredOption(
+          '--local-zfs-root <dataset>',
+          'back up only guest disks under this dataset',
+          v.dataset,
+        )
+        .requiredOption(
+          '--remote-zfs-root <dataset>',
+          'dataset on the backup server receiving the disks',
+          v.dataset,
+        )
+        .requiredOption(
+          '--remote-metadata-dir <path>',
+          'directory on the backup server for guest configs and manifests',
+          v.absolutePath,
+        )
+        .option('-y, --yes', 'destroy old snapshots without asking'),
+  },
+  {
+    name: 'replicate',
+    summary: 'copy every backup under a dataset to an offsite ZFS server',
+    build: (c) =>
+      c
+        .requiredOption('--remote <host>', 'ssh destination of the replica', v.remote)
+        .requiredOption(
+          '--remote-zfs-root <dataset>',
+          'dataset on the replica receiving the copies',
+          v.dataset,
+        )
+        .requiredOption(
+          '--local-zfs-root <dataset>',
+          'dataset on this host whose backups are copied',
+          v.dataset,
+        ),
+  },
+  {
+    name: 'prune',
+    summary: 'destroy old zbm snapshots by Proxmox-style retention rules, never breaking a chain',
+    build: (c) =>
+      c
+        .requiredOption('--local-zfs-root <dataset>', 'prune the datasets under this dataset', v.dataset)
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .option('--keep-last <n>', 'keep the n newest snapshots', v.count)
+        .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours', v.count)
+        .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days', v.count)
+        .option('--keep-weekly <n>', 'keep the newest snapshot of each of the last n ISO weeks', v.count)
+        .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months', v.count)
+        .option('--keep-yearly <n>', 'keep the newest snapshot of each of the last n years', v.count)
+        .option('--remote <host>', 'next tier (ssh destination): never prune what it still needs', v.remote)
+        .option(
+          '--remote-zfs-root <dataset>',
+          'dataset on the next tier mirroring --local-zfs-root',
+          v.dataset,
+        )
+        .option('-y, --yes', 'destroy without asking'),
+  },
+  {
+    name: 'verify',
+    summary: 'check that backups are fresh and complete (monitoring-plugin exit codes)',
+    build: (c) =>
+      c
+        .requiredOption('--local-zfs-root <dataset>', 'check the datasets under this dataset', v.dataset)
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .option('--max-age-days <days>', 'newest snapshot must be younger than this', v.positiveNumber, 1)
+        .option('--min-snapshots <n>', 'each dataset must have at least this many snapshots', v.count, 1),
+  },
+];
+
+/**
+ * Parses argv (without `node zbm`). Returns the invocation, or the exit code when parsing ended the
+ * run (help, version, usage error: a one-line message naming the flag, exit code 2).
+ */
+export function parseCommandLine(args: readonly string[], io: ProgramIO): Invocation | number {
+  let invocation: Invocation | undefined;
+  const program = new Command('zbm')
+    .description('zbm: ZFS Backups Manager for Proxmox VE')
+    .version(VERSION, '-V, --version')
+    .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr })
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  for (const spec of COMMANDS) {
+    const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
+    cmd.addOption(new Option('-v, --verbose', 'print debug messages'));
+    cmd.addHelpText('after', EXIT_CODES_HELP);
+    cmd.action((options: Record<string, unknown>) => {
+      invocation = { command: spec.name, options };
+    });
+  }
+
+  try {
+    program.parse(args, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  if (!invocation) {
+    io.writeErr(program.helpInformation());
+    return ExitCode.usage;
+  }
+  return invocation;
+}

@@ -1,0 +1,43 @@
+import type { ChildProcess } from 'node:child_process';
+
+/**
+ * Every child zbm starts is registered here, so that an interrupted run (SIGINT, SIGTERM) or a
+ * failing one can stop them all: no `zfs send` or ssh may outlive zbm.
+ */
+const live = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.once('error', () => live.delete(child));
+  return child;
+}
+
+export function liveChildren(): number {
+  return live.size;
+}
+
+/** Sends SIGTERM to every live child, then SIGKILL to those still running after graceMs. */
+export async function stopAll(graceMs = 3000): Promise<void> {
+  const children = [...live];
+  for (const child of children) terminate(child, graceMs);
+  await Promise.all(children.map(exited));
+}
+
+export function terminate(child: ChildProcess, graceMs = 3000): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, graceMs);
+  timer.unref();
+  child.once('exit', () => clearTimeout(timer));
+}
+
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+}

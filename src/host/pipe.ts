@@ -1,0 +1,110 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ZbmError } from '../errors.ts';
+import { terminate } from './children.ts';
+import type { Host } from './host.ts';
+import { describeExit, type Exit, start, TailBuffer, waitExit } from './process.ts';
+import type { RateLimiter } from './rate.ts';
+
+export interface Endpoint {
+  readonly host: Host;
+  readonly argv: readonly string[];
+}
+
+export interface PipeOptions {
+  readonly limiter?: RateLimiter;
+  /** Called with the running total of bytes that went through the pipe. */
+  readonly onProgress?: (bytes: number) => void;
+}
+
+export interface PipeResult {
+  readonly bytes: number;
+}
+
+export class PipeError extends ZbmError {
+  override name = 'PipeError';
+  constructor(
+    readonly from: Endpoint,
+    readonly to: Endpoint,
+    readonly fromExit: Exit,
+    readonly toExit: Exit,
+    readonly fromStderr: string,
+    readonly toStderr: string,
+    readonly bytes: number,
+  ) {
+    super(
+      [
+        `transfer failed after ${bytes} bytes`,
+        side('sender', from, fromExit, fromStderr),
+        side('receiver', to, toExit, toStderr),
+      ].join('\n  '),
+    );
+  }
+}
+
+function side(role: string, ep: Endpoint, exit: Exit, stderr: string): string {
+  const how = describeExit(exit) ?? `exit code ${exit.code}`;
+  const msg = stderr.trim().replaceAll('\n', '\n    ');
+  return `${role} on ${ep.host.name}: \`${ep.argv.join(' ')}\` (${how})${msg ? `\n    ${msg}` : ''}`;
+}
+
+/** Counts bytes (and waits on the rate limiter) as the stream passes; holds one chunk at most. */
+class Meter extends Transform {
+  bytes = 0;
+  constructor(private readonly opts: PipeOptions) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.opts.onProgress?.(this.bytes);
+    if (!this.opts.limiter) {
+      done(null, chunk);
+      return;
+    }
+    this.opts.limiter.take(chunk.length).then(
+      () => done(null, chunk),
+      (err: Error) => done(err),
+    );
+  }
+}
+
+/**
+ * Streams the stdout of `from` into the stdin of `to`, each on its own host (local→remote,
+ * remote→local, or remote→remote through this machine). The stream never sits in memory beyond
+ * the pipe buffers. When one side fails the other is stopped, and the error carries both sides'
+ * stderr.
+ */
+export async function pipe(from: Endpoint, to: Endpoint, opts: PipeOptions = {}): Promise<PipeResult> {
+  const sender = start(from.host, from.argv, ['ignore', 'pipe', 'pipe']);
+  const receiver = start(to.host, to.argv, ['pipe', 'ignore', 'pipe']);
+  const fromErr = new TailBuffer();
+  const toErr = new TailBuffer();
+  sender.stderr?.on('data', (c: Buffer) => fromErr.push(c));
+  receiver.stderr?.on('data', (c: Buffer) => toErr.push(c));
+
+  const fromExit = waitExit(sender);
+  const toExit = waitExit(receiver);
+  // Whichever side ends badly first takes the other one down, so neither waits forever.
+  void fromExit.then((e) => {
+    if (e.code !== 0) terminate(receiver);
+  });
+  void toExit.then((e) => {
+    if (e.code !== 0) terminate(sender);
+  });
+
+  const meter = new Meter(opts);
+  const flow =
+    sender.stdout && receiver.stdin
+      ? pipeline(sender.stdout, meter, receiver.stdin).catch(() => {
+          // A broken pipe shows up as an exit code too; the exits below tell the story.
+          terminate(sender);
+          terminate(receiver);
+        })
+      : Promise.resolve();
+
+  const [fe, te] = await Promise.all([fromExit, toExit, flow]);
+  if (fe.code !== 0 || te.code !== 0) {
+    throw new PipeError(from, to, fe, te, fromErr.text, toErr.text, meter.bytes);
+  }
+  return { bytes: meter.bytes };
+}

@@ -1,0 +1,88 @@
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { CommandError } from '../errors.ts';
+import { terminate, track } from './children.ts';
+import type { Host } from './host.ts';
+
+/** At most this much of a child's stderr is kept: enough for any error message, bounded memory. */
+const STDERR_LIMIT = 64 * 1024;
+
+export interface RunOptions {
+  /** Written to the command's stdin, which is closed afterwards. */
+  readonly input?: string;
+  /** The command is stopped and reported as failed when it runs longer. */
+  readonly timeoutMs?: number;
+}
+
+export interface RunResult {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function start(host: Host, argv: readonly string[], stdio: StdioOptions): ChildProcess {
+  const { file, args } = host.invocation(argv);
+  return track(spawn(file, [...args], { stdio }));
+}
+
+/** Keeps the tail of a stream's text, up to limit characters. */
+export class TailBuffer {
+  #text = '';
+  constructor(private readonly limit = STDERR_LIMIT) {}
+  push(chunk: Buffer | string): void {
+    this.#text += chunk.toString();
+    if (this.#text.length > this.limit) this.#text = this.#text.slice(-this.limit);
+  }
+  get text(): string {
+    return this.#text;
+  }
+}
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** Set when the process could not be started at all (command not found). */
+  readonly spawnError?: Error;
+}
+
+export function waitExit(child: ChildProcess): Promise<Exit> {
+  return new Promise((resolve) => {
+    child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+export function describeExit(exit: Exit, timedOut = false): string | null {
+  if (timedOut) return 'timed out';
+  if (exit.spawnError) return exit.spawnError.message;
+  if (exit.signal) return exit.signal;
+  return null;
+}
+
+/** Runs argv on host, collects its output, and throws a CommandError naming the host when it fails. */
+export async function run(host: Host, argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const child = start(host, argv, ['pipe', 'pipe', 'pipe']);
+  const out: Buffer[] = [];
+  const err = new TailBuffer();
+  child.stdout?.on('data', (c: Buffer) => out.push(c));
+  child.stderr?.on('data', (c: Buffer) => err.push(c));
+  // A command that exits without reading its input must not crash us with EPIPE.
+  child.stdin?.on('error', () => {});
+  child.stdin?.end(opts.input ?? '');
+
+  let timedOut = false;
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          terminate(child);
+        }, opts.timeoutMs);
+  const exit = await waitExit(child);
+  if (timer) clearTimeout(timer);
+
+  const stdout = Buffer.concat(out).toString();
+  if (exit.code !== 0 || timedOut) {
+    const signal = describeExit(exit, timedOut);
+    throw new CommandError(host.name, argv, exit.code, signal, err.text);
+  }
+  return { stdout, stderr: err.text };
+}

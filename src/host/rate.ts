@@ -1,0 +1,46 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * A token bucket shared by every transfer of a run, so that `--bwlimit` bounds the whole run.
+ * The bucket holds at most half a second of bytes: enough to absorb scheduling jitter without
+ * letting an idle pause turn into a burst.
+ */
+export class RateLimiter {
+  #tokens: number;
+  #last: number;
+  readonly #capacity: number;
+
+  constructor(
+    readonly bytesPerSecond: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    if (!(bytesPerSecond > 0)) throw new Error(`rate must be positive, got ${bytesPerSecond}`);
+    this.#capacity = bytesPerSecond / 2;
+    this.#tokens = this.#capacity;
+    this.#last = this.now();
+  }
+
+  /** Milliseconds the caller must wait before sending n more bytes. */
+  reserve(n: number): number {
+    const t = this.now();
+    this.#tokens = Math.min(this.#capacity, this.#tokens + ((t - this.#last) / 1000) * this.bytesPerSecond);
+    this.#last = t;
+    this.#tokens -= n;
+    return this.#tokens >= 0 ? 0 : (-this.#tokens / this.bytesPerSecond) * 1000;
+  }
+
+  async take(n: number): Promise<void> {
+    const wait = this.reserve(n);
+    if (wait > 0) await sleep(wait);
+  }
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** Parses a byte rate such as `50M`, `1.5G`, `800K` or `1048576` (binary units, per second). */
+export function parseByteSize(value: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(value.trim());
+  if (!m) return null;
+  const n = Number(m[1]) * (UNITS[(m[2] ?? '').toUpperCase()] ?? Number.NaN);
+  return Number.isFinite(n) && n >= 1 ? Math.floor(n) : null;
+}

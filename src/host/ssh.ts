@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { exited, track } from './children.ts';
+import type { Host, Invocation } from './host.ts';
+import { shellJoin } from './quote.ts';
+
+const DESTINATION = /^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$/;
+
+/** Validates an ssh destination (`host`, `user@host`, `user@[::1]`) as given on the command line. */
+export function parseSshDestination(value: string): string {
+  if (!DESTINATION.test(value) || value.startsWith('-')) {
+    throw new UsageError(
+      `invalid remote ${JSON.stringify(value)}: expected an ssh destination such as "backup1" or "root@backup1"`,
+    );
+  }
+  return value;
+}
+
+export interface SshOptions {
+  /** Seconds before a connection attempt is given up. */
+  readonly connectTimeout?: number;
+  /** Extra `-o` options, for example from the configuration file. */
+  readonly options?: readonly string[];
+}
+
+/**
+ * A host reached through the system's OpenSSH client, so that ~/.ssh/config, keys and known_hosts
+ * apply as the administrator set them up. All commands of one run share one master connection.
+ */
+export class SshHost implements Host {
+  readonly isLocal = false;
+  readonly name: string;
+  readonly #controlDir: string;
+  readonly #options: readonly string[];
+
+  constructor(destination: string, opts: SshOptions = {}) {
+    this.name = parseSshDestination(destination);
+    // A private directory: the control socket gives shell access to whoever can reach it.
+    this.#controlDir = mkdtempSync(join(tmpdir(), 'zbm-ssh-'));
+    this.#options = [
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      `ConnectTimeout=${opts.connectTimeout ?? 20}`,
+      // A dead link must end the run with an error, never hang it.
+      '-o',
+      'ServerAliveInterval=15',
+      '-o',
+      'ServerAliveCountMax=4',
+      '-o',
+      'ControlMaster=auto',
+      '-o',
+      `ControlPath=${join(this.#controlDir, '%C')}`,
+      // A backstop only: close() ends the master at the end of the run.
+      '-o',
+      'ControlPersist=60',
+      ...(opts.options ?? []).flatMap((o) => ['-o', o]),
+    ];
+  }
+
+  invocation(argv: readonly string[]): Invocation {
+    // `--` so that no destination can be read as an option; the command is ONE quoted string
+    // because the remote shell parses it again.
+    return { file: 'ssh', args: [...this.#options, '--', this.name, shellJoin(argv)] };
+  }
+
+  async close(): Promise<void> {
+    const child = track(spawn('ssh', [...this.#options, '-O', 'exit', '--', this.name], { stdio: 'ignore' }));
+    await exited(child);
+    rmSync(this.#controlDir, { recursive: true, force: true });
+  }
+}

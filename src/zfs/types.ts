@@ -1,0 +1,59 @@
+export type DatasetType = 'filesystem' | 'volume';
+
+/** A snapshot as `zfs list -Hp` reports it. guid is decimal text: it does not fit a JS number. */
+export interface Snapshot {
+  /** Full name, `pool/ds@short`. */
+  readonly name: string;
+  readonly dataset: string;
+  readonly short: string;
+  readonly guid: string;
+  readonly createtxg: number;
+  /** Seconds since the epoch; preserved by send/receive. */
+  readonly creation: number;
+  readonly used: number;
+  readonly referenced: number;
+  /** User properties (`zbm:*`) asked for in the listing; absent ones are left out. */
+  readonly props: Readonly<Record<string, string>>;
+}
+
+export interface Bookmark {
+  readonly name: string;
+  readonly dataset: string;
+  readonly short: string;
+  readonly guid: string;
+  readonly createtxg: number;
+  readonly creation: number;
+}
+
+export interface Dataset {
+  readonly name: string;
+  readonly type: DatasetType;
+  readonly guid: string;
+  readonly creation: number;
+  readonly used: number;
+  readonly referenced: number;
+  /** Set while a resumable receive into this dataset is incomplete. */
+  readonly resumeToken: string | null;
+  readonly props: Readonly<Record<string, string>>;
+  /** Oldest first (by createtxg). */
+  readonly snapshots: readonly Snapshot[];
+  readonly bookmarks: readonly Bookmark[];
+}
+
+export interface Hold {
+  readonly snapshot: string;
+  readonly tag: string;
+  readonly timestamp: number;
+}
+
+export interface PropertyValue {
+  readonly name: string;
+  readonly property: string;
+  /** null for `-` (not set / not applicable). */
+  readonly value: string | null;
+  readonly source: string;
+}
+
+export interface SendEstimate {
+  readonly bytes: number;
+}

@@ -1,0 +1,106 @@
+import { CommandError, UsageError } from '../errors.ts';
+import type { Host } from '../host/host.ts';
+import { run } from '../host/process.ts';
+import * as argv from './argv.ts';
+import { parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
+import type { Dataset, Hold, PropertyValue, SendEstimate } from './types.ts';
+
+const USER_PROPERTY = /^[a-z0-9_.-]+:[a-z0-9_.:-]+$/;
+
+export function checkUserProperty(name: string): string {
+  if (!USER_PROPERTY.test(name)) throw new UsageError(`invalid user property name ${JSON.stringify(name)}`);
+  return name;
+}
+
+function isMissing(err: unknown): boolean {
+  return err instanceof CommandError && /does not exist/.test(err.stderr);
+}
+
+/** The zfs operations zbm needs, on one host. Parsing and argv building live in parse.ts and argv.ts. */
+export class Zfs {
+  constructor(readonly host: Host) {}
+
+  /**
+   * Datasets under root with their snapshots and bookmarks, in ONE zfs call.
+   * A root that does not exist gives an empty list.
+   */
+  async list(req: argv.ListRequest): Promise<Dataset[]> {
+    for (const p of req.userProps ?? []) checkUserProperty(p);
+    try {
+      const { stdout } = await run(this.host, argv.listArgv(req));
+      return parseList(stdout, req.userProps);
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw err;
+    }
+  }
+
+  async exists(name: string): Promise<boolean> {
+    const found = await this.list({ root: name, depth: 0, withSnapshots: false });
+    return found.length > 0;
+  }
+
+  async snapshot(names: readonly string[], props: Readonly<Record<string, string>> = {}): Promise<void> {
+    await run(this.host, argv.snapshotArgv(names, props));
+  }
+
+  async estimateSend(req: argv.SendRequest): Promise<SendEstimate> {
+    const { stdout } = await run(this.host, argv.sendArgv(req, true));
+    return parseSendEstimate(stdout);
+  }
+
+  async estimateResume(token: string): Promise<SendEstimate> {
+    const { stdout } = await run(this.host, argv.resumeSendArgv(token, true));
+    return parseSendEstimate(stdout);
+  }
+
+  async abortReceive(dataset: string): Promise<void> {
+    await run(this.host, argv.abortReceiveArgv(dataset));
+  }
+
+  async destroySnapshots(dataset: string, shorts: readonly string[]): Promise<void> {
+    if (shorts.length > 0) await run(this.host, argv.destroySnapshotsArgv(dataset, shorts));
+  }
+
+  async destroyBookmark(bookmark: string): Promise<void> {
+    await run(this.host, argv.destroyBookmarkArgv(bookmark));
+  }
+
+  async hold(tag: string, snapshots: readonly string[]): Promise<void> {
+    if (snapshots.length > 0) await run(this.host, argv.holdArgv(tag, snapshots));
+  }
+
+  async release(tag: string, snapshots: readonly string[]): Promise<void> {
+    if (snapshots.length > 0) await run(this.host, argv.releaseArgv(tag, snapshots));
+  }
+
+  async holds(snapshots: readonly string[], recursive = false): Promise<Hold[]> {
+    if (snapshots.length === 0) return [];
+    const { stdout } = await run(this.host, argv.holdsArgv(snapshots, recursive));
+    return parseHolds(stdout);
+  }
+
+  async bookmark(snapshot: string, bookmark: string): Promise<void> {
+    await run(this.host, argv.bookmarkArgv(snapshot, bookmark));
+  }
+
+  async get(
+    properties: readonly string[],
+    names: readonly string[],
+    recursive = false,
+  ): Promise<PropertyValue[]> {
+    if (names.length === 0) return [];
+    const { stdout } = await run(this.host, argv.getArgv(properties, names, recursive));
+    return parseGet(stdout);
+  }
+
+  async setUserProperties(name: string, props: Readonly<Record<string, string>>): Promise<void> {
+    for (const p of Object.keys(props)) checkUserProperty(p);
+    await run(this.host, argv.setArgv(name, props));
+  }
+
+  async resumeToken(dataset: string): Promise<string | null> {
+    const [row] = await this.get(['receive_resume_token'], [dataset]);
+    return row?.value ?? null;
+  }
+}

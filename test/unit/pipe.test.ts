@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { liveChildren } from '../../src/host/children.ts';
+import { LocalHost } from '../../src/host/local.ts';
+import { PipeError, pipe } from '../../src/host/pipe.ts';
+import { run } from '../../src/host/process.ts';
+import { RateLimiter } from '../../src/host/rate.ts';
+
+const local = new LocalHost('testhost');
+
+describe('pipe between two commands', () => {
+  it('streams every byte and counts them', async () => {
+    const seen: number[] = [];
+    const res = await pipe(
+      { host: local, argv: ['head', '-c', '3000000', '/dev/zero'] },
+      { host: local, argv: ['sh', '-c', 'wc -c > /dev/null'] },
+      { onProgress: (b) => seen.push(b) },
+    );
+    assert.equal(res.bytes, 3_000_000);
+    assert.equal(seen.at(-1), 3_000_000);
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('stops an endless sender when the receiver fails, and reports both sides', async () => {
+    await assert.rejects(
+      pipe(
+        { host: local, argv: ['yes'] },
+        { host: local, argv: ['sh', '-c', 'head -c 10 >/dev/null; echo "cannot receive: out of space" >&2; exit 3'] },
+      ),
+      (err: unknown) => {
+        assert.ok(err instanceof PipeError);
+        assert.match(err.message, /receiver on testhost: `sh -c .*` \(exit code 3\)/);
+        assert.match(err.message, /cannot receive: out of space/);
+        assert.match(err.message, /sender on testhost: `yes`/);
+        return true;
+      },
+    );
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('stops a waiting receiver when the sender fails', async () => {
+    await assert.rejects(
+      pipe(
+        { host: local, argv: ['sh', '-c', 'echo "cannot open dataset" >&2; exit 1'] },
+        // Would wait forever for input that never ends if the sender's failure were not noticed.
+        { host: local, argv: ['sh', '-c', 'cat >/dev/null; sleep 600'] },
+      ),
+      (err: unknown) => err instanceof PipeError && /cannot open dataset/.test(err.message),
+    );
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('reports a command that does not exist', async () => {
+    await assert.rejects(
+      pipe({ host: local, argv: ['zbm-no-such-command'] }, { host: local, argv: ['cat'] }),
+      /ENOENT/,
+    );
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('holds a rate limit', async () => {
+    // A lower bound only: at 2 MiB/s the half-second bucket absorbs 1 MiB of the 3 MiB, so the
+    // other 2 MiB cannot pass in less than 1 s.
+    const limiter = new RateLimiter(2 * 1024 * 1024);
+    const t0 = performance.now();
+    await pipe(
+      { host: local, argv: ['head', '-c', String(3 * 1024 * 1024), '/dev/zero'] },
+      { host: local, argv: ['sh', '-c', 'cat >/dev/null'] },
+      { limiter },
+    );
+    assert.ok(performance.now() - t0 >= 950);
+  });
+});
+
+describe('run', () => {
+  it('returns stdout and names the host, command and stderr on failure', async () => {
+    assert.equal((await run(local, ['printf', 'a\tb'])).stdout, 'a\tb');
+    await assert.rejects(
+      run(local, ['sh', '-c', 'echo "dataset does not exist" >&2; exit 1']),
+      /on testhost: `sh -c .*` failed \(exit code 1\): dataset does not exist/,
+    );
+  });
+
+  it('stops a command that exceeds its time limit', async () => {
+    await assert.rejects(run(local, ['sleep', '30'], { timeoutMs: 100 }), /timed out/);
+    assert.equal(liveChildren(), 0);
+  });
+});
