@@ -44,7 +44,32 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'directory on the backup server for guest configs and manifests',
           v.absolutePath,
         )
-        .option('-y, --yes', 'destroy old snapshots without asking'),
+        .option('-y, --yes', 'destroy old snapshots without asking')
+        .option('--vmid <ids>', 'back up only these guests (comma-separated, repeatable)', v.vmids)
+        .option('--exclude <ids>', 'do not back up these guests (comma-separated, repeatable)', v.vmids)
+        .option(
+          '--dry-run',
+          'print the plan (guests, disks, full or incremental, estimated bytes) and change nothing',
+        )
+        .option('--json', 'print the per-guest summary as JSON on stdout')
+        .option(
+          '--bwlimit <rate>',
+          'limit the whole run to this many bytes per second (for example 50M)',
+          v.byteRate,
+        )
+        .option(
+          '--keep-source <n>',
+          'zbm snapshots to keep on this node after a successful backup',
+          v.count,
+          1,
+        )
+        .option(
+          '--lock-wait <seconds>',
+          'how long to wait for a guest that another zbm run is backing up',
+          v.count,
+          30,
+        )
+        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)"),
   },
   {
     name: 'replicate',

@@ -5,11 +5,12 @@
 import { LIST_COLUMNS } from './parse.ts';
 
 export interface ListRequest {
-  readonly root: string;
+  /** One or more datasets listed in the same zfs call. */
+  readonly roots: readonly string[];
   /** Include snapshots and bookmarks (the default) or only datasets. */
   readonly withSnapshots?: boolean;
   readonly userProps?: readonly string[];
-  /** Only the root itself, not its descendants. */
+  /** `-d depth` instead of `-r`: 0 for the roots alone, 1 for their snapshots too. */
   readonly depth?: number;
 }
 
@@ -17,7 +18,7 @@ export function listArgv(req: ListRequest): string[] {
   const types = req.withSnapshots === false ? 'filesystem,volume' : 'filesystem,volume,snapshot,bookmark';
   const depth = req.depth === undefined ? ['-r'] : ['-d', String(req.depth)];
   const cols = [...LIST_COLUMNS, ...(req.userProps ?? [])].join(',');
-  return ['zfs', 'list', '-H', '-p', ...depth, '-t', types, '-o', cols, req.root];
+  return ['zfs', 'list', '-H', '-p', ...depth, '-t', types, '-o', cols, ...req.roots];
 }
 
 /** One `zfs snapshot` with every name: atomic (one txg) when they share a pool. */
@@ -139,4 +140,9 @@ export function setArgv(name: string, props: Readonly<Record<string, string>>): 
 
 export function inheritArgv(name: string, property: string): string[] {
   return ['zfs', 'inherit', property, name];
+}
+
+/** `zfs create -p`: parents too, for the root that receives backups. */
+export function createArgv(name: string, props: Readonly<Record<string, string>> = {}): string[] {
+  return ['zfs', 'create', '-p', ...Object.entries(props).flatMap(([k, v]) => ['-o', `${k}=${v}`]), name];
 }

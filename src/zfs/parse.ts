@@ -19,6 +19,9 @@ export const LIST_COLUMNS = [
   'creation',
   'used',
   'referenced',
+  'written',
+  'encryption',
+  'userrefs',
   'receive_resume_token',
 ] as const;
 
@@ -68,7 +71,8 @@ export function parseList(text: string, userProps: readonly string[] = []): Data
     if (f.length !== width) {
       throw new ZfsOutputError(what, line, `${f.length} columns instead of ${width}`);
     }
-    const [name = '', type = '', g, txg, creation, used, referenced, token] = f;
+    const [name = '', type = '', g, txg, creation, used, referenced, written, encryption, userrefs, token] =
+      f;
     const props: Record<string, string> = {};
     userProps.forEach((p, i) => {
       const v = f[LIST_COLUMNS.length + i];
@@ -86,6 +90,8 @@ export function parseList(text: string, userProps: readonly string[] = []): Data
         creation: integer(what, line, 'creation', creation),
         used: integer(what, line, 'used', used),
         referenced: integer(what, line, 'referenced', referenced),
+        written: integer(what, line, 'written', written),
+        encrypted: encryption !== undefined && encryption !== 'off' && encryption !== '-',
         resumeToken: token === undefined || token === '-' || token === '' ? null : token,
         props,
         snapshots: [],
@@ -102,6 +108,7 @@ export function parseList(text: string, userProps: readonly string[] = []): Data
         creation: integer(what, line, 'creation', creation),
         used: integerOrZero(what, line, 'used', used),
         referenced: integerOrZero(what, line, 'referenced', referenced),
+        userrefs: integerOrZero(what, line, 'userrefs', userrefs),
         props,
       });
     } else if (type === 'bookmark') {

@@ -12,6 +12,8 @@ export interface Snapshot {
   readonly creation: number;
   readonly used: number;
   readonly referenced: number;
+  /** Number of holds: only snapshots with holds need a `zfs holds` call. */
+  readonly userrefs: number;
   /** User properties (`zbm:*`) asked for in the listing; absent ones are left out. */
   readonly props: Readonly<Record<string, string>>;
 }
@@ -32,6 +34,10 @@ export interface Dataset {
   readonly creation: number;
   readonly used: number;
   readonly referenced: number;
+  /** Bytes written since the newest snapshot: a backup target that is not 0 was modified. */
+  readonly written: number;
+  /** Encrypted datasets are sent raw: the receiver never sees plaintext nor needs the key. */
+  readonly encrypted: boolean;
   /** Set while a resumable receive into this dataset is incomplete. */
   readonly resumeToken: string | null;
   readonly props: Readonly<Record<string, string>>;

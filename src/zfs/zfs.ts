@@ -26,18 +26,26 @@ export class Zfs {
    */
   async list(req: argv.ListRequest): Promise<Dataset[]> {
     for (const p of req.userProps ?? []) checkUserProperty(p);
+    if (req.roots.length === 0) return [];
     try {
       const { stdout } = await run(this.host, argv.listArgv(req));
       return parseList(stdout, req.userProps);
     } catch (err) {
-      if (isMissing(err)) return [];
-      throw err;
+      if (!isMissing(err)) throw err;
+      if (req.roots.length === 1) return [];
+      // One missing root fails the whole call: list the others one by one.
+      const each = await Promise.all(req.roots.map((root) => this.list({ ...req, roots: [root] })));
+      return each.flat();
     }
   }
 
   async exists(name: string): Promise<boolean> {
-    const found = await this.list({ root: name, depth: 0, withSnapshots: false });
+    const found = await this.list({ roots: [name], depth: 0, withSnapshots: false });
     return found.length > 0;
+  }
+
+  async create(name: string, props: Readonly<Record<string, string>> = {}): Promise<void> {
+    await run(this.host, argv.createArgv(name, props));
   }
 
   async snapshot(names: readonly string[], props: Readonly<Record<string, string>> = {}): Promise<void> {
@@ -52,6 +60,11 @@ export class Zfs {
   async estimateResume(token: string): Promise<SendEstimate> {
     const { stdout } = await run(this.host, argv.resumeSendArgv(token, true));
     return parseSendEstimate(stdout);
+  }
+
+  /** `zfs rollback -r`: destroys later snapshots; only ever run when the user asked for it. */
+  async rollback(snapshot: string): Promise<void> {
+    await run(this.host, ['zfs', 'rollback', '-r', snapshot]);
   }
 
   async abortReceive(dataset: string): Promise<void> {

@@ -42,7 +42,8 @@ describe('command line', () => {
   it('has --help for every command, naming its flags', () => {
     const { result, out } = parse(['prune', '--help']);
     assert.equal(result, 0);
-    for (const f of ['--keep-last', '--keep-yearly', '--remote-zfs-root', '-y, --yes']) assert.ok(out.includes(f), f);
+    for (const f of ['--keep-last', '--keep-yearly', '--remote-zfs-root', '-y, --yes'])
+      assert.ok(out.includes(f), f);
   });
 
   it('rejects a bad flag or value with one line naming it and exit code 2', () => {
@@ -50,8 +51,28 @@ describe('command line', () => {
       ['verify', '--local-zfs-root', 'main/bak', '--frobnicate'],
       ['prune', '--local-zfs-root', 'main/bak', '--keep-last', 'two'],
       ['prune', '--local-zfs-root', 'main/bak;reboot'],
-      ['backup-pve', '--remote', '-oProxyCommand=sh', '--local-zfs-root', 'a', '--remote-zfs-root', 'b', '--remote-metadata-dir', '/m'],
-      ['backup-pve', '--remote', 'dest', '--local-zfs-root', 'a', '--remote-zfs-root', 'b', '--remote-metadata-dir', 'relative'],
+      [
+        'backup-pve',
+        '--remote',
+        '-oProxyCommand=sh',
+        '--local-zfs-root',
+        'a',
+        '--remote-zfs-root',
+        'b',
+        '--remote-metadata-dir',
+        '/m',
+      ],
+      [
+        'backup-pve',
+        '--remote',
+        'dest',
+        '--local-zfs-root',
+        'a',
+        '--remote-zfs-root',
+        'b',
+        '--remote-metadata-dir',
+        'relative',
+      ],
       ['verify', '--local-zfs-root', 'main', '--max-age-days', '0'],
       ['verify', '--local-zfs-root', 'main', '--prefix', 'a/b'],
       ['replicate', '--remote', 'x'],

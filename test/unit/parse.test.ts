@@ -38,6 +38,9 @@ describe('parseList', () => {
       '1700000000',
       '100',
       '100',
+      '0',
+      'off',
+      '-',
       '-',
       '-',
     ].join('\t');
@@ -49,10 +52,10 @@ describe('parseList', () => {
   it('refuses garbage rather than guessing', () => {
     const cases = [
       'rpool\tfilesystem\t123\n',
-      'rpool/$(id)\tfilesystem\t1\t1\t1\t1\t1\t-\n',
-      'rpool\tfilesystem\tabc\t1\t1\t1\t1\t-\n',
-      'rpool\tfrobnicator\t1\t1\t1\t1\t1\t-\n',
-      'rpool@s\tsnapshot\t1\tsoon\t1\t1\t1\t-\n',
+      'rpool/$(id)\tfilesystem\t1\t1\t1\t1\t1\t0\toff\t-\t-\n',
+      'rpool\tfilesystem\tabc\t1\t1\t1\t1\t0\toff\t-\t-\n',
+      'rpool\tfrobnicator\t1\t1\t1\t1\t1\t0\toff\t-\t-\n',
+      'rpool@s\tsnapshot\t1\tsoon\t1\t1\t1\t0\toff\t-\t-\n',
     ];
     for (const c of cases) assert.throws(() => parseList(c), ZfsOutputError, JSON.stringify(c));
   });
@@ -63,7 +66,8 @@ describe('parseGet', () => {
     const rows = parseGet(fixture('get.txt'));
     const token = rows.find((r) => r.property === 'receive_resume_token' && r.name === 'rpool/data');
     assert.equal(token?.value, null);
-    const user = rows.find((r) => r.property === 'zbm:test');
+    const user = rows.find((r) => r.property === 'zbm:test' && r.name === 'rpool/data/vm-100-disk-0');
+    assert.equal(rows.find((r) => r.property === 'zbm:test' && r.name === 'rpool/data')?.value, null);
     assert.equal(user?.value, 'hello');
     assert.equal(user?.source, 'local');
   });

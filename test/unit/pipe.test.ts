@@ -25,7 +25,10 @@ describe('pipe between two commands', () => {
     await assert.rejects(
       pipe(
         { host: local, argv: ['yes'] },
-        { host: local, argv: ['sh', '-c', 'head -c 10 >/dev/null; echo "cannot receive: out of space" >&2; exit 3'] },
+        {
+          host: local,
+          argv: ['sh', '-c', 'head -c 10 >/dev/null; echo "cannot receive: out of space" >&2; exit 3'],
+        },
       ),
       (err: unknown) => {
         assert.ok(err instanceof PipeError);

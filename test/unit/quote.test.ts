@@ -5,45 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { shellJoin, shellQuote } from '../../src/host/quote.ts';
+import { hostileStrings } from '../support/hostile.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'zbm-quote-'));
 const marker = join(dir, 'pwned');
 
-/** Strings an attacker could put into a guest name, a storage id or a path. */
-export const HOSTILE = [
-  'plain',
-  '',
-  ' ',
-  'with space',
-  "it's",
-  '"double"',
-  `$(touch ${marker})`,
-  `\`touch ${marker}\``,
-  `; touch ${marker}`,
-  `&& touch ${marker}`,
-  `| touch ${marker}`,
-  `line\ntouch ${marker}`,
-  '-rf',
-  '--help',
-  '$HOME ${PATH} $1 $@',
-  '*',
-  '~root',
-  "'; touch /tmp/x; echo '",
-  '\\',
-  'back\\slash\\',
-  'tab\there',
-  'ünïcödé ✓ 🚀',
-  '!',
-  '#comment',
-  '{a,b}',
-  '>out',
-  '<in',
-  '\r\n',
-];
+const HOSTILE = hostileStrings(marker);
 
 describe('shell quoting', () => {
   it('leaves plain words readable', () => {
-    assert.equal(shellQuote('rpool/data/vm-100-disk-0@bak-zbm-2026'), 'rpool/data/vm-100-disk-0@bak-zbm-2026');
+    assert.equal(
+      shellQuote('rpool/data/vm-100-disk-0@bak-zbm-2026'),
+      'rpool/data/vm-100-disk-0@bak-zbm-2026',
+    );
     assert.equal(shellJoin(['zfs', 'list', '-H']), 'zfs list -H');
   });
 

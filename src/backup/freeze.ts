@@ -1,0 +1,71 @@
+import { errorMessage } from '../errors.ts';
+import type { Host } from '../host/host.ts';
+import { run } from '../host/process.ts';
+
+export interface FreezeLog {
+  warn(msg: string): void;
+  error(msg: string): void;
+  debug(msg: string): void;
+}
+
+const qm = (vmid: number, cmd: string) => ['qm', 'guest', 'cmd', String(vmid), cmd];
+
+/**
+ * Runs action (the snapshot) with the guest's file systems frozen through its agent when that is
+ * possible, as Proxmox does: a dead agent or a failed freeze is a warning and the snapshot is still
+ * taken (crash-consistent). The thaw runs whatever happened, with a time limit and one retry, so
+ * that a guest is never left frozen. Returns whether the snapshot was taken frozen.
+ */
+export async function withFrozenGuest(
+  host: Host,
+  vmid: number,
+  enabled: boolean,
+  log: FreezeLog,
+  action: () => Promise<void>,
+): Promise<boolean> {
+  if (!enabled) {
+    await action();
+    return false;
+  }
+  try {
+    await run(host, qm(vmid, 'ping'), { timeoutMs: 10_000 });
+  } catch (err) {
+    log.warn(
+      `guest ${vmid}: the guest agent does not answer, snapshot taken without freeze (${errorMessage(err)})`,
+    );
+    await action();
+    return false;
+  }
+  let frozen = false;
+  try {
+    await run(host, qm(vmid, 'fsfreeze-freeze'), { timeoutMs: 60_000 });
+    frozen = true;
+  } catch (err) {
+    log.warn(`guest ${vmid}: fsfreeze-freeze failed, snapshot taken without freeze (${errorMessage(err)})`);
+  }
+  try {
+    await action();
+  } finally {
+    // Also after a failed freeze: it may have frozen some file systems before failing.
+    await thaw(host, vmid, log);
+  }
+  return frozen;
+}
+
+async function thaw(host: Host, vmid: number, log: FreezeLog): Promise<void> {
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    try {
+      await run(host, qm(vmid, 'fsfreeze-thaw'), { timeoutMs: 30_000 });
+      return;
+    } catch (err) {
+      if (attempt === 2) {
+        log.error(
+          `guest ${vmid}: fsfreeze-thaw failed twice (${errorMessage(err)}); check the guest now with ` +
+            `\`qm guest cmd ${vmid} fsfreeze-status\` and thaw it with \`qm guest cmd ${vmid} fsfreeze-thaw\``,
+        );
+      } else {
+        log.debug(`guest ${vmid}: fsfreeze-thaw failed, retrying: ${errorMessage(err)}`);
+      }
+    }
+  }
+}

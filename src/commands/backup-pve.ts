@@ -1,0 +1,233 @@
+import { type BackupContext, backupGuest, type GuestResult, targetDataset } from '../backup/backup.ts';
+import { confirm } from '../cli/confirm.ts';
+import type { Logger } from '../cli/log.ts';
+import { formatBytes, Progress } from '../cli/progress.ts';
+import { ExitCode, errorMessage } from '../errors.ts';
+import { LocalHost } from '../host/local.ts';
+import { RateLimiter } from '../host/rate.ts';
+import { SshHost } from '../host/ssh.ts';
+import { discover, type Guest, readPveState } from '../pve/index.ts';
+import { planSync } from '../transfer/sync.ts';
+import type { Dataset, Snapshot } from '../zfs/types.ts';
+import { Zfs } from '../zfs/zfs.ts';
+
+export interface BackupPveOptions {
+  readonly remote: string;
+  readonly prefix: string;
+  readonly localZfsRoot: string;
+  readonly remoteZfsRoot: string;
+  readonly remoteMetadataDir: string;
+  readonly yes?: boolean;
+  readonly dryRun?: boolean;
+  readonly json?: boolean;
+  readonly bwlimit?: number;
+  readonly keepSource: number;
+  readonly vmid?: number[];
+  readonly exclude?: number[];
+  readonly lockWait: number;
+  readonly node?: string;
+}
+
+function byName(list: readonly Dataset[]): Map<string, Dataset> {
+  return new Map(list.map((d) => [d.name, d]));
+}
+
+async function printPlan(
+  guests: readonly Guest[],
+  opts: BackupPveOptions,
+  local: Zfs,
+  source: ReadonlyMap<string, Dataset>,
+  target: ReadonlyMap<string, Dataset>,
+  out: (s: string) => void,
+): Promise<void> {
+  out(
+    `plan (dry run, nothing is changed): back up ${guests.length} guest(s) to ${opts.remote}:${opts.remoteZfsRoot}\n`,
+  );
+  // The snapshot the run would take, newer than everything: the plan is computed as if it existed.
+  const pending = (dataset: string): Snapshot => ({
+    name: `${dataset}@${opts.prefix}<now>`,
+    dataset,
+    short: `${opts.prefix}<now>`,
+    guid: 'pending',
+    createtxg: Number.MAX_SAFE_INTEGER,
+    creation: 0,
+    used: 0,
+    referenced: 0,
+    userrefs: 0,
+    props: {},
+  });
+  for (const g of guests) {
+    out(`guest ${g.vmid} ${g.type} ${g.name || '-'}${g.freeze ? ' (freeze through the agent)' : ''}\n`);
+    for (const d of g.disks) {
+      const src = source.get(d.dataset);
+      const dst = targetDataset(opts.remoteZfsRoot, d.dataset);
+      if (!src) {
+        out(`  ${d.key} ${d.dataset}: dataset missing, skipped\n`);
+        continue;
+      }
+      const withPending: Dataset = { ...src, snapshots: [...src.snapshots, pending(src.name)] };
+      const plan = planSync(
+        { zfs: local, dataset: d.dataset, listing: withPending },
+        { zfs: local, dataset: dst, listing: target.get(dst) ?? null },
+        (s) => s.startsWith(opts.prefix),
+      );
+      let what: string;
+      if (plan.kind === 'full') {
+        what = `full send, about ${formatBytes(src.referenced)}`;
+      } else if (plan.kind === 'incremental') {
+        const base = `${d.dataset}${plan.steps[0]?.from?.bookmark ? '#' : '@'}${plan.common.short}`;
+        const [w] = await local.get([`written@${plan.common.short}`], [d.dataset]).catch(() => []);
+        const est = w?.value ? `, about ${formatBytes(Number(w.value))}` : '';
+        what = `incremental from ${base}${plan.steps.length > 1 ? ` (${plan.steps.length} steps)` : ''}${est}`;
+      } else {
+        what = `refused: ${plan.kind}`;
+      }
+      const token = target.get(dst)?.resumeToken ? ' (first resumes an interrupted transfer)' : '';
+      out(`  ${d.key} ${d.dataset} → ${dst}: ${what}${token}\n`);
+    }
+  }
+}
+
+function printSummary(results: readonly GuestResult[], out: (s: string) => void): void {
+  out('\nvmid  type  name              disks  mode         sent        time    result\n');
+  for (const r of results) {
+    const modes = [...new Set(r.disks.map((d) => d.mode))].join(',') || '-';
+    out(
+      `${String(r.vmid).padEnd(6)}${r.type.padEnd(6)}${(r.name || '-').slice(0, 16).padEnd(18)}${String(r.disks.length).padEnd(7)}` +
+        `${modes.padEnd(13)}${formatBytes(r.bytes).padEnd(12)}${`${(r.durationMs / 1000).toFixed(1)}s`.padEnd(8)}` +
+        `${r.result}${r.error ? `: ${r.error}` : ''}\n`,
+    );
+  }
+}
+
+export async function backupPve(opts: BackupPveOptions, log: Logger): Promise<number> {
+  const out = (s: string) => process.stdout.write(s);
+  const state = await readPveState('/etc/pve', opts.node);
+  const found = discover(state, { localZfsRoot: opts.localZfsRoot, vmids: opts.vmid, exclude: opts.exclude });
+  for (const w of found.warnings) log.warn(w);
+  for (const f of found.failed) log.error(`guest ${f.vmid}: ${f.error}`);
+
+  const local = new LocalHost(state.node);
+  const remote = new SshHost(opts.remote);
+  const localZfs = new Zfs(local);
+  const remoteZfs = new Zfs(remote);
+  const progress = new Progress(process.stderr.isTTY === true && !opts.json);
+  try {
+    const [source, remoteRootExists] = await Promise.all([
+      localZfs.list({ roots: [opts.localZfsRoot] }).then(byName),
+      remoteZfs.exists(opts.remoteZfsRoot),
+    ]);
+    const target = remoteRootExists
+      ? byName(await remoteZfs.list({ roots: [opts.remoteZfsRoot] }))
+      : new Map();
+
+    if (opts.dryRun) {
+      await printPlan(found.guests, opts, localZfs, source, target, out);
+      return found.failed.length > 0 ? ExitCode.failure : ExitCode.ok;
+    }
+    if (!remoteRootExists) {
+      log.info(`creating ${remote.name}:${opts.remoteZfsRoot}`);
+      await remoteZfs.create(opts.remoteZfsRoot);
+    }
+    // prune and replicate on the backup server find the guests' configs through this property.
+    await remoteZfs.setUserProperties(opts.remoteZfsRoot, { 'zbm:metadata-dir': opts.remoteMetadataDir });
+
+    const ctx: BackupContext = {
+      node: state.node,
+      local,
+      remote,
+      localZfs,
+      remoteZfs,
+      prefix: opts.prefix,
+      remoteZfsRoot: opts.remoteZfsRoot,
+      metadataDir: opts.remoteMetadataDir,
+      keepSource: opts.keepSource,
+      lockWaitMs: opts.lockWait * 1000,
+      limiter: opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined,
+      log: {
+        error: (m) => {
+          progress.clear();
+          log.error(m);
+        },
+        warn: (m) => {
+          progress.clear();
+          log.warn(m);
+        },
+        info: (m) => {
+          progress.clear();
+          log.info(m);
+        },
+        debug: (m) => log.debug(m),
+      },
+      now: () => new Date(),
+      onProgress: (label, bytes) => progress.update(label, bytes),
+    };
+
+    // One guest at a time: the node's disks and the link are shared, and one failure never stops the rest.
+    const results: GuestResult[] = [];
+    for (const guest of found.guests) {
+      const r = await backupGuest(ctx, guest, source, target);
+      progress.clear();
+      if (r.result === 'skipped') log.warn(`guest ${guest.vmid}: ${r.error}`);
+      results.push(r);
+    }
+
+    await cleanupSource(localZfs, results, opts.yes === true, log);
+
+    if (opts.json) {
+      out(
+        `${JSON.stringify({ node: state.node, remote: opts.remote, guests: results, failedGuests: found.failed }, null, 2)}\n`,
+      );
+    } else {
+      printSummary(results, out);
+    }
+    const bad = results.some((r) => r.result !== 'ok') || found.failed.length > 0 || log.problems.errors > 0;
+    return bad ? ExitCode.failure : ExitCode.ok;
+  } finally {
+    progress.clear();
+    await remote.close();
+  }
+}
+
+/**
+ * Destroys the zbm snapshots on this node that the run made obsolete, batched per dataset. Needs
+ * -y, or a yes on the terminal; a held snapshot is kept and reported, never a failure.
+ */
+async function cleanupSource(
+  zfs: Zfs,
+  results: readonly GuestResult[],
+  yes: boolean,
+  log: Logger,
+): Promise<void> {
+  const names = results.flatMap((r) => r.obsolete);
+  if (names.length === 0) return;
+  if (!yes) {
+    const asked =
+      process.stdin.isTTY === true &&
+      (await confirm(`Destroy ${names.length} old zbm snapshot(s) on this node?\n  ${names.join('\n  ')}\n`));
+    if (!asked) {
+      log.warn(
+        `${names.length} old zbm snapshot(s) kept on this node: run with -y to destroy them (${names.join(', ')})`,
+      );
+      return;
+    }
+  }
+  const held = new Set((await zfs.holds(names)).map((h) => h.snapshot));
+  const perDataset = new Map<string, string[]>();
+  for (const n of names) {
+    if (held.has(n)) {
+      log.info(`kept ${n}: it is held (zfs holds ${n})`);
+      continue;
+    }
+    const [ds = '', short = ''] = n.split('@');
+    perDataset.set(ds, [...(perDataset.get(ds) ?? []), short]);
+  }
+  for (const [ds, shorts] of perDataset) {
+    try {
+      await zfs.destroySnapshots(ds, shorts);
+      log.info(`destroyed ${shorts.length} old snapshot(s) of ${ds}: ${shorts.join(', ')}`);
+    } catch (err) {
+      log.error(`destroying old snapshots of ${ds}: ${errorMessage(err)}`);
+    }
+  }
+}

@@ -1,0 +1,93 @@
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Per-object lock files (O_EXCL) on this host. A lock whose holder died is recovered
+ * automatically: the holder's pid is recorded, and a lock whose pid no longer runs zbm is stale.
+ */
+export interface LockHolder {
+  readonly pid: number;
+  readonly command: string;
+  readonly since: string;
+}
+
+export interface Lock {
+  readonly path: string;
+  release(): void;
+}
+
+export function lockDir(): string {
+  return process.env.ZBM_LOCK_DIR ?? '/run/lock/zbm';
+}
+
+function holderAlive(h: LockHolder): boolean {
+  try {
+    process.kill(h.pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // The pid may have been reused by another program since the holder died.
+  try {
+    return readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').includes('zbm');
+  } catch {
+    return true;
+  }
+}
+
+function readHolder(path: string): LockHolder | null {
+  try {
+    const h = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
+    return typeof h.pid === 'number'
+      ? { pid: h.pid, command: String(h.command), since: String(h.since) }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function tryAcquire(path: string, command: string): Lock | LockHolder {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o644);
+      writeSync(fd, JSON.stringify({ pid: process.pid, command, since: new Date().toISOString() }));
+      closeSync(fd);
+      return {
+        path,
+        release: () => {
+          if (readHolder(path)?.pid === process.pid) rmSync(path, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = readHolder(path);
+    // An unreadable file is a lock being written this very moment: treat it as held.
+    if (holder === null) return { pid: 0, command: 'unknown (lock being written)', since: '' };
+    if (holderAlive(holder)) return holder;
+    rmSync(path, { force: true });
+  }
+  return { pid: 0, command: 'unknown (lock keeps changing)', since: '' };
+}
+
+/** Takes the lock named name, waiting up to waitMs; returns who holds it when it cannot. */
+export async function acquire(
+  name: string,
+  command: string,
+  waitMs: number,
+): Promise<{ lock: Lock } | { heldBy: LockHolder }> {
+  const dir = lockDir();
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const path = join(dir, `${name.replaceAll('/', '_')}.lock`);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const r = tryAcquire(path, command);
+    if ('release' in r) return { lock: r };
+    if (Date.now() >= deadline) return { heldBy: r };
+    await sleep(Math.min(1000, Math.max(50, deadline - Date.now())));
+  }
+}
+
+export function describeHolder(h: LockHolder): string {
+  return h.pid ? `zbm pid ${h.pid} (${h.command}, since ${h.since})` : h.command;
+}

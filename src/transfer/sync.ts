@@ -1,0 +1,146 @@
+import { ZbmError } from '../errors.ts';
+import { PipeError, pipe } from '../host/pipe.ts';
+import type { RateLimiter } from '../host/rate.ts';
+import { type Diff, describeConflict, diff, type SnapRef, type Step } from '../plan/diff.ts';
+import { receiveArgv, resumeSendArgv, sendArgv } from '../zfs/argv.ts';
+import type { Dataset } from '../zfs/types.ts';
+import type { Zfs } from '../zfs/zfs.ts';
+
+export interface SyncSide {
+  readonly zfs: Zfs;
+  readonly dataset: string;
+  /** The dataset as listed at the start of the run; null when it does not exist. */
+  readonly listing: Dataset | null;
+}
+
+export interface SyncOptions {
+  /** Only snapshots whose short name passes travel (zbm's prefix). */
+  readonly select: (short: string) => boolean;
+  readonly limiter?: RateLimiter;
+  readonly onProgress?: (bytes: number) => void;
+  readonly onMessage?: (msg: string) => void;
+  /** The option that rolls a diverged target back, named in the conflict message. */
+  readonly rollbackOption?: string;
+}
+
+export type SyncMode = 'full' | 'incremental' | 'up-to-date';
+
+export interface SyncResult {
+  readonly mode: SyncMode;
+  readonly bytes: number;
+  /** A resumed interrupted transfer, or a stale token that was cleared. */
+  readonly resumed: 'resumed' | 'stale-token-cleared' | null;
+  /** The newest snapshot both sides now have. */
+  readonly common: SnapRef;
+  readonly sent: readonly string[];
+}
+
+export class SyncConflictError extends ZbmError {
+  override name = 'SyncConflictError';
+}
+
+/** The sender's messages when the snapshot a resume token points at is gone. */
+const STALE_TOKEN =
+  /no longer exists|does not exist|cannot resume send|invalid resume token|kernel modules must be upgraded/i;
+
+function refs(listing: Dataset | null, select: (s: string) => boolean) {
+  return {
+    snapshots: (listing?.snapshots ?? []).filter((s) => select(s.short)),
+    bookmarks: (listing?.bookmarks ?? []).filter((b) => select(b.short)),
+  };
+}
+
+export function planSync(source: SyncSide, target: SyncSide, select: (s: string) => boolean): Diff {
+  return diff(refs(source.listing, select), {
+    snapshots: target.listing ? target.listing.snapshots : null,
+    written: target.listing?.written ?? 0,
+  });
+}
+
+function stepArgv(dataset: string, step: Step, raw: boolean): string[] {
+  const from = step.from ? `${dataset}${step.from.bookmark ? '#' : '@'}${step.from.short}` : undefined;
+  return sendArgv({ snapshot: `${dataset}@${step.to.short}`, from, raw });
+}
+
+async function reload(side: SyncSide): Promise<Dataset | null> {
+  const found = await side.zfs.list({ roots: [side.dataset], depth: 1 });
+  return found.find((d) => d.name === side.dataset) ?? null;
+}
+
+/**
+ * Brings target up to date with source: first finishes an interrupted receive from its token (or
+ * clears a stale one, saying so), then sends every selected snapshot the target lacks. Never rolls
+ * the target back: a conflict is an error that leaves both sides untouched.
+ */
+export async function syncDataset(
+  source: SyncSide,
+  target: SyncSide,
+  opts: SyncOptions,
+): Promise<SyncResult> {
+  const raw = source.listing?.encrypted ?? false;
+  let bytes = 0;
+  let resumed: SyncResult['resumed'] = null;
+  let targetListing = target.listing;
+  const progress = (n: number) => opts.onProgress?.(bytes + n);
+  const recv = receiveArgv({ target: target.dataset });
+
+  const token = targetListing?.resumeToken;
+  if (token) {
+    try {
+      const r = await pipe(
+        { host: source.zfs.host, argv: resumeSendArgv(token) },
+        { host: target.zfs.host, argv: recv },
+        { limiter: opts.limiter, onProgress: progress },
+      );
+      bytes += r.bytes;
+      resumed = 'resumed';
+      opts.onMessage?.(`${target.dataset}: resumed the interrupted transfer (${r.bytes} bytes)`);
+    } catch (err) {
+      if (!(err instanceof PipeError) || err.fromExit.code === 0 || !STALE_TOKEN.test(err.fromStderr))
+        throw err;
+      await target.zfs.abortReceive(target.dataset);
+      resumed = 'stale-token-cleared';
+      opts.onMessage?.(
+        `${target.dataset}: the interrupted transfer cannot resume (${err.fromStderr.trim().split('\n')[0]}); ` +
+          'its partial state was discarded and the transfer restarts from the common snapshot',
+      );
+    }
+    targetListing = await reload(target);
+  }
+
+  const plan = planSync(source, { ...target, listing: targetListing }, opts.select);
+  switch (plan.kind) {
+    case 'up-to-date':
+      return {
+        mode: resumed === 'resumed' ? 'incremental' : 'up-to-date',
+        bytes,
+        resumed,
+        common: plan.common,
+        sent: [],
+      };
+    case 'full':
+    case 'incremental': {
+      const sent: string[] = [];
+      for (const step of plan.steps) {
+        const r = await pipe(
+          { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw) },
+          { host: target.zfs.host, argv: recv },
+          { limiter: opts.limiter, onProgress: progress },
+        );
+        bytes += r.bytes;
+        sent.push(step.to.short);
+      }
+      const last = plan.steps.at(-1);
+      if (!last) throw new Error('a plan to send has no step');
+      return { mode: plan.kind, bytes, resumed, common: last.to, sent };
+    }
+    default:
+      throw new SyncConflictError(
+        describeConflict(
+          plan,
+          { host: source.zfs.host.name, dataset: source.dataset },
+          { host: target.zfs.host.name, dataset: target.dataset },
+        ),
+      );
+  }
+}

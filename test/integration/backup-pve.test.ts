@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { shellJoin } from '../../src/host/quote.ts';
+import {
+  holds,
+  killMidStream,
+  labAvailable,
+  on,
+  reset,
+  sh,
+  tree,
+  vm,
+  writeZvol,
+  zbm,
+  zvolHash,
+} from '../lab/lab.ts';
+
+const ORIGINAL = [
+  'backup-pve',
+  '--remote',
+  'zbm-dest',
+  '--prefix',
+  'bak-zbm-',
+  '--local-zfs-root',
+  'rpool/data',
+  '--remote-zfs-root',
+  'main/bak-zbm',
+  '--remote-metadata-dir',
+  '/root/backups_metadata',
+  '-y',
+];
+
+/** The disks backup-pve must take from the lab's fixtures, by vzdump's rules. */
+const BACKED_UP = [
+  'subvol-103-disk-0',
+  'subvol-103-disk-1',
+  'subvol-104-disk-0',
+  'vm-100-disk-0',
+  'vm-100-disk-1',
+  'vm-100-disk-2',
+  'vm-100-disk-3',
+  'vm-101-disk-0',
+  'vm-102-disk-0',
+];
+
+interface JsonDisk {
+  key: string;
+  source: string;
+  target: string;
+  mode: string;
+  resumed: string | null;
+  bytes: number;
+}
+interface JsonGuest {
+  vmid: number;
+  snapshot: string;
+  result: string;
+  disks: JsonDisk[];
+}
+
+function guests(stdout: string): JsonGuest[] {
+  return (JSON.parse(stdout) as { guests: JsonGuest[] }).guests;
+}
+
+function disk(gs: JsonGuest[], dataset: string): JsonDisk {
+  const d = gs.flatMap((g) => g.disks).find((x) => x.source === `rpool/data/${dataset}`);
+  assert.ok(d, `no result for ${dataset}`);
+  return d;
+}
+
+const snapshotsOf = (names: string[], dataset: string) =>
+  names.filter((n) => n.startsWith(`${dataset}@`)).map((n) => n.slice(dataset.length + 1));
+
+describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
+  before(async () => {
+    await reset();
+    await sh('touch /etc/lab/log-invocations');
+  });
+
+  let first: JsonGuest[] = [];
+
+  it("backs up every guest disk with the original design's exact command: full sends, one snapshot per disk", async () => {
+    const r = await zbm('pve1', ORIGINAL);
+    assert.equal(r.code, 0, r.stderr);
+    const t = await tree('main/bak-zbm');
+    const datasets = t.filter((n) => !n.includes('@') && n !== 'main/bak-zbm');
+    assert.deepEqual(
+      datasets,
+      BACKED_UP.map((d) => `main/bak-zbm/${d}`),
+    );
+    for (const d of BACKED_UP) {
+      const snaps = snapshotsOf(t, `main/bak-zbm/${d}`);
+      assert.equal(snaps.length, 1, `${d}: ${snaps}`);
+      assert.match(snaps[0] ?? '', /^bak-zbm-\d{8}T\d{6}Z$/);
+    }
+    // The guest's own Proxmox snapshots and the other node's guest stay where they are.
+    assert.ok(!t.some((n) => n.includes('vm-200')));
+    // A disk zbm cannot back up is named, never skipped silently.
+    assert.match(r.stderr, /102.*sata0.*local:102\/vm-102-disk-0\.qcow2/);
+    // Data arrives byte for byte.
+    assert.equal(await zvolHash('main/bak-zbm/vm-100-disk-0'), await zvolHash('rpool/data/vm-100-disk-0'));
+    const src = await sh('cat /rpool/data/subvol-103-disk-0/srv/data.bin | sha256sum');
+    await sh(
+      'zfs set mountpoint=/mnt/check main/bak-zbm/subvol-103-disk-0 && (zfs mount main/bak-zbm/subvol-103-disk-0 2>/dev/null || true)',
+    );
+    assert.equal(await sh('cat /mnt/check/srv/data.bin | sha256sum'), src);
+    await sh(
+      'zfs umount main/bak-zbm/subvol-103-disk-0 && zfs inherit mountpoint main/bak-zbm/subvol-103-disk-0',
+    );
+  });
+
+  it('takes ONE atomic zfs snapshot call per guest, frozen between freeze and thaw', async () => {
+    const zfsLog = (await sh('cat /var/log/lab/zfs.log')).split('\n');
+    const snapCalls = zfsLog.filter((l) => / snapshot /.test(l));
+    const vm100 = snapCalls.filter((l) => l.includes('vm-100-'));
+    assert.equal(vm100.length, 1, `one call for VM 100: ${vm100.join('\n')}`);
+    for (const n of [0, 1, 2, 3]) assert.ok(vm100[0]?.includes(`rpool/data/vm-100-disk-${n}@bak-zbm-`));
+    const qm = (await sh('cat /var/log/lab/qm.log')).split('\n').filter((l) => l.split(' ')[1] === '100');
+    const calls = qm.map((l) => l.split(' ')[2]);
+    assert.deepEqual(calls, ['ping', 'fsfreeze-freeze', 'fsfreeze-thaw']);
+    const time = (l: string | undefined) => Number(l?.split(' ')[0]);
+    const snapAt = time(vm100[0]);
+    assert.ok(time(qm[1]) < snapAt && snapAt < time(qm[2]), 'freeze < snapshot < thaw');
+    // VM 101's agent is dead: pinged, never frozen, still snapshotted (crash-consistent).
+    const qm101 = (await sh('cat /var/log/lab/qm.log')).split('\n').filter((l) => l.split(' ')[1] === '101');
+    assert.deepEqual(
+      qm101.map((l) => l.split(' ')[2]),
+      ['ping'],
+    );
+    // Containers and agent-less VMs are never sent to qm.
+    assert.ok(!(await sh('cat /var/log/lab/qm.log')).split('\n').some((l) => / (102|103|104) /.test(l)));
+  });
+
+  it('keeps the config and a manifest beside the data', async () => {
+    const t = await tree('main/bak-zbm/vm-100-disk-0');
+    const snap = snapshotsOf(t, 'main/bak-zbm/vm-100-disk-0')[0] ?? '';
+    const conf = await sh(`cat /root/backups_metadata/100/${snap}.conf`);
+    assert.equal(conf, await sh('cat /etc/pve/nodes/pve1/qemu-server/100.conf'));
+    const manifest = JSON.parse(await sh(`cat /root/backups_metadata/100/${snap}.json`)) as {
+      vmid: number;
+      name: string;
+      node: string;
+      snapshot: string;
+      disks: { key: string; target: string; guid: string }[];
+    };
+    assert.equal(manifest.vmid, 100);
+    assert.equal(manifest.name, 'web');
+    assert.equal(manifest.node, 'pve1');
+    assert.deepEqual(manifest.disks.map((d) => d.key).sort(), ['efidisk0', 'scsi0', 'scsi1', 'tpmstate0']);
+    const guid = (await sh(`zfs get -H -o value guid main/bak-zbm/vm-100-disk-0@${snap}`)).trim();
+    assert.equal(manifest.disks.find((d) => d.key === 'scsi0')?.guid, guid);
+    assert.equal(
+      (await sh('zfs get -H -o value zbm:metadata-dir main/bak-zbm')).trim(),
+      '/root/backups_metadata',
+    );
+  });
+
+  it('sends only the changed blocks the second time (1 MiB written into a 64 MiB zvol)', async () => {
+    await writeZvol('rpool/data/vm-100-disk-0', 1, 8);
+    const r = await zbm('pve1', [...ORIGINAL, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const gs = guests(r.stdout);
+    const d = disk(gs, 'vm-100-disk-0');
+    assert.equal(d.mode, 'incremental');
+    assert.ok(d.bytes > 1024 * 1024 && d.bytes < 1.5 * 1024 * 1024, `sent ${d.bytes} bytes`);
+    // An unchanged disk moves almost nothing.
+    assert.ok(disk(gs, 'vm-101-disk-0').bytes < 64 * 1024);
+    assert.equal(await zvolHash('main/bak-zbm/vm-100-disk-0'), await zvolHash('rpool/data/vm-100-disk-0'));
+    first = gs;
+  });
+
+  it('keeps only the newest zbm snapshot on the node, bookmarked and held on both sides; the Proxmox snapshot stays', async () => {
+    const src = await tree('rpool/data/vm-100-disk-0');
+    const snap = first.find((g) => g.vmid === 100)?.snapshot ?? '';
+    assert.deepEqual(
+      src.filter((n) => n.includes('bak-zbm-')),
+      [`rpool/data/vm-100-disk-0#${snap}`, `rpool/data/vm-100-disk-0@${snap}`].sort(),
+    );
+    assert.deepEqual(await holds('rpool/data/vm-100-disk-0'), [
+      `rpool/data/vm-100-disk-0@${snap}\tzbm-base:pve1:zbm-dest`,
+    ]);
+    assert.deepEqual(await holds('main/bak-zbm/vm-100-disk-0'), [
+      `main/bak-zbm/vm-100-disk-0@${snap}\tzbm-base:pve1:zbm-dest`,
+    ]);
+    // The backup server keeps both backups.
+    assert.equal(
+      snapshotsOf(await tree('main/bak-zbm/vm-100-disk-0'), 'main/bak-zbm/vm-100-disk-0').length,
+      2,
+    );
+  });
+
+  it('resumes an interrupted transfer where it stopped, instead of starting over', async () => {
+    await writeZvol('rpool/data/vm-102-disk-0', 8);
+    // Killed mid-stream: 1 MiB/s for 3 s of an 8 MiB increment.
+    const killed = await killMidStream(
+      [...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'],
+      'main/bak-zbm/vm-102-disk-0',
+    );
+    assert.equal(killed.code, 130, killed.stderr);
+    const token = (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim();
+    assert.match(token, /^1-/, 'a partial receive was kept');
+    assert.equal(
+      (await vm('pgrep -f "zfs (send|receive)"')).stdout.trim(),
+      '',
+      'no zfs process outlived zbm',
+    );
+
+    const r = await zbm('pve1', [...ORIGINAL, '--vmid', '102', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const d = disk(guests(r.stdout), 'vm-102-disk-0');
+    assert.equal(d.resumed, 'resumed');
+    assert.ok(d.bytes < 7 * 1024 * 1024, `resumed run moved ${d.bytes} bytes, not the whole 8 MiB again`);
+    assert.equal(await zvolHash('main/bak-zbm/vm-102-disk-0'), await zvolHash('rpool/data/vm-102-disk-0'));
+    assert.equal(
+      (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),
+      '-',
+    );
+  });
+
+  it('clears a stale resume token (its snapshot is gone) and continues from the common base, saying so', async () => {
+    await writeZvol('rpool/data/vm-102-disk-0', 8);
+    await killMidStream([...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0');
+    assert.match(
+      (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),
+      /^1-/,
+    );
+    // The interrupted snapshot disappears on the node (an admin, or a crash before it was protected).
+    const src = await tree('rpool/data/vm-102-disk-0');
+    const newest = src.filter((n) => n.includes('@bak-zbm-')).at(-1) ?? '';
+    await sh(shellJoin(['zfs', 'destroy', newest]));
+
+    const r = await zbm('pve1', [...ORIGINAL, '--vmid', '102', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /cannot resume/);
+    const d = disk(guests(r.stdout), 'vm-102-disk-0');
+    assert.equal(d.resumed, 'stale-token-cleared');
+    assert.equal(d.mode, 'incremental');
+    assert.equal(await zvolHash('main/bak-zbm/vm-102-disk-0'), await zvolHash('rpool/data/vm-102-disk-0'));
+  });
+
+  it('refuses a diverged target and leaves it untouched; the other guests still get backed up', async () => {
+    await sh('zfs snapshot main/bak-zbm/vm-102-disk-0@intruder');
+    const before = await tree('main/bak-zbm/vm-102-disk-0');
+    const r = await zbm('pve1', [...ORIGINAL, '--vmid', '102,104', '--json']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /main\/bak-zbm\/vm-102-disk-0 has diverged/);
+    assert.match(r.stderr, /intruder/);
+    assert.match(r.stderr, /zfs rollback -r main\/bak-zbm\/vm-102-disk-0@bak-zbm-/);
+    assert.deepEqual(await tree('main/bak-zbm/vm-102-disk-0'), before);
+    const gs = guests(r.stdout);
+    assert.equal(gs.find((g) => g.vmid === 102)?.result, 'failed');
+    assert.equal(gs.find((g) => g.vmid === 104)?.result, 'ok');
+  });
+
+  it('changes nothing with --dry-run and prints the plan', async () => {
+    const before = [...(await tree('rpool')), ...(await tree('main'))];
+    const r = await zbm('pve1', [...ORIGINAL, '--dry-run']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /vm-100-disk-0 → main\/bak-zbm\/vm-100-disk-0: incremental from rpool\/data\/vm-100-disk-0@bak-zbm-/,
+    );
+    assert.deepEqual([...(await tree('rpool')), ...(await tree('main'))], before);
+  });
+
+  it('without -y and without a terminal destroys nothing on the node, and says so', async () => {
+    const args = ORIGINAL.filter((a) => a !== '-y');
+    const r = await zbm('pve1', [...args, '--vmid', '104']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /kept on this node: run with -y/);
+    assert.equal(
+      snapshotsOf(await tree('rpool/data/subvol-104-disk-0'), 'rpool/data/subvol-104-disk-0').length,
+      2,
+    );
+  });
+});
