@@ -10,6 +10,13 @@ Exit codes:
   2    usage error (unknown flag, bad value, missing option)
   130  interrupted (SIGINT/SIGTERM); every child process was stopped`;
 
+export const VERIFY_EXIT_CODES_HELP = `
+Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
+  0    OK
+  1    WARNING (too few snapshots, an interrupted transfer, a stale scrub, a disk missing from a backup)
+  2    CRITICAL (a backup too old or missing, a degraded pool); also a usage error
+  3    UNKNOWN (a check could not run)`;
+
 /** What a parsed command line asks for: the command's name and its validated options. */
 export interface Invocation {
   readonly command: string;
@@ -117,7 +124,25 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .requiredOption('--local-zfs-root <dataset>', 'check the datasets under this dataset', v.dataset)
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
         .option('--max-age-days <days>', 'newest snapshot must be younger than this', v.positiveNumber, 1)
-        .option('--min-snapshots <n>', 'each dataset must have at least this many snapshots', v.count, 1),
+        .option('--min-snapshots <n>', 'each dataset must have at least this many snapshots', v.count, 1)
+        .option(
+          '--max-age-hours <hours>',
+          'like --max-age-days, in hours (for hourly backups); wins over days',
+          v.positiveNumber,
+        )
+        .option('--remote <host>', 'next tier (ssh destination): also check the replication lag', v.remote)
+        .option(
+          '--remote-zfs-root <dataset>',
+          'dataset on the next tier mirroring --local-zfs-root',
+          v.dataset,
+        )
+        .option(
+          '--max-scrub-age-days <days>',
+          "the pool's last scrub must be younger than this",
+          v.positiveNumber,
+          35,
+        )
+        .option('--json', 'print the checks as JSON on stdout'),
   },
 ];
 
@@ -138,7 +163,7 @@ export function parseCommandLine(args: readonly string[], io: ProgramIO): Invoca
   for (const spec of COMMANDS) {
     const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
     cmd.addOption(new Option('-v, --verbose', 'print debug messages'));
-    cmd.addHelpText('after', EXIT_CODES_HELP);
+    cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
     cmd.action((options: Record<string, unknown>) => {
       invocation = { command: spec.name, options };
     });

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  checkDataset,
+  checkGuest,
+  checkPool,
+  checkReplication,
+  parseZpoolStatus,
+  worst,
+} from '../../src/verify/checks.ts';
+import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
+
+const NOW = 1_800_000_000;
+let txg = 1;
+function snap(short: string, ageSeconds: number, guid = `g-${short}`): Snapshot {
+  return {
+    name: `p/d@${short}`,
+    dataset: 'p/d',
+    short,
+    guid,
+    createtxg: txg++,
+    creation: NOW - ageSeconds,
+    used: 0,
+    referenced: 0,
+    userrefs: 0,
+    props: {},
+  };
+}
+function ds(snapshots: Snapshot[], resumeToken: string | null = null): Dataset {
+  return {
+    name: 'p/d',
+    type: 'volume',
+    guid: '1',
+    creation: 0,
+    used: 0,
+    referenced: 0,
+    written: 0,
+    encrypted: false,
+    resumeToken,
+    props: {},
+    snapshots,
+    bookmarks: [],
+  };
+}
+const rules = { prefix: 'bak-', maxAgeSeconds: 86400, minSnapshots: 2 };
+
+describe('verify checks', () => {
+  it('grades freshness and count', () => {
+    assert.equal(checkDataset(ds([snap('bak-1', 7200), snap('bak-2', 3600)]), rules, NOW).state, 'OK');
+    const stale = checkDataset(ds([snap('bak-1', 200000), snap('bak-2', 90000)]), rules, NOW);
+    assert.equal(stale.state, 'CRITICAL');
+    assert.match(stale.message, /25\.0 h old, limit 24\.0 h/);
+    const few = checkDataset(ds([snap('bak-2', 3600)]), rules, NOW);
+    assert.equal(few.state, 'WARNING');
+    assert.match(few.message, /1 snapshots, fewer than 2/);
+    assert.equal(
+      checkDataset(ds([snap('manual', 10)]), rules, NOW).state,
+      'CRITICAL',
+      'other snapshots do not count',
+    );
+    assert.equal(
+      checkDataset(ds([snap('bak-1', 7200), snap('bak-2', 3600)], '1-abc'), rules, NOW).state,
+      'WARNING',
+    );
+  });
+
+  it('measures the replication lag by guid', () => {
+    const a = snap('bak-1', 200000);
+    const b = snap('bak-2', 3600);
+    assert.equal(checkReplication(ds([a, b]), ds([a, b]), 'r', rules, NOW).state, 'OK');
+    const lag = checkReplication(ds([a, b]), ds([a, { ...b, guid: 'other' }]), 'r', rules, NOW);
+    assert.equal(lag.state, 'CRITICAL');
+    assert.match(lag.message, /bak-1/);
+    assert.equal(checkReplication(ds([a, b]), null, 'r', rules, NOW).state, 'CRITICAL');
+  });
+
+  it('reads zpool status and grades pools', () => {
+    const text = `  pool: main\n state: DEGRADED\nstatus: One or more devices has been taken offline\n  scan: scrub repaired 0B in 00:00:01 with 0 errors on Thu Nov 26 11:05:03 2026\nconfig:\n`;
+    const p = parseZpoolStatus(text);
+    assert.equal(p.pool, 'main');
+    assert.equal(p.health, 'DEGRADED');
+    assert.equal(new Date((p.lastScrub ?? 0) * 1000).getDate(), 26);
+    assert.equal(checkPool(p, 35 * 86400, (p.lastScrub ?? 0) + 100).state, 'WARNING');
+    assert.equal(checkPool({ ...p, health: 'ONLINE' }, 35 * 86400, (p.lastScrub ?? 0) + 100).state, 'OK');
+    assert.equal(
+      checkPool({ ...p, health: 'ONLINE' }, 35 * 86400, (p.lastScrub ?? 0) + 40 * 86400).state,
+      'WARNING',
+    );
+    assert.equal(checkPool({ pool: 'x', health: 'FAULTED', lastScrub: null }, 1, 0).state, 'CRITICAL');
+    assert.equal(parseZpoolStatus('  pool: x\n state: ONLINE\nconfig:\n').lastScrub, null);
+  });
+
+  it('reports disks missing from the newest backup of a guest', () => {
+    const m = {
+      vmid: 100,
+      name: 'web',
+      snapshot: 'bak-2',
+      disks: [{ key: 'scsi0', target: 'main/b/vm-100-disk-0' }],
+      missing: [],
+    };
+    const id = (t: string) => t;
+    assert.equal(checkGuest(m, new Set(['main/b/vm-100-disk-0']), id).state, 'OK');
+    assert.equal(checkGuest(m, new Set(), id).state, 'CRITICAL');
+    const partial = checkGuest(
+      { ...m, missing: [{ key: 'scsi1', reason: 'failed' }] },
+      new Set(['main/b/vm-100-disk-0']),
+      id,
+    );
+    assert.equal(partial.state, 'WARNING');
+    assert.match(partial.message, /scsi1/);
+  });
+
+  it('takes the worst state, UNKNOWN below WARNING', () => {
+    assert.equal(worst(['OK', 'UNKNOWN']), 'UNKNOWN');
+    assert.equal(worst(['UNKNOWN', 'WARNING', 'OK']), 'WARNING');
+    assert.equal(worst(['CRITICAL', 'WARNING']), 'CRITICAL');
+    assert.equal(worst([]), 'OK');
+  });
+});
