@@ -25,11 +25,12 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; ex
 
 # Options shared by every ssh call from the host. The VM's host key changes
 # with every image, so it is neither checked nor remembered. aes128-gcm is the
-# fastest cipher under emulation. The master connection makes calls cheap.
+# fastest cipher under emulation and curve25519 the cheapest key exchange for
+# the emulated sshd. The master connection makes later calls cheap.
 ssh_opts() { # statedir
     SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
         -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes
-        -o Ciphers=aes128-gcm@openssh.com
+        -o Ciphers=aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256
         -o ControlMaster=auto -o "ControlPath=$1/ssh.sock" -o ControlPersist=300
         -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=8
         -i "$LAB_SSH_KEY" -p "$LAB_SSH_PORT")
@@ -74,7 +75,7 @@ free_port() {
 }
 
 cmd_start() { # statedir
-    local state=$1 image pid port attempt waited=0
+    local state=$1 image pid port attempt booted
     if [[ $state == *XXXX ]]; then
         state=$(mktemp -d "$state")
         log "state dir: $state"
@@ -115,8 +116,9 @@ LAB_STATE=$state
 EOF
     load_env "$state"
     log "booting (pid $(<"$state/qemu.pid"), ssh on 127.0.0.1:$port)"
+    booted=$SECONDS
 
-    # Boot under emulation takes ~25 s; poll ssh until it answers.
+    # Boot under emulation takes 25-45 s; poll ssh until it answers.
     until ssh "${SSH_OPTS[@]}" -o ControlMaster=no -o ConnectTimeout=5 root@127.0.0.1 true \
         2>/dev/null; do
         if ! qemu_pid "$state" >/dev/null; then
@@ -124,20 +126,20 @@ EOF
             tail -n 40 "$state/console.log" >&2 || true
             die "boot failed"
         fi
-        if ((waited >= BOOT_TIMEOUT)); then
+        if ((SECONDS - booted >= BOOT_TIMEOUT)); then
             log "no ssh after ${BOOT_TIMEOUT}s; console tail:"
             tail -n 40 "$state/console.log" >&2 || true
             cmd_stop "$state"
             die "boot timed out"
         fi
-        sleep 2
-        waited=$((waited + 2))
+        sleep 1
     done
-    log "ssh up after ~${waited}s of polling"
+    log "ssh up $((SECONDS - booted)) s after qemu started"
 
     # One-time setup of the run: fresh pools and guests.
-    lab_ssh "$state" lab-reset >&2
-    log "ready: $state"
+    lab_ssh "$state" lab-reset >&2 ||
+        die "lab-reset failed in the VM (left running for a look: vm.sh ssh/stop $state)"
+    log "ready after $((SECONDS - booted)) s: $state"
     echo "$state"
 }
 
@@ -192,6 +194,10 @@ cmd_with() { # statedir cmd...
     fi
     mkdir -p "$state"
     state=$(cd "$state" && pwd)
+    # Someone else's VM in this dir: refuse before the trap could stop it.
+    if qemu_pid "$state" >/dev/null; then
+        die "a lab VM already runs for $state; use another state dir"
+    fi
     # Stop on every way out, including a start that fails half way.
     trap 'cmd_stop "$state"' EXIT
     trap 'exit 130' INT
@@ -203,8 +209,9 @@ cmd_with() { # statedir cmd...
     # The command runs in the background and we wait for it: a TERM sent to
     # this script alone is then handled at once (bash defers traps until a
     # foreground child ends), the child is ended, and the VM always stops.
-    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 130' INT
-    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+    # (|| true: under set -e the child's 143 would otherwise be our status.)
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child" || true; exit 130' INT
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child" || true; exit 143' TERM
     # <&0: a background job would otherwise get /dev/null as its stdin.
     "$@" <&0 &
     child=$!

@@ -193,7 +193,7 @@ cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 echo '/dev/vda / ext4 rw,noatime 0 0' >"$ROOTFS/etc/fstab"
 
 # --- 2. kernel, ZFS, tools (inside the chroot) ------------------------------------
-log "phase 2/5: kernel + dkms + OpenZFS from bookworm-backports (~3-4 min)"
+log "phase 2/5: kernel + dkms + OpenZFS from bookworm-backports (~5 min)"
 mount_chroot
 install -m 755 "$HERE/chroot-setup.sh" "$ROOTFS/tmp/chroot-setup.sh"
 quiet chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \

@@ -114,7 +114,12 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'dataset on the next tier mirroring --local-zfs-root',
           v.dataset,
         )
-        .option('-y, --yes', 'destroy without asking'),
+        .option('-y, --yes', 'destroy without asking')
+        .option(
+          '--dry-run',
+          'print the plan (every snapshot: keep or destroy, and why) and destroy nothing, even with -y',
+        )
+        .option('--json', 'print the plan, or with -y the result, as JSON on stdout'),
   },
   {
     name: 'verify',

@@ -2,6 +2,7 @@ import { createLogger } from '../cli/log.ts';
 import type { Invocation } from '../cli/program.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import { type BackupPveOptions, backupPve } from './backup-pve.ts';
+import { type PruneOptions, prune } from './prune.ts';
 import { type ReplicateOptions, replicate } from './replicate.ts';
 import { type VerifyOptions, verify } from './verify.ts';
 
@@ -14,6 +15,8 @@ export async function runCommand(inv: Invocation): Promise<number> {
     switch (inv.command) {
       case 'backup-pve':
         return await backupPve(inv.options as unknown as BackupPveOptions, log);
+      case 'prune':
+        return await prune(inv.options as unknown as PruneOptions, log);
       case 'replicate':
         return await replicate(inv.options as unknown as ReplicateOptions, log);
       case 'verify':

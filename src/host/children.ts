@@ -26,12 +26,21 @@ export async function stopAll(graceMs = 3000): Promise<void> {
 
 export function terminate(child: ChildProcess, graceMs = 3000): void {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
+  signalGroup(child, 'SIGTERM');
   const timer = setTimeout(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) signalGroup(child, 'SIGKILL');
   }, graceMs);
   timer.unref();
   child.once('exit', () => clearTimeout(timer));
+}
+
+/** Signals the child's whole process group (children are started as group leaders). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    child.kill(signal);
+  }
 }
 
 export function exited(child: ChildProcess): Promise<void> {

@@ -20,7 +20,8 @@ export interface RunResult {
 
 export function start(host: Host, argv: readonly string[], stdio: StdioOptions): ChildProcess {
   const { file, args } = host.invocation(argv);
-  return track(spawn(file, [...args], { stdio }));
+  // Its own process group, so that stopping it also stops whatever it started (sh -c pipelines).
+  return track(spawn(file, [...args], { stdio, detached: true }));
 }
 
 /** Keeps the tail of a stream's text, up to limit characters. */
@@ -46,7 +47,19 @@ export interface Exit {
 export function waitExit(child: ChildProcess): Promise<Exit> {
   return new Promise((resolve) => {
     child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
-    child.once('close', (code, signal) => resolve({ code, signal }));
+    child.once('exit', (code, signal) => {
+      // 'close' also waits for the output pipes, which a grandchild that outlived its parent may
+      // hold open forever: give the last output a moment, then stop listening.
+      const timer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        resolve({ code, signal });
+      }, 1000);
+      child.once('close', () => {
+        clearTimeout(timer);
+        resolve({ code, signal });
+      });
+    });
   });
 }
 

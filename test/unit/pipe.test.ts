@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { liveChildren } from '../../src/host/children.ts';
 import { LocalHost } from '../../src/host/local.ts';
@@ -46,11 +47,14 @@ describe('pipe between two commands', () => {
       pipe(
         { host: local, argv: ['sh', '-c', 'echo "cannot open dataset" >&2; exit 1'] },
         // Would wait forever for input that never ends if the sender's failure were not noticed.
-        { host: local, argv: ['sh', '-c', 'cat >/dev/null; sleep 600'] },
+        { host: local, argv: ['sh', '-c', 'cat >/dev/null; sleep 599'] },
       ),
       (err: unknown) => err instanceof PipeError && /cannot open dataset/.test(err.message),
     );
     assert.equal(liveChildren(), 0);
+    // The receiver's own child (sleep) went with it: the whole process group is stopped.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(spawnSync('pgrep', ['-f', 'sleep 599']).status, 1, 'a grandchild outlived the pipe');
   });
 
   it('reports a command that does not exist', async () => {

@@ -1,0 +1,256 @@
+/**
+ * What prune does to one dataset, as one pure function from the retention result and the safety
+ * facts (the next tier's copy, holds) to the snapshots to destroy and, for every one kept, why.
+ * Safety always wins over the rules: a snapshot the next tier still needs, or that is held, is
+ * never destroyed, whatever the rules say. Identity across hosts is the guid, never the name.
+ */
+import {
+  type KeepRule,
+  type KeepRules,
+  planRetention,
+  type RetentionResult,
+  snapshotTime,
+} from './retention.ts';
+
+/** The parts of a snapshot listing the planner reads (zfs/types.ts Snapshot fits). */
+export interface SnapInfo {
+  readonly short: string;
+  readonly guid: string;
+  readonly createtxg: number;
+  readonly creation: number;
+}
+
+export interface DatasetInfo {
+  readonly name: string;
+  /** Oldest first (by createtxg), as Zfs.list returns them. */
+  readonly snapshots: readonly SnapInfo[];
+}
+
+/** What is known about the next tier (--remote) for this dataset. */
+export type RemoteFacts =
+  | {
+      readonly kind: 'listed';
+      /** The ssh destination, as in hold tags `zbm-base:<source>:<remote>`. */
+      readonly remote: string;
+      /** The mirrored dataset there (same path below --remote-zfs-root). */
+      readonly dataset: string;
+      /** Its snapshots; null when the remote has no such dataset. */
+      readonly snapshots: readonly { readonly guid: string }[] | null;
+    }
+  | { readonly kind: 'unreachable'; readonly remote: string; readonly error: string };
+
+export type KeepReason =
+  | { readonly kind: 'rule'; readonly rule: KeepRule }
+  | { readonly kind: 'newest-common'; readonly remote: string }
+  | { readonly kind: 'not-replicated'; readonly remote: string }
+  | { readonly kind: 'no-remote-copy'; readonly remote: string }
+  | { readonly kind: 'no-common'; readonly remote: string }
+  | { readonly kind: 'last-base'; readonly remote: string }
+  | { readonly kind: 'after-last-base'; readonly remote: string; readonly base: string }
+  | { readonly kind: 'remote-unknown'; readonly remote: string }
+  | { readonly kind: 'held'; readonly tags: readonly string[] };
+
+export interface Kept {
+  readonly short: string;
+  /** Every reason, joined: what an administrator reads. */
+  readonly why: string;
+  readonly reasons: readonly KeepReason[];
+}
+
+export interface DatasetPlan {
+  readonly dataset: string;
+  /** Short names, oldest first: one `zfs destroy dataset@a,b,c`. */
+  readonly destroy: readonly string[];
+  /** zbm's snapshots that stay, oldest first. */
+  readonly keep: readonly Kept[];
+  /** Snapshots without the prefix: never touched, listed so the plan shows the whole dataset. */
+  readonly foreign: readonly string[];
+  /** Dataset-wide facts that decided the plan (no copy on the remote, remote unreachable...). */
+  readonly notes: readonly string[];
+  /** Every snapshot oldest first, with its verdict: the prune-simulator view. */
+  readonly verdicts: readonly Verdict[];
+}
+
+export interface Verdict {
+  readonly short: string;
+  readonly action: 'keep' | 'destroy' | 'foreign';
+  readonly why: string;
+}
+
+export function ruleLabel(rule: KeepRule): string {
+  return rule === 'no-rules' ? 'no keep rule given' : `keep-${rule}`;
+}
+
+export function describeReason(r: KeepReason): string {
+  switch (r.kind) {
+    case 'rule':
+      return ruleLabel(r.rule);
+    case 'newest-common':
+      return `newest common with ${r.remote}`;
+    case 'not-replicated':
+      return `not yet on ${r.remote}`;
+    case 'no-remote-copy':
+      return `${r.remote} has no copy of this dataset`;
+    case 'no-common':
+      return `no snapshot in common with ${r.remote}`;
+    case 'last-base':
+      return `last base held for ${r.remote} (unreachable)`;
+    case 'after-last-base':
+      return `newer than ${r.base}, the last base held for ${r.remote} (unreachable)`;
+    case 'remote-unknown':
+      return `${r.remote} unreachable and no base held for it`;
+    case 'held':
+      return `held by ${r.tags.join(', ')}`;
+  }
+}
+
+/** The hold tag backup-pve and replicate put on the base of a pair whose target is remote. */
+export function isBaseTagFor(tag: string, remote: string): boolean {
+  return (
+    tag.startsWith('zbm-base:') &&
+    tag.endsWith(`:${remote}`) &&
+    tag.length > 'zbm-base:'.length + remote.length + 1
+  );
+}
+
+/** The retention input of a dataset: zbm's snapshots (the prefix) with the time each stands for. */
+export function retentionCandidates(dataset: DatasetInfo, prefix: string): { name: string; time: number }[] {
+  return dataset.snapshots
+    .filter((s) => s.short.startsWith(prefix))
+    .map((s) => ({ name: s.short, time: snapshotTime(s.short, prefix, s.creation) }));
+}
+
+export function retentionFor(
+  dataset: DatasetInfo,
+  prefix: string,
+  rules: KeepRules,
+  tz?: string,
+): RetentionResult {
+  return planRetention(retentionCandidates(dataset, prefix), rules, tz);
+}
+
+export interface PlanInput {
+  readonly dataset: DatasetInfo;
+  readonly prefix: string;
+  /** planRetention over this dataset's zbm snapshots (retentionFor). */
+  readonly retention: RetentionResult;
+  /** Hold tags per short name; snapshots without holds may be absent. */
+  readonly holds: ReadonlyMap<string, readonly string[]>;
+  /** Absent without --remote. */
+  readonly remote?: RemoteFacts;
+}
+
+export function planDataset(input: PlanInput): DatasetPlan {
+  const { dataset, prefix, retention, holds, remote } = input;
+  const ours = dataset.snapshots.filter((s) => s.short.startsWith(prefix));
+  const index = new Map(ours.map((s, i) => [s.short, i]));
+  // Reasons per position in ours; most snapshots get one or none, so arrays are made lazily.
+  const reasons: (KeepReason[] | undefined)[] = new Array(ours.length);
+  const addAt = (i: number, r: KeepReason) => {
+    const list = reasons[i];
+    if (list) list.push(r);
+    else reasons[i] = [r];
+  };
+  const notes: string[] = [];
+
+  for (const k of retention.keep) {
+    const i = index.get(k.name);
+    if (i !== undefined) addAt(i, { kind: 'rule', rule: k.rule });
+  }
+
+  if (remote?.kind === 'listed') {
+    const name = remote.remote;
+    if (remote.snapshots === null) {
+      const r: KeepReason = { kind: 'no-remote-copy', remote: name };
+      for (let i = 0; i < ours.length; i++) addAt(i, r);
+      if (ours.length > 0) {
+        notes.push(
+          `${name}:${remote.dataset} does not exist, so every zbm snapshot of ${dataset.name} is kept until replicate has copied it`,
+        );
+      }
+    } else {
+      const there = new Set(remote.snapshots.map((s) => s.guid));
+      let common = ours.length - 1;
+      while (common >= 0 && !there.has((ours[common] as SnapInfo).guid)) common--;
+      if (common < 0) {
+        const r: KeepReason = { kind: 'no-common', remote: name };
+        for (let i = 0; i < ours.length; i++) addAt(i, r);
+        if (ours.length > 0) {
+          notes.push(
+            `${name}:${remote.dataset} has no snapshot in common with ${dataset.name} (compared by guid), so every zbm snapshot is kept: none of them is on ${name}`,
+          );
+        }
+      } else {
+        const base = ours[common] as SnapInfo;
+        addAt(common, { kind: 'newest-common', remote: name });
+        const r: KeepReason = { kind: 'not-replicated', remote: name };
+        for (let i = common + 1; i < ours.length; i++) addAt(i, r);
+        const pending = ours.length - common - 1;
+        notes.push(
+          `newest common with ${name}:${remote.dataset} is ${base.short} (guid ${base.guid})` +
+            (pending > 0 ? `; ${pending} newer snapshot(s) not yet on ${name}` : ''),
+        );
+      }
+    }
+  } else if (remote?.kind === 'unreachable') {
+    const name = remote.remote;
+    let base = ours.length - 1;
+    while (
+      base >= 0 &&
+      !(holds.get((ours[base] as SnapInfo).short) ?? []).some((t) => isBaseTagFor(t, name))
+    ) {
+      base--;
+    }
+    if (base < 0) {
+      const r: KeepReason = { kind: 'remote-unknown', remote: name };
+      for (let i = 0; i < ours.length; i++) addAt(i, r);
+      if (ours.length > 0) {
+        notes.push(
+          `${name} is unreachable and no snapshot of ${dataset.name} holds a base for it: every zbm snapshot is kept`,
+        );
+      }
+    } else {
+      const b = (ours[base] as SnapInfo).short;
+      addAt(base, { kind: 'last-base', remote: name });
+      const r: KeepReason = { kind: 'after-last-base', remote: name, base: b };
+      for (let i = base + 1; i < ours.length; i++) addAt(i, r);
+      notes.push(`${name} is unreachable: kept ${b} (the last base held for it) and everything newer`);
+    }
+  }
+
+  for (const [short, tags] of holds) {
+    const i = index.get(short);
+    if (i !== undefined && tags.length > 0) addAt(i, { kind: 'held', tags: [...tags] });
+  }
+
+  const keep: Kept[] = [];
+  const destroy: string[] = [];
+  const foreign: string[] = [];
+  const verdicts: Verdict[] = [];
+  const foreignWhy = `not a zbm snapshot (no prefix ${prefix}): never touched`;
+  const whys = new Map<KeepReason, string>();
+  for (const s of dataset.snapshots) {
+    const i = index.get(s.short);
+    if (i === undefined) {
+      foreign.push(s.short);
+      verdicts.push({ short: s.short, action: 'foreign', why: foreignWhy });
+      continue;
+    }
+    const rs = reasons[i];
+    if (rs) {
+      // Shared reasons (the same object for thousands of snapshots) are described once.
+      const first = rs[0] as KeepReason;
+      let why = rs.length === 1 ? whys.get(first) : undefined;
+      if (why === undefined) {
+        why = rs.map(describeReason).join('; ');
+        if (rs.length === 1) whys.set(first, why);
+      }
+      keep.push({ short: s.short, why, reasons: rs });
+      verdicts.push({ short: s.short, action: 'keep', why });
+    } else {
+      destroy.push(s.short);
+      verdicts.push({ short: s.short, action: 'destroy', why: 'no rule keeps it' });
+    }
+  }
+  return { dataset: dataset.name, destroy, keep, foreign, notes, verdicts };
+}

@@ -1,0 +1,248 @@
+/**
+ * Retention rules with the semantics of Proxmox Backup Server and vzdump (`keep-*`), as one pure
+ * function. Walking newest to oldest, each rule in the fixed order last → hourly → daily → weekly
+ * → monthly → yearly keeps the first backup of each new period until it has taken N periods; a
+ * period that already holds a backup kept by an earlier rule takes no slot; what no rule keeps is
+ * removed. Periods are calendar periods in LOCAL time, weeks are ISO weeks (%G/%V).
+ */
+
+export type RuleName = 'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
+
+/** The order in which the rules are applied: it decides which rule a backup is kept by. */
+export const RULE_ORDER: readonly RuleName[] = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'];
+
+export type KeepRules = Readonly<Partial<Record<RuleName, number>>>;
+
+/** Why a backup was kept: a rule, or `no-rules` when no rule is set and everything is kept. */
+export type KeepRule = RuleName | 'no-rules';
+
+export interface Timed {
+  readonly name: string;
+  /** Seconds since the epoch. */
+  readonly time: number;
+}
+
+export interface RetentionResult {
+  /** Newest first. */
+  readonly keep: readonly { readonly name: string; readonly rule: KeepRule }[];
+  /** Newest first. */
+  readonly remove: readonly string[];
+}
+
+export function hasRules(rules: KeepRules): boolean {
+  return RULE_ORDER.some((r) => (rules[r] ?? 0) > 0);
+}
+
+/**
+ * The time a zbm snapshot stands for: the UTC timestamp in its name (`<prefix>YYYYMMDDTHHMMSSZ`,
+ * written by backup-pve at snapshot time), else its `creation`. The name wins because it is the
+ * moment of the backup on the PVE node however late the copy arrived, it survives send/receive
+ * unchanged, and it lets tests build year-long histories with past timestamps in seconds.
+ */
+export function snapshotTime(short: string, prefix: string, creation: number): number {
+  const p = prefix.length;
+  // Read by character codes: this runs once per snapshot and must stay cheap for long histories.
+  if (short.length !== p + 16 || !short.startsWith(prefix)) return creation;
+  if (short.charCodeAt(p + 8) !== 84 /* T */ || short.charCodeAt(p + 15) !== 90 /* Z */) return creation;
+  const y = digits(short, p, 4);
+  const mo = digits(short, p + 4, 2);
+  const d = digits(short, p + 6, 2);
+  const h = digits(short, p + 9, 2);
+  const mi = digits(short, p + 11, 2);
+  const s = digits(short, p + 13, 2);
+  // Out-of-range fields (Feb 30, 25h) would roll over in Date.UTC: such a name is not zbm's.
+  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59)) {
+    return creation;
+  }
+  return Date.UTC(y, mo - 1, d, h, mi, s) / 1000;
+}
+
+/** The decimal number in text[from, from + len), or NaN if any of it is not a digit. */
+function digits(text: string, from: number, len: number): number {
+  let n = 0;
+  for (let i = from; i < from + len; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return Number.NaN;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+function daysInMonth(y: number, m: number): number {
+  if (m === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
+  return m === 4 || m === 6 || m === 9 || m === 11 ? 30 : 31;
+}
+
+/** The process's time zone: Node reads TZ at start-up. */
+export function defaultTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
+const DAY = 86_400;
+
+/**
+ * UTC offset (seconds) of tz at an instant. Intl is slow (microseconds per call), so the offset is
+ * computed at the start of each UTC day and reused for the whole day when the next day starts with
+ * the same offset; only a day with a transition is resolved instant by instant (no zone has two
+ * transitions within a day). Finders live as long as the process: the offsets of a zone never
+ * change while it runs, and every dataset of a run shares them.
+ */
+const finders = new Map<string, (t: number) => number>();
+
+function offsetFinder(tz: string): (t: number) => number {
+  const cached = finders.get(tz);
+  if (cached) return cached;
+  const fmt = new Intl.DateTimeFormat('en-US', {
+    timeZone: tz,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
+  const exact = (t: number): number => {
+    const f: Record<string, number> = {};
+    for (const p of fmt.formatToParts(new Date(t * 1000))) {
+      if (p.type !== 'literal') f[p.type] = Number(p.value);
+    }
+    const local = Date.UTC(
+      f.year ?? 1970,
+      (f.month ?? 1) - 1,
+      f.day ?? 1,
+      f.hour ?? 0,
+      f.minute ?? 0,
+      f.second ?? 0,
+    );
+    return local / 1000 - t;
+  };
+  const dayStart = new Map<number, number>();
+  const atDayStart = (day: number): number => {
+    let off = dayStart.get(day);
+    if (off === undefined) {
+      off = exact(day * DAY);
+      dayStart.set(day, off);
+    }
+    return off;
+  };
+  const finder = (t: number): number => {
+    const day = Math.floor(t / DAY);
+    const off = atDayStart(day);
+    return off === atDayStart(day + 1) ? off : exact(t);
+  };
+  finders.set(tz, finder);
+  return finder;
+}
+
+/** Proleptic Gregorian date of a day number (days since 1970-01-01), after H. Hinnant's algorithm. */
+function civil(days: number): { y: number; m: number; d: number } {
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return { y: yoe + era * 400 + (m <= 2 ? 1 : 0), m, d };
+}
+
+function daysFromCivil(y0: number, m: number, d: number): number {
+  const y = m <= 2 ? y0 - 1 : y0;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+/** Numeric period keys of one instant in local time, one per calendar rule. */
+interface Periods {
+  readonly hourly: number;
+  readonly daily: number;
+  readonly weekly: number;
+  readonly monthly: number;
+  readonly yearly: number;
+}
+
+function periods(local: number): Periods {
+  const days = Math.floor(local / DAY);
+  const hour = Math.floor((local - days * DAY) / 3600);
+  const { y, m } = civil(days);
+  // ISO 8601: weeks start on Monday and belong to the year of their Thursday (%G/%V).
+  const dow = ((((days + 3) % 7) + 7) % 7) + 1; // 1970-01-01 was a Thursday (4)
+  const thursday = days - dow + 4;
+  const isoYear = civil(thursday).y;
+  const week = Math.floor((thursday - daysFromCivil(isoYear, 1, 1)) / 7) + 1;
+  return {
+    hourly: days * 24 + hour,
+    daily: days,
+    weekly: isoYear * 100 + week,
+    monthly: y * 12 + m - 1,
+    yearly: y,
+  };
+}
+
+/**
+ * Which backups the rules keep (and by which rule) and which they remove, both newest first.
+ * snaps may come in any order; equal times are ordered by their position in snaps, a later one
+ * counting as newer (pass them oldest first, as `zfs list` does). With no rule set, or all 0,
+ * everything is kept, as in PBS. tz is an IANA zone name; the default is the process's (TZ).
+ */
+export function planRetention(snaps: readonly Timed[], rules: KeepRules, tz?: string): RetentionResult {
+  let newestFirst: Timed[];
+  if (snaps.every((s, i) => i === 0 || (snaps[i - 1] as Timed).time <= s.time)) {
+    // The usual case (zfs list order): no sort needed.
+    newestFirst = [...snaps].reverse();
+  } else {
+    const order = snaps.map((_, i) => i);
+    order.sort((a, b) => (snaps[b] as Timed).time - (snaps[a] as Timed).time || b - a);
+    newestFirst = order.map((i) => snaps[i] as Timed);
+  }
+
+  if (!hasRules(rules)) {
+    return { keep: newestFirst.map((s) => ({ name: s.name, rule: 'no-rules' })), remove: [] };
+  }
+
+  const offset = offsetFinder(tz ?? defaultTimeZone());
+  const keys = newestFirst.map((s) => periods(s.time + offset(s.time)));
+  const n = newestFirst.length;
+  // 0: not decided yet, 1: kept, 2: removed by a rule whose period already had its backup.
+  const mark = new Uint8Array(n);
+  const keptBy: (RuleName | undefined)[] = new Array(n);
+
+  for (const rule of RULE_ORDER) {
+    const count = rules[rule] ?? 0;
+    if (count <= 0) continue;
+    const key = rule === 'last' ? (i: number) => i : (i: number) => (keys[i] as Periods)[rule];
+    const earlier = new Set<number>();
+    for (let i = 0; i < n; i++) if (mark[i] === 1) earlier.add(key(i));
+    const taken = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      if (mark[i] !== 0) continue;
+      const k = key(i);
+      if (earlier.has(k)) continue;
+      if (taken.has(k)) {
+        mark[i] = 2;
+        continue;
+      }
+      if (taken.size >= count) break;
+      taken.add(k);
+      mark[i] = 1;
+      keptBy[i] = rule;
+    }
+  }
+
+  const keep: { name: string; rule: KeepRule }[] = [];
+  const remove: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = newestFirst[i] as Timed;
+    const rule = keptBy[i];
+    if (mark[i] === 1 && rule) keep.push({ name: s.name, rule });
+    else remove.push(s.name);
+  }
+  return { keep, remove };
+}

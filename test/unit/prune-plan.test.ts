@@ -1,0 +1,312 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  type DatasetInfo,
+  type DatasetPlan,
+  isBaseTagFor,
+  type PlanInput,
+  planDataset,
+  type RemoteFacts,
+  retentionFor,
+  type SnapInfo,
+} from '../../src/prune/plan.ts';
+import { type KeepRules, RULE_ORDER } from '../../src/prune/retention.ts';
+
+const PREFIX = 'bak-zbm-';
+const DS = 'main/bak-zbm/vm-100-disk-0';
+
+/** zbm's snapshot name for an hour of 2026-01-01 (UTC). */
+const zbmName = (hour: number) => `${PREFIX}20260101T${String(hour).padStart(2, '0')}0000Z`;
+
+/** Snapshots oldest first; a number is zbm's snapshot of that hour, a string a foreign one. */
+function dataset(...items: (number | string)[]): DatasetInfo {
+  const snapshots: SnapInfo[] = items.map((it, i) => {
+    const short = typeof it === 'number' ? zbmName(it) : it;
+    return { short, guid: `guid-${short}`, createtxg: 100 + i, creation: 1_767_225_600 + i * 3600 };
+  });
+  return { name: DS, snapshots };
+}
+
+function plan(
+  ds: DatasetInfo,
+  rules: KeepRules,
+  opts: { holds?: Record<string, string[]>; remote?: RemoteFacts } = {},
+): DatasetPlan {
+  const input: PlanInput = {
+    dataset: ds,
+    prefix: PREFIX,
+    retention: retentionFor(ds, PREFIX, rules, 'UTC'),
+    holds: new Map(Object.entries(opts.holds ?? {})),
+    remote: opts.remote,
+  };
+  return planDataset(input);
+}
+
+const listed = (snaps: readonly SnapInfo[] | null): RemoteFacts => ({
+  kind: 'listed',
+  remote: 'zbm-replica',
+  dataset: `replica/bak-zbm/vm-100-disk-0`,
+  snapshots: snaps,
+});
+
+const why = (p: DatasetPlan) => Object.fromEntries(p.keep.map((k) => [k.short, k.why]));
+
+describe('planDataset', () => {
+  it('without safety facts, destroys exactly what the rules remove and never a foreign snapshot', () => {
+    const ds = dataset(0, 'manual-1', 1, 2, 3);
+    const p = plan(ds, { last: 2 });
+    assert.deepEqual(p.destroy, [zbmName(0), zbmName(1)]);
+    assert.deepEqual(why(p), { [zbmName(2)]: 'keep-last', [zbmName(3)]: 'keep-last' });
+    assert.deepEqual(p.foreign, ['manual-1']);
+    assert.deepEqual(
+      p.verdicts.map((v) => [v.short, v.action]),
+      [
+        [zbmName(0), 'destroy'],
+        ['manual-1', 'foreign'],
+        [zbmName(1), 'destroy'],
+        [zbmName(2), 'keep'],
+        [zbmName(3), 'keep'],
+      ],
+    );
+  });
+
+  it('never destroys the newest common snapshot with the remote, nor anything newer (not yet replicated)', () => {
+    const ds = dataset(0, 1, 2, 3, 4, 5);
+    const remote = listed((ds.snapshots as SnapInfo[]).slice(0, 3)); // 0, 1, 2 are there
+    const p = plan(ds, { last: 1 }, { remote });
+    assert.deepEqual(p.destroy, [zbmName(0), zbmName(1)]);
+    assert.deepEqual(why(p), {
+      [zbmName(2)]: 'newest common with zbm-replica',
+      [zbmName(3)]: 'not yet on zbm-replica',
+      [zbmName(4)]: 'not yet on zbm-replica',
+      [zbmName(5)]: 'keep-last; not yet on zbm-replica',
+    });
+    assert.match(p.notes.join('\n'), /newest common with zbm-replica:replica\/bak-zbm\/vm-100-disk-0 is /);
+    assert.match(p.notes.join('\n'), /3 newer snapshot\(s\) not yet on zbm-replica/);
+  });
+
+  it('matches by guid: a reused name with another guid on the remote is not common', () => {
+    const ds = dataset(0, 1, 2, 3);
+    const [s0, s1, s2] = ds.snapshots as SnapInfo[];
+    assert.ok(s0 && s1 && s2);
+    const remote = listed([s0, s1, { ...s2, guid: 'rebuilt-target' }]);
+    const p = plan(ds, { last: 1 }, { remote });
+    assert.deepEqual(p.destroy, [zbmName(0)]);
+    assert.equal(why(p)[zbmName(1)], 'newest common with zbm-replica');
+    assert.equal(why(p)[zbmName(2)], 'not yet on zbm-replica');
+  });
+
+  it('keeps everything, and says so, when the remote has no copy of the dataset', () => {
+    const p = plan(dataset(0, 1, 2), { last: 1 }, { remote: listed(null) });
+    assert.deepEqual(p.destroy, []);
+    assert.equal(p.keep.length, 3);
+    assert.equal(why(p)[zbmName(0)], 'zbm-replica has no copy of this dataset');
+    assert.match(p.notes[0] ?? '', /replica\/bak-zbm\/vm-100-disk-0 does not exist/);
+  });
+
+  it('keeps everything when the remote copy shares no snapshot (nothing of it is replicated)', () => {
+    const p = plan(
+      dataset(0, 1, 2),
+      { last: 1 },
+      { remote: listed([{ ...(dataset(0).snapshots[0] as SnapInfo), guid: 'x' }]) },
+    );
+    assert.deepEqual(p.destroy, []);
+    assert.equal(why(p)[zbmName(0)], 'no snapshot in common with zbm-replica');
+    assert.match(p.notes[0] ?? '', /no snapshot in common/);
+  });
+
+  it('leaves held snapshots out of the destroy list and reports their tags', () => {
+    const ds = dataset(0, 1, 2, 3);
+    const p = plan(
+      ds,
+      { last: 1 },
+      { holds: { [zbmName(1)]: ['zbm-base:pve1:zbm-dest', 'keep'], [zbmName(3)]: ['x'] } },
+    );
+    assert.deepEqual(p.destroy, [zbmName(0), zbmName(2)]);
+    assert.deepEqual(why(p), {
+      [zbmName(1)]: 'held by zbm-base:pve1:zbm-dest, keep',
+      [zbmName(3)]: 'keep-last; held by x',
+    });
+    const held = p.keep.find((k) => k.short === zbmName(1));
+    assert.deepEqual(held?.reasons, [{ kind: 'held', tags: ['zbm-base:pve1:zbm-dest', 'keep'] }]);
+  });
+
+  it('remote unreachable: protects from the newest snapshot held as base for that remote on', () => {
+    const ds = dataset(0, 1, 2, 3, 4, 5);
+    const holds = {
+      [zbmName(1)]: ['zbm-base:zbm-dest:zbm-replica'],
+      // The base with the PVE node is newer but names another target: it does not count here.
+      [zbmName(4)]: ['zbm-base:pve1:zbm-dest'],
+    };
+    const remote: RemoteFacts = { kind: 'unreachable', remote: 'zbm-replica', error: 'ssh: timeout' };
+    const p = plan(ds, { last: 1 }, { holds, remote });
+    assert.deepEqual(p.destroy, [zbmName(0)]);
+    assert.deepEqual(why(p), {
+      [zbmName(1)]: 'last base held for zbm-replica (unreachable); held by zbm-base:zbm-dest:zbm-replica',
+      [zbmName(2)]: `newer than ${zbmName(1)}, the last base held for zbm-replica (unreachable)`,
+      [zbmName(3)]: `newer than ${zbmName(1)}, the last base held for zbm-replica (unreachable)`,
+      [zbmName(4)]:
+        `newer than ${zbmName(1)}, the last base held for zbm-replica (unreachable); held by zbm-base:pve1:zbm-dest`,
+      [zbmName(5)]: `keep-last; newer than ${zbmName(1)}, the last base held for zbm-replica (unreachable)`,
+    });
+    assert.match(p.notes[0] ?? '', /zbm-replica is unreachable/);
+  });
+
+  it('remote unreachable and no base held for it: keeps every zbm snapshot', () => {
+    const remote: RemoteFacts = { kind: 'unreachable', remote: 'zbm-replica', error: 'x' };
+    const p = plan(
+      dataset(0, 1, 'manual', 2),
+      { last: 1 },
+      { holds: { [zbmName(0)]: ['zbm-base:pve1:zbm-dest'] }, remote },
+    );
+    assert.deepEqual(p.destroy, []);
+    assert.equal(why(p)[zbmName(1)], 'zbm-replica unreachable and no base held for it');
+    assert.deepEqual(p.foreign, ['manual']);
+  });
+
+  it('no rules: keeps everything', () => {
+    const p = plan(dataset(0, 1, 2), {});
+    assert.deepEqual(p.destroy, []);
+    assert.equal(why(p)[zbmName(0)], 'no keep rule given');
+  });
+
+  it('recognises base hold tags by their target only', () => {
+    assert.equal(isBaseTagFor('zbm-base:zbm-dest:zbm-replica', 'zbm-replica'), true);
+    assert.equal(isBaseTagFor('zbm-base:pve1:zbm-dest', 'zbm-replica'), false);
+    assert.equal(isBaseTagFor('zbm-base:zbm-replica', 'zbm-replica'), false);
+    assert.equal(isBaseTagFor('other:zbm-dest:zbm-replica', 'zbm-replica'), false);
+    assert.equal(isBaseTagFor('zbm-base:a:root@zbm-replica', 'zbm-replica'), false);
+  });
+});
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+interface Scenario {
+  ds: DatasetInfo;
+  rules: KeepRules;
+  holds: Record<string, string[]>;
+  remote: RemoteFacts | undefined;
+}
+
+const fmt = (t: number) =>
+  new Date(t * 1000)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+
+function scenario(rand: () => number): Scenario {
+  const n = Math.floor(rand() * 60);
+  let t = 1_700_000_000;
+  const snapshots: SnapInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    t += [600, 3600, 86_400, 7 * 86_400][Math.floor(rand() * 4)] ?? 3600;
+    const foreign = rand() < 0.1;
+    const short = foreign ? `manual-${i}` : `${PREFIX}${fmt(t)}`;
+    snapshots.push({ short, guid: `g${i}`, createtxg: 10 + i, creation: t });
+  }
+  const ds = { name: DS, snapshots };
+  const rules: Record<string, number> = {};
+  for (const r of RULE_ORDER) if (rand() < 0.4) rules[r] = Math.floor(rand() * 5);
+  const holds: Record<string, string[]> = {};
+  const tags = ['zbm-base:pve1:zbm-dest', 'zbm-base:zbm-dest:zbm-replica', 'admin'];
+  for (const s of snapshots) {
+    if (rand() < 0.1) holds[s.short] = [tags[Math.floor(rand() * tags.length)] ?? 'admin'];
+  }
+  let remote: RemoteFacts | undefined;
+  const kind = rand();
+  if (kind < 0.2) remote = undefined;
+  else if (kind < 0.3) remote = listed(null);
+  else if (kind < 0.45) remote = { kind: 'unreachable', remote: 'zbm-replica', error: 'down' };
+  else {
+    // The replica has a prefix of the history (it lags), pruned by its own rules, and maybe a
+    // rebuilt snapshot with a reused name.
+    const upTo = Math.floor(rand() * (n + 1));
+    const there = snapshots.slice(0, upTo).filter(() => rand() < 0.6);
+    if (rand() < 0.2 && snapshots[upTo]) there.push({ ...snapshots[upTo], guid: 'reused-name' });
+    remote = listed(there);
+  }
+  return { ds, rules, holds, remote };
+}
+
+function lastIndex<T>(list: readonly T[], test: (x: T) => boolean): number {
+  for (let i = list.length - 1; i >= 0; i--) if (test(list[i] as T)) return i;
+  return -1;
+}
+
+function run(s: Scenario): DatasetPlan {
+  return plan(s.ds, s.rules, { holds: s.holds, remote: s.remote });
+}
+
+describe('planDataset: property tests (random histories, rules, holds and remotes)', () => {
+  it('never destroys a foreign, held, common-base, not-yet-replicated or unreachable-protected snapshot', () => {
+    const rand = rng(424242);
+    for (let round = 0; round < 1500; round++) {
+      const s = scenario(rand);
+      const p = run(s);
+      const destroyed = new Set(p.destroy);
+      const label = `round ${round}`;
+      const ours = s.ds.snapshots.filter((x) => x.short.startsWith(PREFIX));
+      for (const x of s.ds.snapshots) {
+        if (!x.short.startsWith(PREFIX)) assert.equal(destroyed.has(x.short), false, `${label}: foreign`);
+        if (s.holds[x.short]) assert.equal(destroyed.has(x.short), false, `${label}: held ${x.short}`);
+      }
+      if (s.remote?.kind === 'listed') {
+        const there = new Set((s.remote.snapshots ?? []).map((x) => x.guid));
+        const common = lastIndex(ours, (x) => there.has(x.guid));
+        // The common base and everything after it survive; with no common, everything does.
+        for (const x of ours.slice(Math.max(common, 0))) {
+          assert.equal(destroyed.has(x.short), false, `${label}: ${x.short} is needed by the replica`);
+        }
+        if (common < 0) assert.deepEqual(p.destroy, [], label);
+      }
+      if (s.remote?.kind === 'unreachable') {
+        const base = lastIndex(ours, (x) =>
+          (s.holds[x.short] ?? []).some((t) => isBaseTagFor(t, 'zbm-replica')),
+        );
+        for (const x of ours.slice(Math.max(base, 0))) {
+          assert.equal(destroyed.has(x.short), false, `${label}: ${x.short} protected while unreachable`);
+        }
+        if (base < 0) assert.deepEqual(p.destroy, [], label);
+      }
+      // Whatever a rule keeps is kept; keep and destroy split zbm's snapshots exactly.
+      for (const k of retentionFor(s.ds, PREFIX, s.rules, 'UTC').keep) {
+        assert.equal(destroyed.has(k.name), false, `${label}: ${k.name} kept by ${k.rule}`);
+      }
+      assert.deepEqual(
+        [...p.keep.map((k) => k.short), ...p.destroy].sort(),
+        ours.map((x) => x.short).sort(),
+        label,
+      );
+      for (const k of p.keep) assert.ok(k.why.length > 0 && k.reasons.length > 0, label);
+    }
+  });
+
+  it('is idempotent: a second plan over what the first one left destroys nothing', () => {
+    const rand = rng(31337);
+    for (let round = 0; round < 1500; round++) {
+      const s = scenario(rand);
+      const first = run(s);
+      const gone = new Set(first.destroy);
+      const after: Scenario = {
+        ...s,
+        ds: { ...s.ds, snapshots: s.ds.snapshots.filter((x) => !gone.has(x.short)) },
+      };
+      const second = run(after);
+      assert.deepEqual(second.destroy, [], `round ${round}`);
+      assert.deepEqual(
+        second.keep.map((k) => [k.short, k.why]),
+        first.keep.map((k) => [k.short, k.why]),
+        `round ${round}`,
+      );
+    }
+  });
+});
