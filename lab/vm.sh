@@ -74,19 +74,10 @@ free_port() {
     return 1
 }
 
-cmd_start() { # statedir
-    local state=$1 image pid port attempt booted
-    if [[ $state == *XXXX ]]; then
-        state=$(mktemp -d "$state")
-        log "state dir: $state"
-    fi
+# Boots one VM on a fresh overlay of image in state and waits for its ssh.
+boot_vm() { # statedir image memory-MiB
+    local state=$1 image=$2 mem=$3 port attempt booted
     mkdir -p "$state"
-    state=$(cd "$state" && pwd)
-    if pid=$(qemu_pid "$state"); then
-        die "a lab VM already runs for $state (pid $pid); stop it first"
-    fi
-
-    image=$(bash "$HERE/image/build.sh")
     rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock" "$state/console.log"
     # A fresh copy-on-write overlay: every run starts from the pristine base.
     qemu-img create -q -f qcow2 -F qcow2 -b "$image/base.qcow2" "$state/overlay.qcow2"
@@ -95,7 +86,7 @@ cmd_start() { # statedir
         port=$(free_port) || die "no free loopback port found"
         # hostfwd on 127.0.0.1 only: the VM is never reachable from outside.
         if qemu-system-x86_64 -name zbm-lab \
-            -machine q35 -accel tcg,thread=multi,tb-size=512 -cpu max -smp 2 -m 4096 \
+            -machine q35 -accel tcg,thread=multi,tb-size=512 -cpu max -smp 2 -m "$mem" \
             -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
             -append "root=/dev/vda rw console=ttyS0 mitigations=off" \
             -drive "file=$state/overlay.qcow2,if=virtio,format=qcow2,cache=unsafe" \
@@ -115,7 +106,7 @@ LAB_SSH_KEY=$image/id_ed25519
 LAB_STATE=$state
 EOF
     load_env "$state"
-    log "booting (pid $(<"$state/qemu.pid"), ssh on 127.0.0.1:$port)"
+    log "booting $state (pid $(<"$state/qemu.pid"), ssh on 127.0.0.1:$port)"
     booted=$SECONDS
 
     # Boot under emulation takes 25-45 s; poll ssh until it answers.
@@ -134,12 +125,48 @@ EOF
         fi
         sleep 1
     done
-    log "ssh up $((SECONDS - booted)) s after qemu started"
+    log "ssh up $((SECONDS - booted)) s after qemu started: $state"
+}
 
-    # One-time setup of the run: fresh pools and guests.
+# Two VMs: the main one stands for pve1 and zbm-dest; the offsite replica zbm-replica has a VM of
+# its own, because the original design's commands use the pool name `main` on both the backup
+# server and the replica (and the same metadata directory), which one kernel cannot hold twice.
+cmd_start() { # statedir
+    local state=$1 image pid started=$SECONDS rport p1 p2
+    if [[ $state == *XXXX ]]; then
+        state=$(mktemp -d "$state")
+        log "state dir: $state"
+    fi
+    mkdir -p "$state"
+    state=$(cd "$state" && pwd)
+    if pid=$(qemu_pid "$state"); then
+        die "a lab VM already runs for $state (pid $pid); stop it first"
+    fi
+
+    image=$(bash "$HERE/image/build.sh")
+    boot_vm "$state" "$image" 4096 &
+    p1=$!
+    boot_vm "$state/replica" "$image" 2048 &
+    p2=$!
+    wait "$p1" || die "the main VM did not boot"
+    wait "$p2" || die "the replica VM did not boot"
+    rport=$(sed -n 's/^LAB_SSH_PORT=//p' "$state/replica/env")
+
+    # zbm-replica, seen from the main VM: the host's forwarded port of the replica VM, through
+    # qemu's user network (10.0.2.2 is the host's loopback). A block placed first wins.
+    lab_ssh "$state" "{ printf 'Host zbm-replica\\n    HostName 10.0.2.2\\n    Port %s\\n\\n' $rport; cat /root/.ssh/config; } > /root/.ssh/config.new && mv /root/.ssh/config.new /root/.ssh/config" ||
+        die "cannot point zbm-replica at the replica VM"
+    lab_ssh "$state/replica" 'hostname zbm-replica && echo zbm-replica > /etc/hostname' ||
+        die "cannot name the replica VM"
+
+    # One-time setup of the run: fresh pools and guests on the node, empty pools on the replica.
     lab_ssh "$state" lab-reset >&2 ||
         die "lab-reset failed in the VM (left running for a look: vm.sh ssh/stop $state)"
-    log "ready after $((SECONDS - booted)) s: $state"
+    lab_ssh "$state/replica" lab-reset --empty >&2 ||
+        die "lab-reset failed in the replica VM (vm.sh ssh/stop $state/replica)"
+    lab_ssh "$state" 'test "$(ssh zbm-replica hostname)" = zbm-replica' ||
+        die "zbm-replica does not reach the replica VM"
+    log "ready after $((SECONDS - started)) s: $state"
     echo "$state"
 }
 
@@ -163,6 +190,7 @@ cmd_stop() { # statedir
     local state=$1 pid i
     [[ -d $state ]] || return 0
     state=$(cd "$state" && pwd)
+    [[ -d $state/replica ]] && cmd_stop "$state/replica"
     if [[ -S $state/ssh.sock ]]; then
         ssh -o "ControlPath=$state/ssh.sock" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
     fi

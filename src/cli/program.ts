@@ -93,6 +93,24 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           '--local-zfs-root <dataset>',
           'dataset on this host whose backups are copied',
           v.dataset,
+        )
+        .option('--prefix <prefix>', 'copy only snapshots with this name prefix (default: all)', v.prefix)
+        .option('--dry-run', 'print what would be sent and change nothing')
+        .option('--json', 'print the per-dataset result as JSON on stdout')
+        .option(
+          '--bwlimit <rate>',
+          'limit the whole run to this many bytes per second (for example 50M)',
+          v.byteRate,
+        )
+        .option(
+          '--force-rollback',
+          'roll a diverged replica dataset back to the newest common snapshot (destroys its later snapshots and changes)',
+        )
+        .option(
+          '--lock-wait <seconds>',
+          'how long to wait for a dataset another zbm run works on',
+          v.count,
+          30,
         ),
   },
   {

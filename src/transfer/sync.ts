@@ -140,6 +140,7 @@ export async function syncDataset(
           plan,
           { host: source.zfs.host.name, dataset: source.dataset },
           { host: target.zfs.host.name, dataset: target.dataset },
+          opts.rollbackOption,
         ),
       );
   }

@@ -6,6 +6,7 @@ import {
   killMidStream,
   labAvailable,
   on,
+  receivesDone,
   reset,
   sh,
   tree,
@@ -197,6 +198,7 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
       'main/bak-zbm/vm-102-disk-0',
     );
     assert.equal(killed.code, 130, killed.stderr);
+    await receivesDone('zbm-dest');
     const token = (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim();
     assert.match(token, /^1-/, 'a partial receive was kept');
     assert.equal(
@@ -220,6 +222,7 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
   it('clears a stale resume token (its snapshot is gone) and continues from the common base, saying so', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
     await killMidStream([...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0');
+    await receivesDone('zbm-dest');
     assert.match(
       (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),
       /^1-/,

@@ -105,14 +105,11 @@ export function zbm(host: LabHost, args: readonly string[]): Promise<Result> {
 
 /** Fresh pools and Proxmox fixtures on every lab host; `empty` leaves the pools without guests. */
 export async function reset(opts: { empty?: boolean } = {}): Promise<void> {
-  // Until the replica has a VM of its own, the alias may point at this same machine.
-  const [self, replica] = await Promise.all([
-    sh('cat /etc/machine-id'),
-    sh('cat /etc/machine-id', 'zbm-replica'),
-  ]);
+  // The metadata directory of the original design's commands lives outside the pools.
+  const wipe = 'rm -rf /root/backups_metadata && ';
   await Promise.all([
-    sh(opts.empty ? 'lab-reset --empty' : 'lab-reset'),
-    replica === self ? Promise.resolve('') : sh('lab-reset --empty', 'zbm-replica'),
+    sh(`${wipe}${opts.empty ? 'lab-reset --empty' : 'lab-reset'}`),
+    sh(`${wipe}lab-reset --empty`, 'zbm-replica'),
   ]);
 }
 
@@ -180,4 +177,12 @@ export function killMidStream(
 for i in $(seq 300); do pgrep -f "zfs receive -s -u $T" >/dev/null && break; sleep 0.1; done
 sleep 2; kill -TERM $pid; wait $pid`;
   return on(host, ['env', `T=${target}`, 'sh', '-c', script, 'zbm-kill', ...args]);
+}
+
+/** Waits until no `zfs receive` runs on host: a receive cut off mid-stream saves its state last. */
+export async function receivesDone(host: LabHost): Promise<void> {
+  await sh(
+    'for i in $(seq 300); do pgrep -x zfs >/dev/null || pgrep -f "zfs receive" >/dev/null || exit 0; sleep 0.1; done; exit 1',
+    host,
+  );
 }
