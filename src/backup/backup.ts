@@ -60,6 +60,13 @@ export interface GuestResult {
   readonly obsolete: readonly string[];
 }
 
+/**
+ * The source side of backup-pve's hold tag names no node: a guest that migrates takes its datasets
+ * and their holds to another node, and the backup server's hold must be the same from either node,
+ * or the old node's hold would pin an old base there forever.
+ */
+export const PVE_SOURCE = 'pve';
+
 /** `<prefix>20261126T110503Z`: the UTC time of the snapshot, sortable, free of characters tools dislike. */
 export function snapshotName(prefix: string, at: Date): string {
   return `${prefix}${at
@@ -191,7 +198,7 @@ export async function backupGuest(
       await protectBases(
         ctx.localZfs,
         ctx.remoteZfs,
-        holdTag(ctx.node, ctx.remote.name),
+        holdTag(PVE_SOURCE, ctx.remote.name),
         synced.map(({ source, target, sync }) => ({
           source,
           target,

@@ -5,7 +5,6 @@ import {
   holds,
   killMidStream,
   labAvailable,
-  on,
   receivesDone,
   reset,
   sh,
@@ -178,10 +177,10 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
       [`rpool/data/vm-100-disk-0#${snap}`, `rpool/data/vm-100-disk-0@${snap}`].sort(),
     );
     assert.deepEqual(await holds('rpool/data/vm-100-disk-0'), [
-      `rpool/data/vm-100-disk-0@${snap}\tzbm-base:pve1:zbm-dest`,
+      `rpool/data/vm-100-disk-0@${snap}\tzbm-base:pve:zbm-dest`,
     ]);
     assert.deepEqual(await holds('main/bak-zbm/vm-100-disk-0'), [
-      `main/bak-zbm/vm-100-disk-0@${snap}\tzbm-base:pve1:zbm-dest`,
+      `main/bak-zbm/vm-100-disk-0@${snap}\tzbm-base:pve:zbm-dest`,
     ]);
     // The backup server keeps both backups.
     assert.equal(
@@ -275,5 +274,24 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
       snapshotsOf(await tree('rpool/data/subvol-104-disk-0'), 'rpool/data/subvol-104-disk-0').length,
       2,
     );
+  });
+
+  it('continues incrementally from the new node after the guest migrates, with one hold on the backup server', async () => {
+    // Proxmox moves the config to the new node and the datasets with their snapshots (guids kept).
+    // In the lab the pool stays where it is, which is what zbm sees on the new node: the same
+    // dataset names and guids.
+    await sh(
+      `sed -i 's/"104": { "node": "pve1"/"104": { "node": "pve2"/' /etc/pve/.vmlist && mv /etc/pve/nodes/pve1/lxc/104.conf /etc/pve/nodes/pve2/lxc/`,
+    );
+    const r = await zbm('pve1', [...ORIGINAL, '--node', 'pve2', '--vmid', '104', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const d = disk(guests(r.stdout), 'subvol-104-disk-0');
+    assert.equal(d.mode, 'incremental');
+    const newest = (await tree('main/bak-zbm/subvol-104-disk-0')).at(-1) ?? '';
+    assert.deepEqual(await holds('main/bak-zbm/subvol-104-disk-0'), [`${newest}\tzbm-base:pve:zbm-dest`]);
+    // The old node no longer backs it up.
+    const old = await zbm('pve1', [...ORIGINAL, '--vmid', '104', '--json']);
+    assert.match(old.stderr, /104/);
+    assert.equal(guests(old.stdout).length, 0);
   });
 });
