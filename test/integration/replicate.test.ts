@@ -91,7 +91,7 @@ describe('replicate on real ZFS', { skip: !labAvailable() }, () => {
     const pair = `zbm-base:${destHost}:zbm-replica`;
     assert.deepEqual(
       await holds('main/bak-zbm/vm-100-disk-0', 'zbm-dest'),
-      [`${newest}\t${pair}`, `${newest}\tzbm-base:pve1:zbm-dest`].sort(),
+      [`${newest}\t${pair}`, `${newest}\tzbm-base:pve:zbm-dest`].sort(),
     );
     assert.deepEqual(await holds('main/bak-zbm/vm-100-disk-0', 'zbm-replica'), [`${newest}\t${pair}`]);
   });

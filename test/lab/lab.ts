@@ -182,7 +182,7 @@ sleep 2; kill -TERM $pid; wait $pid`;
 /** Waits until no `zfs receive` runs on host: a receive cut off mid-stream saves its state last. */
 export async function receivesDone(host: LabHost): Promise<void> {
   await sh(
-    'for i in $(seq 300); do pgrep -x zfs >/dev/null || pgrep -f "zfs receive" >/dev/null || exit 0; sleep 0.1; done; exit 1',
+    'for i in $(seq 300); do pgrep -f "[z]fs receive" >/dev/null || exit 0; sleep 0.1; done; exit 1',
     host,
   );
 }
