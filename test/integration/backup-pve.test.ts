@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
+import { BACKUP_PVE } from '../lab/commands.ts';
 import {
   holds,
   killMidStream,
@@ -15,20 +16,7 @@ import {
   zvolHash,
 } from '../lab/lab.ts';
 
-const ORIGINAL = [
-  'backup-pve',
-  '--remote',
-  'zbm-dest',
-  '--prefix',
-  'bak-zbm-',
-  '--local-zfs-root',
-  'rpool/data',
-  '--remote-zfs-root',
-  'main/bak-zbm',
-  '--remote-metadata-dir',
-  '/root/backups_metadata',
-  '-y',
-];
+const ORIGINAL = BACKUP_PVE;
 
 /** The disks backup-pve must take from the lab's fixtures, by vzdump's rules. */
 const BACKED_UP = [

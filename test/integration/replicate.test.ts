@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { BACKUP_PVE, REPLICATE } from '../lab/commands.ts';
 import {
   holds,
   killMidStream,
@@ -14,29 +15,7 @@ import {
   zvolHash,
 } from '../lab/lab.ts';
 
-const BACKUP = [
-  'backup-pve',
-  '--remote',
-  'zbm-dest',
-  '--prefix',
-  'bak-zbm-',
-  '--local-zfs-root',
-  'rpool/data',
-  '--remote-zfs-root',
-  'main/bak-zbm',
-  '--remote-metadata-dir',
-  '/root/backups_metadata',
-  '-y',
-];
-const REPLICATE = [
-  'replicate',
-  '--remote',
-  'zbm-replica',
-  '--remote-zfs-root',
-  'main/bak-zbm',
-  '--local-zfs-root',
-  'main/bak-zbm',
-];
+const BACKUP = BACKUP_PVE;
 
 /** Datasets and snapshots (not bookmarks) under root, as names. */
 async function snapshotsTree(root: string, host: 'zbm-dest' | 'zbm-replica'): Promise<string[]> {
