@@ -9,6 +9,17 @@ import { VERSION } from '../version.ts';
  * One pair of files per guest and snapshot name: prune removes the pair with its snapshot, and
  * replicate copies the files of the snapshots it copies.
  */
+/** Set by backup-pve on the backup server's root: where the metadata of the datasets below lives. */
+export const METADATA_DIR_PROPERTY = 'zbm:metadata-dir';
+
+const VOLUME = /^(?:vm|subvol|base|basevol)-([1-9]\d*)-./;
+
+/** The VMID of a PVE volume dataset, from its last component (`.../vm-100-disk-0` → 100). */
+export function vmidOf(dataset: string): number | null {
+  const m = VOLUME.exec(dataset.slice(dataset.lastIndexOf('/') + 1));
+  return m ? Number(m[1]) : null;
+}
+
 export interface ManifestDisk {
   readonly key: string;
   readonly volume: string;

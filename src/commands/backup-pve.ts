@@ -1,4 +1,5 @@
 import { type BackupContext, backupGuest, type GuestResult, targetDataset } from '../backup/backup.ts';
+import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
@@ -130,7 +131,9 @@ export async function backupPve(opts: BackupPveOptions, log: Logger): Promise<nu
       await remoteZfs.create(opts.remoteZfsRoot);
     }
     // prune and replicate on the backup server find the guests' configs through this property.
-    await remoteZfs.setUserProperties(opts.remoteZfsRoot, { 'zbm:metadata-dir': opts.remoteMetadataDir });
+    await remoteZfs.setUserProperties(opts.remoteZfsRoot, {
+      [METADATA_DIR_PROPERTY]: opts.remoteMetadataDir,
+    });
 
     const ctx: BackupContext = {
       node: state.node,

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -37,8 +38,6 @@ export interface DatasetResult {
   readonly error?: string;
 }
 
-const METADATA_PROP = 'zbm:metadata-dir';
-
 /**
  * Mirrors every dataset under --local-zfs-root to the same relative path under --remote-zfs-root,
  * with every selected snapshot the replica lacks (its history is pruned by its own rules later).
@@ -52,7 +51,10 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   const out = (s: string) => process.stdout.write(s);
   try {
-    const sourceList = await localZfs.list({ roots: [opts.localZfsRoot], userProps: [METADATA_PROP] });
+    const sourceList = await localZfs.list({
+      roots: [opts.localZfsRoot],
+      userProps: [METADATA_DIR_PROPERTY],
+    });
     if (sourceList.length === 0) {
       log.error(`${local.name}: ${opts.localZfsRoot} does not exist; nothing to replicate`);
       return ExitCode.failure;
@@ -176,13 +178,13 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       );
     }
 
-    const metadataDir = sourceList.find((d) => d.name === opts.localZfsRoot)?.props[METADATA_PROP];
+    const metadataDir = sourceList.find((d) => d.name === opts.localZfsRoot)?.props[METADATA_DIR_PROPERTY];
     let metadataFailed = false;
     if (metadataDir) {
       try {
         const replicated = await remoteZfs.list({ roots: [opts.remoteZfsRoot] });
         const copied = await copyMetadata(local, remote, metadataDir, replicated);
-        await remoteZfs.setUserProperties(opts.remoteZfsRoot, { [METADATA_PROP]: metadataDir });
+        await remoteZfs.setUserProperties(opts.remoteZfsRoot, { [METADATA_DIR_PROPERTY]: metadataDir });
         if (copied > 0)
           log.info(`copied ${copied} guest config and manifest file(s) to ${remote.name}:${metadataDir}`);
       } catch (err) {

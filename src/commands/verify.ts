@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -32,8 +33,6 @@ export interface VerifyOptions {
   readonly maxScrubAgeDays: number;
   readonly json?: boolean;
 }
-
-const METADATA_PROP = 'zbm:metadata-dir';
 
 /** The newest manifest of each guest under the metadata directory (file names sort by time). */
 async function newestManifests(dir: string): Promise<ManifestSummary[]> {
@@ -69,7 +68,7 @@ export async function verify(opts: VerifyOptions, _log: Logger): Promise<number>
   const zfs = new Zfs(local);
   const checks: Check[] = [];
   const listing = await zfs
-    .list({ roots: [opts.localZfsRoot], userProps: [METADATA_PROP] })
+    .list({ roots: [opts.localZfsRoot], userProps: [METADATA_DIR_PROPERTY] })
     .catch((err: unknown) => {
       checks.push({ state: 'UNKNOWN', subject: opts.localZfsRoot, message: errorMessage(err), figures: {} });
       return [] as Dataset[];
@@ -94,7 +93,7 @@ export async function verify(opts: VerifyOptions, _log: Logger): Promise<number>
   }
   for (const d of datasets) checks.push(checkDataset(d, rules, now));
 
-  const metadataDir = root?.props[METADATA_PROP];
+  const metadataDir = root?.props[METADATA_DIR_PROPERTY];
   if (metadataDir) {
     const names = new Set(listing.map((d) => d.name));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.

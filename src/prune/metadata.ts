@@ -8,16 +8,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
 import { snapshotTime } from './retention.ts';
 
-/** Set by backup-pve on the backup server's root: where the metadata of the datasets below lives. */
-export const METADATA_DIR_PROPERTY = 'zbm:metadata-dir';
-
-const VOLUME = /^(?:vm|subvol|base|basevol)-([1-9]\d*)-./;
-
-/** The VMID of a PVE volume dataset, from its last component (`.../vm-100-disk-0` → 100). */
-export function vmidOf(dataset: string): number | null {
-  const m = VOLUME.exec(dataset.slice(dataset.lastIndexOf('/') + 1));
-  return m ? Number(m[1]) : null;
-}
+export { METADATA_DIR_PROPERTY, vmidOf } from '../backup/metadata.ts';
 
 const FILE = /^(.+)\.(conf|json)$/;
 

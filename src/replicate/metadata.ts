@@ -1,19 +1,17 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { vmidOf } from '../backup/metadata.ts';
 import type { Host } from '../host/host.ts';
 import { pipe } from '../host/pipe.ts';
 import { run } from '../host/process.ts';
 import type { Dataset } from '../zfs/types.ts';
 
-const GUEST_VOLUME = /^(?:vm|subvol|base|basevol)-(\d+)-/;
-
 /** vmid → snapshot names that some dataset of that guest has. Pure. */
 export function snapshotsByGuest(datasets: readonly Dataset[]): Map<number, Set<string>> {
   const byGuest = new Map<number, Set<string>>();
   for (const d of datasets) {
-    const m = GUEST_VOLUME.exec(d.name.slice(d.name.lastIndexOf('/') + 1));
-    if (!m) continue;
-    const vmid = Number(m[1]);
+    const vmid = vmidOf(d.name);
+    if (vmid === null) continue;
     const set = byGuest.get(vmid) ?? new Set<string>();
     for (const s of d.snapshots) set.add(s.short);
     byGuest.set(vmid, set);
