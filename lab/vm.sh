@@ -132,7 +132,7 @@ EOF
 # its own, because the original design's commands use the pool name `main` on both the backup
 # server and the replica (and the same metadata directory), which one kernel cannot hold twice.
 cmd_start() { # statedir
-    local state=$1 image pid started=$SECONDS rport p1 p2
+    local state=$1 image pid started=$SECONDS rport mport p1 p2
     if [[ $state == *XXXX ]]; then
         state=$(mktemp -d "$state")
         log "state dir: $state"
@@ -156,6 +156,11 @@ cmd_start() { # statedir
     # qemu's user network (10.0.2.2 is the host's loopback). A block placed first wins.
     lab_ssh "$state" "{ printf 'Host zbm-replica\\n    HostName 10.0.2.2\\n    Port %s\\n\\n' $rport; cat /root/.ssh/config; } > /root/.ssh/config.new && mv /root/.ssh/config.new /root/.ssh/config" ||
         die "cannot point zbm-replica at the replica VM"
+    # And the other way round, for replicate --pull: from the replica, pve1 and zbm-dest are the
+    # main VM's forwarded port.
+    mport=$(sed -n 's/^LAB_SSH_PORT=//p' "$state/env")
+    lab_ssh "$state/replica" "{ printf 'Host pve1 zbm-dest\\n    HostName 10.0.2.2\\n    Port %s\\n\\n' $mport; cat /root/.ssh/config; } > /root/.ssh/config.new && mv /root/.ssh/config.new /root/.ssh/config" ||
+        die "cannot point zbm-dest at the main VM from the replica VM"
     lab_ssh "$state/replica" 'hostname zbm-replica && echo zbm-replica > /etc/hostname' ||
         die "cannot name the replica VM"
 
@@ -166,6 +171,8 @@ cmd_start() { # statedir
         die "lab-reset failed in the replica VM (vm.sh ssh/stop $state/replica)"
     lab_ssh "$state" 'test "$(ssh zbm-replica hostname)" = zbm-replica' ||
         die "zbm-replica does not reach the replica VM"
+    lab_ssh "$state/replica" 'test "$(ssh zbm-dest hostname)" = pve1' ||
+        die "zbm-dest does not reach the main VM from the replica VM"
     log "ready after $((SECONDS - started)) s: $state"
     echo "$state"
 }

@@ -86,15 +86,29 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .requiredOption('--remote <host>', 'ssh destination of the replica', v.remote)
         .requiredOption(
           '--remote-zfs-root <dataset>',
-          'dataset on the replica receiving the copies',
+          'dataset on --remote: the replica receiving the copies (with --pull: the source)',
           v.dataset,
         )
         .requiredOption(
           '--local-zfs-root <dataset>',
-          'dataset on this host whose backups are copied',
+          'dataset on this host whose backups are copied (with --pull: receiving the copies)',
           v.dataset,
         )
         .option('--prefix <prefix>', 'copy only snapshots with this name prefix (default: all)', v.prefix)
+        .option(
+          '--pull',
+          'run on the replica and pull from --remote (its --remote-zfs-root) into --local-zfs-root, so the backup server needs no access to the replica',
+        )
+        .option(
+          '--local-metadata-dir <path>',
+          "guest configs on this host (default: the source root's zbm:metadata-dir, or the same path as the source)",
+          v.absolutePath,
+        )
+        .option(
+          '--remote-metadata-dir <path>',
+          "guest configs on --remote (default: the source root's zbm:metadata-dir, or the same path as the source)",
+          v.absolutePath,
+        )
         .option('--dry-run', 'print what would be sent and change nothing')
         .option('--json', 'print the per-dataset result as JSON on stdout')
         .option(

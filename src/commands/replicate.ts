@@ -1,17 +1,17 @@
-import { hostname } from 'node:os';
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
+import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
 import { describeConflict } from '../plan/diff.ts';
 import { copyMetadata } from '../replicate/metadata.ts';
+import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
-import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -19,7 +19,10 @@ export interface ReplicateOptions {
   readonly remote: string;
   readonly remoteZfsRoot: string;
   readonly localZfsRoot: string;
+  readonly pull?: boolean;
   readonly prefix?: string;
+  readonly localMetadataDir?: string;
+  readonly remoteMetadataDir?: string;
   readonly dryRun?: boolean;
   readonly json?: boolean;
   readonly bwlimit?: number;
@@ -38,46 +41,66 @@ export interface DatasetResult {
   readonly error?: string;
 }
 
+/** One end of the replication: where it runs, its root, and where its guest configs live. */
+interface Side {
+  readonly host: Host;
+  readonly zfs: Zfs;
+  readonly root: string;
+  /** --local-metadata-dir or --remote-metadata-dir, whichever names this side. */
+  readonly metadataDir: string | undefined;
+}
+
 /**
- * Mirrors every dataset under --local-zfs-root to the same relative path under --remote-zfs-root,
- * with every selected snapshot the replica lacks (its history is pruned by its own rules later).
+ * Mirrors every dataset under the source root to the same relative path under the target root,
+ * with every selected snapshot the target lacks (its history is pruned by its own rules later).
+ * Push (default): this host is the source and --remote the replica. Pull (--pull): --remote is the
+ * source, so the backup server needs no credentials on the replica. Both run this same code; only
+ * which side is which changes.
  */
 export async function replicate(opts: ReplicateOptions, log: Logger): Promise<number> {
-  const local = new LocalHost();
-  const remote = new SshHost(opts.remote);
-  const localZfs = new Zfs(local);
-  const remoteZfs = new Zfs(remote);
+  const localHost = new LocalHost();
+  const remoteHost = new SshHost(opts.remote);
+  const local: Side = {
+    host: localHost,
+    zfs: new Zfs(localHost),
+    root: opts.localZfsRoot,
+    metadataDir: opts.localMetadataDir,
+  };
+  const remote: Side = {
+    host: remoteHost,
+    zfs: new Zfs(remoteHost),
+    root: opts.remoteZfsRoot,
+    metadataDir: opts.remoteMetadataDir,
+  };
+  const [source, target] = opts.pull ? [remote, local] : [local, remote];
+  const at = (side: Side, dataset: string) => ({ host: side.host.name, dataset });
   const select = (short: string) => opts.prefix === undefined || short.startsWith(opts.prefix);
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   const out = (s: string) => process.stdout.write(s);
   try {
-    const sourceList = await localZfs.list({
-      roots: [opts.localZfsRoot],
-      userProps: [METADATA_DIR_PROPERTY],
-    });
+    const sourceList = await source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] });
     if (sourceList.length === 0) {
-      log.error(`${local.name}: ${opts.localZfsRoot} does not exist; nothing to replicate`);
+      log.error(`${source.host.name}: ${source.root} does not exist; nothing to replicate`);
       return ExitCode.failure;
     }
-    const remoteRootExists = await remoteZfs.exists(opts.remoteZfsRoot);
-    const targets = new Map(
-      (remoteRootExists ? await remoteZfs.list({ roots: [opts.remoteZfsRoot] }) : []).map((d) => [d.name, d]),
-    );
-    const sources = sourceList
-      .filter((d) => d.name !== opts.localZfsRoot || d.snapshots.some((s) => select(s.short)))
-      .sort((a, b) => a.name.localeCompare(b.name));
-    const targetOf = (d: Dataset) =>
-      joinDataset(opts.remoteZfsRoot, relativeTo(opts.localZfsRoot, d.name) ?? '');
+    const targetRootExists = await target.zfs.exists(target.root);
+    const targetList = targetRootExists ? await target.zfs.list({ roots: [target.root] }) : [];
+    const { pairs, orphans } = mirrorPairs(source.root, sourceList, target.root, targetList, select);
+    const targets = new Map(targetList.map((d) => [d.name, d]));
+    for (const o of orphans)
+      log.warn(
+        `${target.host.name}:${o}: no longer on ${source.host.name} (guest deleted?): kept, never destroyed by zbm; ` +
+          'destroy it yourself once its backups are no longer needed',
+      );
 
     if (opts.dryRun) {
       out(
-        `plan (dry run, nothing is changed): replicate ${opts.localZfsRoot} to ${remote.name}:${opts.remoteZfsRoot}\n`,
+        `plan (dry run, nothing is changed): replicate ${source.host.name}:${source.root} to ${target.host.name}:${target.root}\n`,
       );
-      for (const d of sources) {
-        const t = targetOf(d);
+      for (const { source: d, target: t } of pairs) {
         const plan = planSync(
-          { zfs: localZfs, dataset: d.name, listing: d },
-          { zfs: remoteZfs, dataset: t, listing: targets.get(t) ?? null },
+          { zfs: source.zfs, dataset: d.name, listing: d },
+          { zfs: target.zfs, dataset: t, listing: targets.get(t) ?? null },
           select,
         );
         const what =
@@ -85,70 +108,73 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
             ? `${plan.kind}, ${plan.steps.length} snapshot(s): ${plan.steps.map((s) => s.to.short).join(', ')}`
             : plan.kind === 'up-to-date'
               ? 'up to date'
-              : `refused: ${describeConflict(plan, { host: local.name, dataset: d.name }, { host: remote.name, dataset: t }, '--force-rollback')}`;
+              : `refused: ${describeConflict(plan, at(source, d.name), at(target, t), '--force-rollback')}`;
         out(
           `${d.name} → ${t}: ${what}${targets.get(t)?.resumeToken ? ' (first resumes an interrupted transfer)' : ''}\n`,
         );
       }
+      for (const o of orphans) out(`${o}: kept (no longer on ${source.host.name})\n`);
       return ExitCode.ok;
     }
 
-    if (!remoteRootExists) {
-      log.info(`creating ${remote.name}:${opts.remoteZfsRoot}`);
-      await remoteZfs.create(opts.remoteZfsRoot);
+    if (!targetRootExists) {
+      log.info(`creating ${target.host.name}:${target.root}`);
+      await target.zfs.create(target.root);
     }
     const limiter = opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined;
-    const tag = holdTag(hostname(), remote.name);
+    // Each pair of hosts has its own tag, so two replicas of one server never release each other's base.
+    const tag = holdTag(source.host.name, target.host.name);
     const results: DatasetResult[] = [];
     const bases: BasePair[] = [];
-    for (const d of sources) {
-      const target = targetOf(d);
-      const base = { source: d.name, target, sent: [], bytes: 0 };
-      const acquired = await acquire(`dataset-${d.name}`, `replicate ${d.name}`, opts.lockWait * 1000);
+    for (const { source: d, target: targetName } of pairs) {
+      const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
+      // The lock lives on this host, so it is named after this host's side of the pair.
+      const lockName = opts.pull ? targetName : d.name;
+      const acquired = await acquire(`dataset-${lockName}`, `replicate ${d.name}`, opts.lockWait * 1000);
       if ('heldBy' in acquired) {
-        const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${d.name}`;
+        const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
         log.warn(error);
         results.push({ ...base, result: 'skipped', error });
         continue;
       }
       try {
-        let before = targets.get(target) ?? null;
-        const sync = async () =>
-          syncDataset(
-            { zfs: localZfs, dataset: d.name, listing: d },
-            { zfs: remoteZfs, dataset: target, listing: before },
-            {
-              select,
-              limiter,
-              rollbackOption: '--force-rollback',
-              onProgress: (b) => progress.update(d.name, b),
-              onMessage: (m) => {
-                progress.clear();
-                log.warn(m);
-              },
-            },
-          );
+        let before = targets.get(targetName) ?? null;
+        const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
         if (opts.forceRollback && before) {
           const plan = planSync(
-            { zfs: localZfs, dataset: d.name, listing: d },
-            { zfs: remoteZfs, dataset: target, listing: before },
+            sourceSide,
+            { zfs: target.zfs, dataset: targetName, listing: before },
             select,
           );
           if (plan.kind === 'diverged') {
             log.warn(
-              `${remote.name}:${target}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
+              `${target.host.name}:${targetName}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
             );
-            await remoteZfs.rollback(`${target}@${plan.common.short}`);
+            await target.zfs.rollback(`${targetName}@${plan.common.short}`);
             before =
-              (await remoteZfs.list({ roots: [target], depth: 1 })).find((x) => x.name === target) ?? null;
+              (await target.zfs.list({ roots: [targetName], depth: 1 })).find((x) => x.name === targetName) ??
+              null;
           }
         }
-        const r = await sync();
+        const r = await syncDataset(
+          sourceSide,
+          { zfs: target.zfs, dataset: targetName, listing: before },
+          {
+            select,
+            limiter,
+            rollbackOption: '--force-rollback',
+            onProgress: (b) => progress.update(d.name, b),
+            onMessage: (m) => {
+              progress.clear();
+              log.warn(m);
+            },
+          },
+        );
         progress.clear();
-        bases.push({ source: d, target, targetBefore: before, common: r.common.short });
+        bases.push({ source: d, target: targetName, targetBefore: before, common: r.common.short });
         if (r.sent.length > 0)
           log.info(
-            `${d.name} → ${remote.name}:${target}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
+            `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
           );
         results.push({
           ...base,
@@ -161,7 +187,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       } catch (err) {
         progress.clear();
         const error = errorMessage(err);
-        log.error(`${d.name} → ${remote.name}:${target}: ${error}`);
+        log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
         results.push({ ...base, result: 'failed', error });
       } finally {
         acquired.lock.release();
@@ -170,45 +196,75 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
 
     let protectFailed = false;
     try {
-      await protectBases(localZfs, remoteZfs, tag, bases, select);
+      await protectBases(source.zfs, target.zfs, tag, bases, select);
     } catch (err) {
       protectFailed = true;
       log.error(
-        `protecting the new common snapshots on ${local.name} and ${remote.name}: ${errorMessage(err)}`,
+        `protecting the new common snapshots on ${source.host.name} and ${target.host.name}: ${errorMessage(err)}`,
       );
     }
 
-    const metadataDir = sourceList.find((d) => d.name === opts.localZfsRoot)?.props[METADATA_DIR_PROPERTY];
-    let metadataFailed = false;
-    if (metadataDir) {
-      try {
-        const replicated = await remoteZfs.list({ roots: [opts.remoteZfsRoot] });
-        const copied = await copyMetadata(local, remote, metadataDir, replicated);
-        await remoteZfs.setUserProperties(opts.remoteZfsRoot, { [METADATA_DIR_PROPERTY]: metadataDir });
-        if (copied > 0)
-          log.info(`copied ${copied} guest config and manifest file(s) to ${remote.name}:${metadataDir}`);
-      } catch (err) {
-        metadataFailed = true;
-        log.error(`copying guest configs from ${metadataDir} to ${remote.name}: ${errorMessage(err)}`);
-      }
-    }
+    const metadataFailed = !(await replicateMetadata(source, target, sourceList, log));
 
     if (opts.json) {
-      out(`${JSON.stringify({ remote: remote.name, datasets: results }, null, 2)}\n`);
+      out(
+        `${JSON.stringify({ source: source.host.name, target: target.host.name, datasets: results, kept: orphans }, null, 2)}\n`,
+      );
     } else {
       const ok = results.filter((r) => r.result === 'ok');
       out(
-        `replicated ${ok.length} of ${results.length} dataset(s) to ${remote.name}:${opts.remoteZfsRoot}, ` +
+        `replicated ${ok.length} of ${results.length} dataset(s) from ${source.host.name}:${source.root} to ${target.host.name}:${target.root}, ` +
           `${ok.reduce((n, r) => n + r.sent.length, 0)} snapshot(s), ${formatBytes(results.reduce((n, r) => n + r.bytes, 0))}\n`,
       );
       for (const r of results.filter((x) => x.result !== 'ok'))
         out(`  ${r.source}: ${r.result}: ${r.error}\n`);
+      for (const o of orphans) out(`  ${o}: kept, no longer on ${source.host.name}\n`);
     }
     return results.some((r) => r.result !== 'ok') || metadataFailed || protectFailed
       ? ExitCode.failure
       : ExitCode.ok;
   } finally {
     progress.clear();
-    await remote.close();
+    await remoteHost.close();
+  }
+}
+
+/**
+ * Copies the guest configs and manifests of the snapshots the target now holds. Where they come
+ * from: the side's metadata-dir option, else the source root's zbm:metadata-dir property (set by
+ * backup-pve); where they go: the target's option, else the same path. Returns false on failure.
+ */
+async function replicateMetadata(
+  source: Side,
+  target: Side,
+  sourceList: readonly Dataset[],
+  log: Logger,
+): Promise<boolean> {
+  const from =
+    source.metadataDir ?? sourceList.find((d) => d.name === source.root)?.props[METADATA_DIR_PROPERTY];
+  if (!from) {
+    if (target.metadataDir)
+      log.warn(
+        `${source.host.name}:${source.root} has no ${METADATA_DIR_PROPERTY} property and no metadata directory was given for it: no guest configs copied`,
+      );
+    return true;
+  }
+  const to = target.metadataDir ?? from;
+  try {
+    const replicated = await target.zfs.list({ roots: [target.root] });
+    const copied = await copyMetadata(
+      { host: source.host, dir: from },
+      { host: target.host, dir: to },
+      replicated,
+    );
+    await target.zfs.setUserProperties(target.root, { [METADATA_DIR_PROPERTY]: to });
+    if (copied > 0)
+      log.info(`copied ${copied} guest config and manifest file(s) to ${target.host.name}:${to}`);
+    return true;
+  } catch (err) {
+    log.error(
+      `copying guest configs from ${source.host.name}:${from} to ${target.host.name}:${to}: ${errorMessage(err)}`,
+    );
+    return false;
   }
 }

@@ -1,5 +1,3 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { vmidOf } from '../backup/metadata.ts';
 import type { Host } from '../host/host.ts';
 import { pipe } from '../host/pipe.ts';
@@ -19,52 +17,49 @@ export function snapshotsByGuest(datasets: readonly Dataset[]): Map<number, Set<
   return byGuest;
 }
 
-/** Relative paths `<vmid>/<snapshot>.conf|.json` of the local metadata files. */
-async function localFiles(dir: string): Promise<string[]> {
-  const files: string[] = [];
-  let vmids: string[];
-  try {
-    vmids = await readdir(dir);
-  } catch {
-    return [];
-  }
-  for (const v of vmids.filter((x) => /^\d+$/.test(x))) {
-    for (const f of await readdir(join(dir, v)).catch(() => [])) {
-      if (/\.(conf|json)$/.test(f) && !f.includes('.tmp.')) files.push(`${v}/${f}`);
-    }
-  }
-  return files;
-}
-
-/**
- * Copies the configs and manifests of the snapshots the replica now has, in one tar stream, so that
- * a guest can be restored from the replica alone. Files already there are not sent again.
- */
-export async function copyMetadata(
-  local: Host,
-  remote: Host,
-  dir: string,
-  replicated: readonly Dataset[],
-): Promise<number> {
-  const wanted = snapshotsByGuest(replicated);
-  const candidates = (await localFiles(dir)).filter((f) => {
-    const [vmid = '', file = ''] = f.split('/');
-    return wanted.get(Number(vmid))?.has(file.replace(/\.(conf|json)$/, '')) ?? false;
-  });
-  if (candidates.length === 0) return 0;
-  const { stdout } = await run(remote, [
+/** Relative paths `<vmid>/<snapshot>.conf|.json` of the metadata files under dir on host. */
+async function metadataFiles(host: Host, dir: string): Promise<string[]> {
+  const { stdout } = await run(host, [
     'sh',
     '-c',
-    'if [ -d "$1" ]; then cd "$1" && find . -type f; fi',
+    'if [ -d "$1" ]; then cd "$1" && find . -mindepth 2 -maxdepth 2 -type f; fi',
     'zbm-list',
     dir,
   ]);
-  const present = new Set(stdout.split('\n').map((l) => l.replace(/^\.\//, '')));
-  const missing = candidates.filter((f) => !present.has(f));
+  return stdout
+    .split('\n')
+    .map((l) => l.replace(/^\.\//, ''))
+    .filter((f) => /^\d+\/[^/]+\.(conf|json)$/.test(f) && !f.includes('.tmp.'));
+}
+
+export interface MetadataPlace {
+  readonly host: Host;
+  readonly dir: string;
+}
+
+/**
+ * Copies the configs and manifests of the snapshots the target now has, in one tar stream, so that
+ * a guest can be restored from the target alone. Files already there are not sent again.
+ */
+export async function copyMetadata(
+  from: MetadataPlace,
+  to: MetadataPlace,
+  replicated: readonly Dataset[],
+): Promise<number> {
+  const wanted = snapshotsByGuest(replicated);
+  const [available, present] = await Promise.all([
+    metadataFiles(from.host, from.dir),
+    metadataFiles(to.host, to.dir),
+  ]);
+  const have = new Set(present);
+  const missing = available.filter((f) => {
+    const [vmid = '', file = ''] = f.split('/');
+    return !have.has(f) && (wanted.get(Number(vmid))?.has(file.replace(/\.(conf|json)$/, '')) ?? false);
+  });
   if (missing.length === 0) return 0;
   await pipe(
-    { host: local, argv: ['tar', '-C', dir, '-cf', '-', '--', ...missing] },
-    { host: remote, argv: ['sh', '-c', 'mkdir -p -- "$1" && tar -C "$1" -xf -', 'zbm-untar', dir] },
+    { host: from.host, argv: ['tar', '-C', from.dir, '-cf', '-', '--', ...missing] },
+    { host: to.host, argv: ['sh', '-c', 'mkdir -p -- "$1" && tar -C "$1" -xf -', 'zbm-untar', to.dir] },
   );
   return missing.length;
 }
