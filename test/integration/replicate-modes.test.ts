@@ -132,7 +132,10 @@ describe('replicate: pull mode, several replicas, deleted guests, metadata place
   });
 
   it('keeps and reports the copies of a guest deleted at the source, and --dry-run changes nothing', async () => {
-    await sh('zfs destroy -r main/bak-zbm/subvol-104-disk-0');
+    // The admin deletes the guest's backups on the backup server: holds released, then destroyed.
+    await sh(
+      'd=main/bak-zbm/subvol-104-disk-0; for s in $(zfs list -H -t snapshot -o name -r $d); do zfs holds -H $s | cut -f2 | while read -r t; do zfs release "$t" $s; done; done; zfs destroy -r $d',
+    );
     const before = await tree('main/bak-zbm', 'zbm-replica');
     const dry = await zbm('zbm-dest', [...REPLICATE, '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
