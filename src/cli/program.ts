@@ -151,7 +151,13 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           '--dry-run',
           'print the plan (every snapshot: keep or destroy, and why) and destroy nothing, even with -y',
         )
-        .option('--json', 'print the plan, or with -y the result, as JSON on stdout'),
+        .option('--json', 'print the plan, or with -y the result, as JSON on stdout')
+        .option(
+          '--lock-wait <seconds>',
+          'how long to wait for a dataset that a transfer of another zbm run works on',
+          v.count,
+          30,
+        ),
   },
   {
     name: 'verify',

@@ -4,6 +4,7 @@ import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
+import { acquire, describeHolder } from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
 import { type DatasetPlan, type Kept, planDataset, type RemoteFacts, retentionFor } from '../prune/plan.ts';
 import { defaultTimeZone, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
@@ -25,6 +26,8 @@ export interface PruneOptions {
   readonly yes?: boolean;
   readonly dryRun?: boolean;
   readonly json?: boolean;
+  /** Seconds to wait for a dataset that a transfer of another zbm run works on (default 30). */
+  readonly lockWait?: number;
 }
 
 /** What the command touches outside zfs; tests replace it. */
@@ -93,6 +96,20 @@ async function holdsOf(zfs: Zfs, names: readonly string[]): Promise<Map<string, 
       }
       perDs.set(short, [...(perDs.get(short) ?? []), h.tag]);
     }
+  }
+  return found;
+}
+
+/** Clones per dataset and short name, of the snapshots that have any: one `zfs get -r` call. */
+async function clonesOf(zfs: Zfs, root: string): Promise<Map<string, Map<string, string[]>>> {
+  const found = new Map<string, Map<string, string[]>>();
+  for (const p of await zfs.get(['clones'], [root], true)) {
+    const at = p.name.indexOf('@');
+    if (at < 0 || !p.value) continue;
+    const ds = p.name.slice(0, at);
+    const perDs = found.get(ds) ?? new Map<string, string[]>();
+    perDs.set(p.name.slice(at + 1), p.value.split(','));
+    found.set(ds, perDs);
   }
   return found;
 }
@@ -239,7 +256,11 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         return { error: errorMessage(err) };
       }
     };
-    const [remote, holds] = await Promise.all([remoteListing(), holdsOf(localZfs, held)]);
+    const [remote, holds, clones] = await Promise.all([
+      remoteListing(),
+      holdsOf(localZfs, held),
+      clonesOf(localZfs, opts.localZfsRoot),
+    ]);
 
     const unreachable = remote && 'error' in remote ? remote.error : null;
     if (remote && !('error' in remote) && !remote.has(opts.remoteZfsRoot ?? '')) {
@@ -270,6 +291,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         prefix: opts.prefix,
         retention: retentionFor(d, opts.prefix, rules, tz),
         holds: holds.get(d.name) ?? new Map(),
+        clones: clones.get(d.name) ?? new Map(),
         remote: facts,
       });
       outcomes.push({ plan, remoteDataset, destroyed: [], heldLate: [], error: null });
@@ -305,11 +327,25 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
     if (go) {
       for (const o of outcomes) {
         if (o.plan.destroy.length === 0) continue;
+        // replicate holds this lock while it sends: its base is then never destroyed under it. A
+        // transfer that ended since the listing only made the plan more careful than needed.
+        const acquired = await acquire(
+          `dataset-${o.plan.dataset}`,
+          `prune ${o.plan.dataset}`,
+          (opts.lockWait ?? 30) * 1000,
+        );
+        if ('heldBy' in acquired) {
+          o.error = `skipped: ${describeHolder(acquired.heldBy)} is working on it; nothing destroyed, the next prune will`;
+          log.warn(`${local.name}:${o.plan.dataset}: ${o.error}`);
+          continue;
+        }
         try {
           await destroyPlanned(localZfs, o);
         } catch (err) {
           o.error = errorMessage(err);
           log.error(`destroying old snapshots of ${o.plan.dataset}: ${o.error}`);
+        } finally {
+          acquired.lock.release();
         }
       }
     }

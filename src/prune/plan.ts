@@ -48,7 +48,8 @@ export type KeepReason =
   | { readonly kind: 'last-base'; readonly remote: string }
   | { readonly kind: 'after-last-base'; readonly remote: string; readonly base: string }
   | { readonly kind: 'remote-unknown'; readonly remote: string }
-  | { readonly kind: 'held'; readonly tags: readonly string[] };
+  | { readonly kind: 'held'; readonly tags: readonly string[] }
+  | { readonly kind: 'clones'; readonly clones: readonly string[] };
 
 export interface Kept {
   readonly short: string;
@@ -101,6 +102,8 @@ export function describeReason(r: KeepReason): string {
       return `${r.remote} unreachable and no base held for it`;
     case 'held':
       return `held by ${r.tags.join(', ')}`;
+    case 'clones':
+      return `has clones (${r.clones.join(', ')}): destroy or promote them to let it go`;
   }
 }
 
@@ -138,6 +141,8 @@ export interface PlanInput {
   readonly holds: ReadonlyMap<string, readonly string[]>;
   /** Absent without --remote. */
   readonly remote?: RemoteFacts;
+  /** Clones per short name: ZFS refuses to destroy their origin (and the whole batch with it). */
+  readonly clones?: ReadonlyMap<string, readonly string[]>;
 }
 
 export function planDataset(input: PlanInput): DatasetPlan {
@@ -221,6 +226,10 @@ export function planDataset(input: PlanInput): DatasetPlan {
   for (const [short, tags] of holds) {
     const i = index.get(short);
     if (i !== undefined && tags.length > 0) addAt(i, { kind: 'held', tags: [...tags] });
+  }
+  for (const [short, clones] of input.clones ?? []) {
+    const i = index.get(short);
+    if (i !== undefined && clones.length > 0) addAt(i, { kind: 'clones', clones: [...clones] });
   }
 
   const keep: Kept[] = [];

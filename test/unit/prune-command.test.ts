@@ -70,9 +70,18 @@ if (args[0] === 'list') {
   for (const s of shorts) {
     if (!snapOf(d + '@' + s)) fail("could not find any snapshots to destroy; check snapshot names.");
     if ((ds[d].holds?.[s] ?? []).length > 0) fail("cannot destroy snapshot " + d + '@' + s + ": dataset is busy");
+    if ((ds[d].clones?.[s] ?? []).length > 0) fail("cannot destroy '" + d + '@' + s + "': snapshot has dependent clones");
   }
   ds[d].snapshots = ds[d].snapshots.filter((x) => !shorts.includes(x.short));
   save();
+} else if (args[0] === 'get' && args.includes('clones') && args.includes('-r')) {
+  const root = args.at(-1);
+  for (const name of Object.keys(ds).sort()) {
+    if (name !== root && !name.startsWith(root + '/')) continue;
+    process.stdout.write(name + '\tclones\t-\t-\n');
+    for (const s of ds[name].snapshots ?? [])
+      process.stdout.write(name + '@' + s.short + '\tclones\t' + (ds[name].clones?.[s.short] ?? []).join(',') + '\t-\n');
+  }
 } else {
   fail('fake zfs: unsupported ' + args.join(' '), 2);
 }
@@ -133,6 +142,7 @@ interface FakeDataset {
   props?: Record<string, string>;
   snapshots?: FakeSnap[];
   holds?: Record<string, string[]>;
+  clones?: Record<string, string[]>;
 }
 interface FakeState {
   datasets: Record<string, FakeDataset>;
@@ -368,6 +378,17 @@ describe('zbm prune (fake zfs and ssh)', () => {
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(snapsOf(localState, D1), names(1, 3, 4, 5, 6, 7, 8, 9));
     assert.match(r.out, new RegExp(`kept ${hour(1)}: held by zbm-base:pve1:zbm-dest`));
+  });
+
+  it('a snapshot with a clone is kept and said why; the rest of the dataset is still pruned', async () => {
+    setup((local) => {
+      const d1 = local.datasets[D1];
+      if (d1) d1.clones = { [hour(1)]: ['main/restore-test'] };
+    });
+    const r = await runPrune();
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(snapsOf(localState, D1), names(1, 3, 4, 5, 6, 7, 8, 9));
+    assert.match(r.out, new RegExp(`kept ${hour(1)}: has clones \\(main/restore-test\\)`));
   });
 
   it('a dataset that fails does not stop the others; the run exits 1', async () => {
