@@ -107,9 +107,12 @@ export function zbm(host: LabHost, args: readonly string[]): Promise<Result> {
 export async function reset(opts: { empty?: boolean } = {}): Promise<void> {
   // The metadata directory of the original design's commands lives outside the pools.
   const wipe = 'rm -rf /root/backups_metadata && ';
+  // udev can lag behind zvol creation when the machine is loaded; once more after a settle.
+  const again = ' || { udevadm trigger --subsystem-match=block && udevadm settle --timeout=120 && ';
+  const main = opts.empty ? 'lab-reset --empty' : 'lab-reset';
   await Promise.all([
-    sh(`${wipe}${opts.empty ? 'lab-reset --empty' : 'lab-reset'}`),
-    sh(`${wipe}lab-reset --empty`, 'zbm-replica'),
+    sh(`${wipe}${main}${again}${main}; }`),
+    sh(`${wipe}lab-reset --empty${again}lab-reset --empty; }`, 'zbm-replica'),
   ]);
 }
 
