@@ -31,6 +31,7 @@ describe('replicate: pull mode, several replicas, deleted guests, metadata place
 }, () => {
   before(async () => {
     await reset();
+    await sh('rm -rf /root/pulled_metadata', 'zbm-replica');
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
     await writeZvol('rpool/data/vm-102-disk-0', 1);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
