@@ -285,9 +285,11 @@ async function writeMetadata(
       .filter((r) => r.mode !== 'failed')
       .map((r) => {
         const snap = fresh.get(r.source)?.snapshots.find((s) => s.short === snapshot);
+        const disk = guest.disks.find((d) => d.key === r.key);
         return {
           key: r.key,
-          volume: guest.disks.find((d) => d.key === r.key)?.value.split(',')[0] ?? '',
+          // From the parsed disk: a CT's value may start with other properties (`acl=0,volume=...`).
+          volume: disk ? `${disk.storage}:${disk.volname}` : '',
           source: r.source,
           target: r.target,
           guid: snap?.guid ?? '',

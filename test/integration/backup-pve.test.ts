@@ -129,14 +129,20 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
       name: string;
       node: string;
       snapshot: string;
-      disks: { key: string; target: string; guid: string }[];
+      disks: { key: string; target: string; guid: string; volume: string }[];
     };
     assert.equal(manifest.vmid, 100);
+    assert.equal(manifest.disks.find((d) => d.key === 'scsi0')?.volume, 'local-zfs:vm-100-disk-0');
     assert.equal(manifest.name, 'web');
     assert.equal(manifest.node, 'pve1');
     assert.deepEqual(manifest.disks.map((d) => d.key).sort(), ['efidisk0', 'scsi0', 'scsi1', 'tpmstate0']);
     const guid = (await sh(`zfs get -H -o value guid main/bak-zbm/vm-100-disk-0@${snap}`)).trim();
     assert.equal(manifest.disks.find((d) => d.key === 'scsi0')?.guid, guid);
+    // The volume id, also from a CT's `acl=0,size=...,volume=...` form.
+    const ct = JSON.parse(await sh('cat /root/backups_metadata/104/*.json')) as {
+      disks: { key: string; volume: string }[];
+    };
+    assert.deepEqual(ct.disks, [{ ...ct.disks[0], key: 'rootfs', volume: 'local-zfs:subvol-104-disk-0' }]);
     assert.equal(
       (await sh('zfs get -H -o value zbm:metadata-dir main/bak-zbm')).trim(),
       '/root/backups_metadata',
