@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.ts';
 import { nameProblem } from '../zfs/names.ts';
 import type { ZfsPool } from './storage.ts';
-import { compareNatural, parseBool } from './text.ts';
+import { compareNatural, parseBool, splitPropertyParts } from './text.ts';
 import type { GuestType } from './vmlist.ts';
 
 export interface GuestDisk {
@@ -40,24 +40,7 @@ const OPTION = /^([a-z][a-z0-9_-]*)=(.*)$/s;
  * defaultKey. Commas inside double quotes do not split.
  */
 export function parsePropertyString(value: string, defaultKey: string): Map<string, string> {
-  const parts: string[] = [];
-  let part = '';
-  let quoted = false;
-  for (let i = 0; i < value.length; i++) {
-    const ch = value[i] as string;
-    if (ch === '\\' && quoted && i + 1 < value.length) {
-      part += ch + value[++i];
-    } else if (ch === '"') {
-      quoted = !quoted;
-      part += ch;
-    } else if (ch === ',' && !quoted) {
-      parts.push(part);
-      part = '';
-    } else {
-      part += ch;
-    }
-  }
-  parts.push(part);
+  const parts = splitPropertyParts(value);
   const props = new Map<string, string>();
   for (const p of parts) {
     if (p === '') continue;

@@ -48,3 +48,26 @@ export function compareNatural(a: string, b: string): number {
   if (ta.length !== tb.length) return ta.length - tb.length;
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The parts of a PVE property string (`a=1,b="x,y"`), raw (quotes kept), split at commas outside double quotes. */
+export function splitPropertyParts(value: string): string[] {
+  const parts: string[] = [];
+  let part = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i] as string;
+    if (ch === '\\' && quoted && i + 1 < value.length) {
+      part += ch + value[++i];
+    } else if (ch === '"') {
+      quoted = !quoted;
+      part += ch;
+    } else if (ch === ',' && !quoted) {
+      parts.push(part);
+      part = '';
+    } else {
+      part += ch;
+    }
+  }
+  parts.push(part);
+  return parts;
+}
