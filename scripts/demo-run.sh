@@ -52,9 +52,22 @@ say "6. Verify both tiers (monitoring-plugin output; 20 snapshots are not there 
 on zbm-dest zbm verify --local-zfs-root main/bak-zbm --prefix bak-zbm- --max-age-days 1 --min-snapshots 20
 on zbm-replica zbm verify --local-zfs-root main/bak-zbm --prefix bak-zbm- --max-age-days 1 --min-snapshots 2
 
+say "7. Status per guest on the backup server, with the replication lag"
+on zbm-dest zbm status --local-zfs-root main/bak-zbm --remote zbm-replica --remote-zfs-root main/bak-zbm
+
+say "8. On the node: is every disk of every guest backed up and fresh? (the disk on non-ZFS storage is not)"
+on pve1 zbm verify --pve --remote zbm-dest --remote-zfs-root main/bak-zbm --local-zfs-root rpool/data --max-age-hours 2
+
 say "Result: snapshot trees on the three hosts"
 on pve1 zfs list -t all -o name,used,refer -r rpool/data/vm-100-disk-0
 on zbm-dest zfs list -t all -o name,used,refer -r main/bak-zbm/vm-100-disk-0
 on zbm-replica zfs list -t all -o name,used,refer -r main/bak-zbm/vm-100-disk-0
 on zbm-dest zfs holds main/bak-zbm/vm-100-disk-0@"$(lab ssh zbm-dest zfs list -H -o name -t snapshot main/bak-zbm/vm-100-disk-0 | tail -1 | cut -d@ -f2)"
 on zbm-replica ls /root/backups_metadata/100
+
+say "9. Restore drill: the restore points of guest web, then web restored from the replica alone as new guest 300"
+on pve1 zbm list-backups --remote zbm-replica --remote-zfs-root main/bak-zbm --vmid 100
+on pve1 zbm restore --remote zbm-replica --remote-zfs-root main/bak-zbm --vmid 100 --as-vmid 300 --new-macs -y
+on pve1 cat /etc/pve/nodes/pve1/qemu-server/300.conf
+on pve1 zfs list -o name,used,volsize -r rpool/data
+on pve1 sh -c 'sha256sum < /dev/zvol/rpool/data/vm-100-disk-0; sha256sum < /dev/zvol/rpool/data/vm-300-disk-0'

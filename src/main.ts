@@ -1,7 +1,8 @@
 import { parseCommandLine } from './cli/program.ts';
 import { runCommand } from './commands/index.ts';
+import { expandRun } from './config/load.ts';
 import { ExitCode } from './errors.ts';
-import { stopAll } from './host/children.ts';
+import { runInterruptCleanups, stopAll } from './host/children.ts';
 
 let stopping = false;
 function onSignal(signal: NodeJS.Signals): void {
@@ -9,14 +10,21 @@ function onSignal(signal: NodeJS.Signals): void {
   stopping = true;
   process.stderr.write(`zbm: ${signal} received, stopping child processes\n`);
   // Children first: a `zfs receive -s` that is stopped keeps its resumable state.
-  void stopAll().finally(() => process.exit(ExitCode.interrupted));
+  // Then what must not be skipped (a frozen guest's thaw), which starts children of its own.
+  void stopAll()
+    .then(() => runInterruptCleanups())
+    .finally(() => process.exit(ExitCode.interrupted));
 }
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 process.on('SIGHUP', onSignal);
 
-const parsed = parseCommandLine(process.argv.slice(2), {
-  writeOut: (s) => process.stdout.write(s),
-  writeErr: (s) => process.stderr.write(s),
-});
+const io = {
+  writeOut: (s: string) => process.stdout.write(s),
+  writeErr: (s: string) => process.stderr.write(s),
+};
+let parsed = parseCommandLine(process.argv.slice(2), io);
+// `zbm run <job>` stands for the job's command line from the config file.
+if (typeof parsed !== 'number' && parsed.command === 'run') parsed = expandRun(parsed.options, io);
+if (typeof parsed !== 'number' && parsed.command === 'done') parsed = 0;
 process.exitCode = typeof parsed === 'number' ? parsed : await runCommand(parsed);

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.ts';
+import { onInterrupt } from '../host/children.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 
@@ -37,19 +38,43 @@ export async function withFrozenGuest(
     return false;
   }
   let frozen = false;
+  let thawing: Promise<void> | undefined;
+  const thawOnce = () => {
+    thawing ??= thaw(host, vmid, log);
+    return thawing;
+  };
+  // From here on the thaw runs even if zbm is interrupted (SIGINT/SIGTERM/SIGHUP).
+  const unregister = onInterrupt(thawOnce);
   try {
-    await run(host, qm(vmid, 'fsfreeze-freeze'), { timeoutMs: 60_000 });
-    frozen = true;
-  } catch (err) {
-    log.warn(`guest ${vmid}: fsfreeze-freeze failed, snapshot taken without freeze (${errorMessage(err)})`);
-  }
-  try {
+    try {
+      await freeze(host, vmid, log);
+      frozen = true;
+    } catch (err) {
+      log.warn(`guest ${vmid}: fsfreeze-freeze failed, snapshot taken without freeze (${errorMessage(err)})`);
+    }
     await action();
   } finally {
     // Also after a failed freeze: it may have frozen some file systems before failing.
-    await thaw(host, vmid, log);
+    await thawOnce();
+    unregister();
   }
   return frozen;
+}
+
+/**
+ * A guest still frozen from a run that was killed (SIGKILL, power loss) refuses a new freeze: it
+ * is thawed first, and said so, instead of being snapshotted unfrozen and left frozen.
+ */
+async function freeze(host: Host, vmid: number, log: FreezeLog): Promise<void> {
+  try {
+    await run(host, qm(vmid, 'fsfreeze-freeze'), { timeoutMs: 60_000 });
+  } catch (err) {
+    const status = await run(host, qm(vmid, 'fsfreeze-status'), { timeoutMs: 10_000 }).catch(() => null);
+    if (!status?.stdout.includes('frozen') || status.stdout.includes('thawed')) throw err;
+    log.warn(`guest ${vmid}: was still frozen (a zbm run killed while it was frozen?): thawing it first`);
+    await run(host, qm(vmid, 'fsfreeze-thaw'), { timeoutMs: 30_000 });
+    await run(host, qm(vmid, 'fsfreeze-freeze'), { timeoutMs: 60_000 });
+  }
 }
 
 async function thaw(host: Host, vmid: number, log: FreezeLog): Promise<void> {

@@ -64,7 +64,13 @@ export function buildManifest(m: Omit<Manifest, 'format' | 'zbm'>): Manifest {
  * so that a reader never sees half a config. The path is an argument of the script, never part of it.
  */
 export async function writeFileAtomic(host: Host, path: string, content: string): Promise<void> {
-  const script =
-    'set -e; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp.$$"; cat > "$t"; sync -- "$t"; mv -f -- "$t" "$1"';
-  await run(host, ['sh', '-c', script, 'zbm-write', path], { input: content, timeoutMs: 120_000 });
+  await run(host, [...WRITE_FILE_ARGV, path], { input: content, timeoutMs: 120_000 });
 }
+
+/** The command writeFileAtomic runs, without the path; `zbm serve` recognizes exactly this one. */
+export const WRITE_FILE_ARGV = [
+  'sh',
+  '-c',
+  'set -e; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp.$$"; cat > "$t"; sync -- "$t"; mv -f -- "$t" "$1"',
+  'zbm-write',
+] as const;

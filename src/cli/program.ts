@@ -1,6 +1,8 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
+import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import { bashCompletion } from './completion.ts';
 import * as v from './values.ts';
 
 export const EXIT_CODES_HELP = `
@@ -164,7 +166,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
     summary: 'check that backups are fresh and complete (monitoring-plugin exit codes)',
     build: (c) =>
       c
-        .requiredOption('--local-zfs-root <dataset>', 'check the datasets under this dataset', v.dataset)
+        .option(
+          '--local-zfs-root <dataset>',
+          'check the datasets under this dataset (with --pve: only guest disks under it, like backup-pve)',
+          v.dataset,
+        )
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
         .option('--max-age-days <days>', 'newest snapshot must be younger than this', v.positiveNumber, 1)
         .option('--min-snapshots <n>', 'each dataset must have at least this many snapshots', v.count, 1)
@@ -173,12 +179,23 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'like --max-age-days, in hours (for hourly backups); wins over days',
           v.positiveNumber,
         )
-        .option('--remote <host>', 'next tier (ssh destination): also check the replication lag', v.remote)
+        .option(
+          '--remote <host>',
+          'next tier (ssh destination): also check the replication lag; with --pve: the backup server',
+          v.remote,
+        )
         .option(
           '--remote-zfs-root <dataset>',
-          'dataset on the next tier mirroring --local-zfs-root',
+          'dataset on --remote mirroring --local-zfs-root; with --pve: where backup-pve sends the disks',
           v.dataset,
         )
+        .option(
+          '--pve',
+          'on a Proxmox node: check that every disk backup-pve would back up has a fresh backup on --remote',
+        )
+        .option('--vmid <ids>', 'with --pve: check only these guests (comma-separated, repeatable)', v.vmids)
+        .option('--exclude <ids>', 'with --pve: skip these guests, as backup-pve does', v.vmids)
+        .option('--node <name>', "with --pve: this Proxmox node's name (default: from /etc/pve/local)")
         .option(
           '--max-scrub-age-days <days>',
           "the pool's last scrub must be younger than this",
@@ -186,6 +203,97 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           35,
         )
         .option('--json', 'print the checks as JSON on stdout'),
+  },
+  {
+    name: 'status',
+    summary: 'show the backups per guest: disks, newest backup and its age, count, space, replication lag',
+    build: (c) =>
+      c
+        .requiredOption('--local-zfs-root <dataset>', 'show the backups under this dataset', v.dataset)
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .option('--remote <host>', 'next tier (ssh destination): also show the replication lag', v.remote)
+        .option(
+          '--remote-zfs-root <dataset>',
+          'dataset on the next tier mirroring --local-zfs-root',
+          v.dataset,
+        )
+        .option('--json', 'print the table as JSON on stdout'),
+  },
+  {
+    name: 'list-backups',
+    summary: 'list the restore points of each guest on the backup server or the replica',
+    build: (c) =>
+      c
+        .option('--remote <host>', 'the backup server or replica (ssh destination), from a node', v.remote)
+        .option('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset)
+        .option(
+          '--local-zfs-root <dataset>',
+          'the root of the backups on this host (backup server, replica)',
+          v.dataset,
+        )
+        .option('--vmid <ids>', 'only these guests (comma-separated, repeatable)', v.vmids)
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .option(
+          '--metadata-dir <path>',
+          'directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
+          v.absolutePath,
+        )
+        .option('--json', 'print the restore points as JSON on stdout'),
+  },
+  {
+    name: 'restore',
+    summary: 'restore a guest, or one of its disks, from the backup server or the replica onto this node',
+    build: (c) =>
+      c
+        .requiredOption(
+          '--remote <host>',
+          'the backup server or replica to restore from (ssh destination)',
+          v.remote,
+        )
+        .requiredOption('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset)
+        .requiredOption('--vmid <id>', 'the guest whose backup is restored', v.vmid)
+        .option(
+          '--snapshot <name>',
+          'restore this backup (default: the newest complete one)',
+          v.snapshotShortName,
+        )
+        .option(
+          '--time <time>',
+          'restore the newest backup at or before this time (ISO 8601; local time without a zone)',
+          v.pointInTime,
+        )
+        .option(
+          '--as-vmid <id>',
+          'restore as a new guest with this VMID (disks renamed, config rewritten)',
+          v.vmid,
+        )
+        .option(
+          '--target-storage <id>',
+          'zfspool storage of this node to restore the disks to (default: their own)',
+          v.storageId,
+        )
+        .option(
+          '--disk <key>',
+          'restore only this disk (for example scsi1) as a new unusedN volume',
+          v.diskKey,
+        )
+        .option('--new-macs', 'give the restored guest new MAC addresses')
+        .option('--force', 'replace an existing guest or dataset (moved aside, never destroyed); asks first')
+        .option('-y, --yes', 'confirm --force without asking')
+        .option('--dry-run', 'print the plan (disks, sizes, target datasets, config) and change nothing')
+        .option('--json', 'print the result (or with --dry-run the plan) as JSON on stdout')
+        .option(
+          '--bwlimit <rate>',
+          'limit the transfer to this many bytes per second (for example 50M)',
+          v.byteRate,
+        )
+        .option(
+          '--metadata-dir <path>',
+          'directory of the configs and manifests on --remote (default: the zbm:metadata-dir property of the root)',
+          v.absolutePath,
+        )
+        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)")
+        .option('--lock-wait <seconds>', 'how long to wait for a zbm run working on the guest', v.count, 30),
   },
 ];
 
@@ -195,23 +303,9 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
  */
 export function parseCommandLine(args: readonly string[], io: ProgramIO): Invocation | number {
   let invocation: Invocation | undefined;
-  const program = new Command('zbm')
-    .description('zbm: ZFS Backups Manager for Proxmox VE')
-    .version(VERSION, '-V, --version')
-    .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr })
-    .exitOverride()
-    .showSuggestionAfterError(true)
-    .addHelpText('after', EXIT_CODES_HELP);
-
-  for (const spec of COMMANDS) {
-    const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
-    cmd.addOption(new Option('-v, --verbose', 'print debug messages'));
-    cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
-    cmd.action((options: Record<string, unknown>) => {
-      invocation = { command: spec.name, options };
-    });
-  }
-
+  const program = buildProgram(io, (inv) => {
+    invocation = inv;
+  });
   try {
     program.parse(args, { from: 'user' });
   } catch (err) {
@@ -226,4 +320,131 @@ export function parseCommandLine(args: readonly string[], io: ProgramIO): Invoca
     return ExitCode.usage;
   }
   return invocation;
+}
+
+/** The options of every command that can be a job, as the config file needs them. */
+export function commandOptionSpecs(): Map<string, OptionSpec[]> {
+  const program = buildProgram({ writeOut: () => {}, writeErr: () => {} }, () => {});
+  return new Map(
+    program.commands.map((c) => [
+      c.name(),
+      c.options
+        .filter((o) => o.long !== undefined && o.long !== '--help')
+        .map((o) => ({
+          key: (o.long ?? '').replace(/^--/, ''),
+          takesValue: o.required || o.optional,
+          mandatory: o.mandatory,
+          ...(o.parseArg ? { parse: o.parseArg as (value: string, previous: unknown) => unknown } : {}),
+        })),
+    ]),
+  );
+}
+
+const CONFIG_HELP = 'config file (default: /etc/pve/zbm.yaml if it exists, else /etc/zbm/zbm.yaml)';
+
+function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Command {
+  const program = new Command('zbm')
+    .description('zbm: ZFS Backups Manager for Proxmox VE')
+    .version(VERSION, '-V, --version')
+    .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr })
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  for (const spec of COMMANDS) {
+    const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
+    cmd.addOption(new Option('-v, --verbose', 'print debug messages'));
+    // Alerts and metrics, for every command (README "Alerts and metrics").
+    cmd.addOption(
+      new Option(
+        '--notify-mail <address>',
+        'mail a summary of problems to this address through the local sendmail (repeatable)',
+      ).argParser(v.mailAddresses),
+    );
+    cmd.addOption(
+      new Option(
+        '--notify-webhook <url>',
+        'POST a JSON summary of problems to this URL (Gotify, ntfy; repeatable)',
+      ).argParser(v.webhookUrls),
+    );
+    cmd.addOption(
+      new Option('--notify-on <when>', 'notify on failure, on warning (and failure), or always')
+        .choices(['failure', 'warning', 'always'])
+        .default('warning'),
+    );
+    cmd.addOption(
+      new Option(
+        '--prometheus-textfile <path>',
+        "write the run's metrics to this file for node_exporter's textfile collector (one file per job)",
+      ).argParser(v.absolutePath),
+    );
+    cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
+    cmd.action((options: Record<string, unknown>) => {
+      onAction({ command: spec.name, options });
+    });
+  }
+
+  program
+    .command('run')
+    .summary('run a job of the config file; flags after the job name override the file')
+    .description(
+      'Runs the job as if its command line had been typed. Flags after the job name override the\n' +
+        "file's values (options given several times, like --vmid, add to them).",
+    )
+    .argument('<job>', 'job name in the config file')
+    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((job: string, options: Record<string, unknown>, cmd: Command) => {
+      onAction({ command: 'run', options: { ...options, job, rest: cmd.args.slice(1) } });
+    });
+  program
+    .command('config')
+    .summary('check the config file')
+    .command('check')
+    .description('validate the config file and print each job as the command line it runs')
+    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .option('--json', 'print the jobs as JSON on stdout')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((options: Record<string, unknown>) => {
+      onAction({ command: 'config-check', options });
+    });
+  program
+    .command('completion')
+    .summary('print the bash completion script')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash']))
+    .action(() => {
+      const commands = new Map(
+        program.commands.map((c) => [c.name(), c.options.flatMap((o) => (o.long ? [o.long] : []))]),
+      );
+      io.writeOut(bashCompletion(commands));
+      onAction({ command: 'done', options: {} });
+    });
+  program
+    .command('serve')
+    .summary("answer a Proxmox node's backup-pve on the backup server, append-only (an ssh forced command)")
+    .description(
+      "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
+        'backup-pve needs inside --root: list, receive, resume, its own holds and new guest configs.\n' +
+        'No destroy, rollback, receive -F, nothing outside --root, no shell. See docs/serve.md.',
+    )
+    .requiredOption('--root <dataset>', "the node's subtree on this server", v.dataset)
+    .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((options: Record<string, unknown>) => {
+      onAction({ command: 'serve', options });
+    });
+  program
+    .command('install-timers')
+    .summary('create systemd service and timer units for the scheduled jobs of the config file')
+    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .option('--unit-dir <path>', 'where the units go', v.absolutePath, '/etc/systemd/system')
+    .option('--no-start', 'write the units, but do not reload systemd nor enable the timers')
+    .option('--dry-run', 'print the units and change nothing')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((options: Record<string, unknown>) => {
+      onAction({ command: 'install-timers', options });
+    });
+  return program;
 }

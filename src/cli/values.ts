@@ -54,3 +54,67 @@ export function vmids(value: string, previous: number[] = []): number[] {
   }
   return [...previous, ...ids.map(Number)];
 }
+
+/**
+ * A mail address for notifications: it goes into a To header read by `sendmail -t`, so no line
+ * break, comma, angle bracket or quote can slip in (one address per flag).
+ */
+export function mailAddresses(value: string, previous: string[] = []): string[] {
+  if (!/^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$/.test(value) || value.startsWith('-')) {
+    throw new InvalidArgumentError(`${JSON.stringify(value)} is not a mail address such as root@example.com`);
+  }
+  return [...previous, value];
+}
+
+/** An http(s) URL for webhook notifications, accumulated over repeated flags. */
+export function webhookUrls(value: string, previous: string[] = []): string[] {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected an http:// or https:// URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`expected an http:// or https:// URL, not ${url.protocol}`);
+  }
+  return [...previous, value];
+}
+
+/** One VMID (100 to 999999999). */
+export const vmid = parser((v) => {
+  if (!/^[1-9]\d{2,8}$/.test(v)) throw new Error('expected a VMID (a number from 100)');
+  return Number(v);
+});
+
+/** The short name of a snapshot (after `@`). */
+export const snapshotShortName = parser((v) => checkSnapshotShortName(v, 'snapshot name'));
+
+/**
+ * A point in time: ISO 8601 (`2026-11-26T11:05:03Z`, `2026-11-26 11:05`; without a zone it is local
+ * time) or the time in a zbm snapshot name (`20261126T110503Z`).
+ */
+export const pointInTime = parser((v) => {
+  const compact = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(v);
+  const text = compact
+    ? `${compact[1]}-${compact[2]}-${compact[3]}T${compact[4]}:${compact[5]}:${compact[6]}Z`
+    : v;
+  const t = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(text)
+    ? Date.parse(text.replace(' ', 'T'))
+    : Number.NaN;
+  if (!Number.isFinite(t))
+    throw new Error('expected a time such as 2026-11-26T11:05:03Z or 20261126T110503Z');
+  return new Date(t);
+});
+
+/** A PVE storage id (`local-zfs`). */
+export const storageId = parser((v) => {
+  if (!/^[a-z][a-z0-9\-_.]*[a-z0-9]$/i.test(v))
+    throw new Error('expected a Proxmox storage id such as local-zfs');
+  return v;
+});
+
+/** A guest config key of a disk (`scsi1`, `efidisk0`, `rootfs`, `mp0`). */
+export const diskKey = parser((v) => {
+  if (!/^[a-z]+\d*$/.test(v)) throw new Error('expected a config key such as scsi0, virtio1, rootfs or mp0');
+  return v;
+});

@@ -7,6 +7,7 @@ import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
+import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, type Guest, readPveState } from '../pve/index.ts';
 import { planSync } from '../transfer/sync.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
@@ -101,7 +102,7 @@ function printSummary(results: readonly GuestResult[], out: (s: string) => void)
   }
 }
 
-export async function backupPve(opts: BackupPveOptions, log: Logger): Promise<number> {
+export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: Metrics): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
   const state = await readPveState('/etc/pve', opts.node);
   const found = discover(state, { localZfsRoot: opts.localZfsRoot, vmids: opts.vmid, exclude: opts.exclude });
@@ -176,6 +177,7 @@ export async function backupPve(opts: BackupPveOptions, log: Logger): Promise<nu
     }
 
     await cleanupSource(localZfs, results, opts.yes === true, log);
+    recordMetrics(metrics, results, found.failed.length);
 
     if (opts.json) {
       out(
@@ -189,6 +191,25 @@ export async function backupPve(opts: BackupPveOptions, log: Logger): Promise<nu
   } finally {
     progress.clear();
     await remote.close();
+  }
+}
+
+/** Gauges for --prometheus-textfile: what the run sent, and how many guests ended how. */
+function recordMetrics(
+  metrics: Metrics | undefined,
+  results: readonly GuestResult[],
+  unreadable: number,
+): void {
+  if (!metrics) return;
+  metrics.set(
+    'zbm_bytes_sent',
+    'Bytes sent by the last run.',
+    {},
+    results.reduce((n, r) => n + r.bytes, 0),
+  );
+  for (const result of ['ok', 'failed', 'skipped'] as const) {
+    const n = results.filter((r) => r.result === result).length + (result === 'failed' ? unreadable : 0);
+    metrics.set('zbm_guests', 'Guests of the last run, by result.', { result }, n);
   }
 }
 

@@ -1,143 +1,323 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { targetDataset } from '../backup/backup.ts';
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, UsageError } from '../errors.ts';
+import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
+import type { Metrics } from '../metrics/prometheus.ts';
+import { discover, readPveState } from '../pve/index.ts';
 import {
   type Check,
   checkDataset,
   checkGuest,
   checkPool,
+  checkPveGuest,
   checkReplication,
   type FreshnessRules,
-  type ManifestSummary,
   parseZpoolStatus,
   STATE_CODE,
   worst,
 } from '../verify/checks.ts';
+import { newestManifests } from '../verify/manifests.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
 export interface VerifyOptions {
-  readonly localZfsRoot: string;
+  readonly localZfsRoot?: string;
   readonly prefix: string;
   readonly maxAgeDays: number;
   readonly maxAgeHours?: number;
   readonly minSnapshots: number;
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
+  readonly pve?: boolean;
+  readonly vmid?: number[];
+  readonly exclude?: number[];
+  readonly node?: string;
   readonly maxScrubAgeDays: number;
   readonly json?: boolean;
 }
 
-/** The newest manifest of each guest under the metadata directory (file names sort by time). */
-async function newestManifests(dir: string): Promise<ManifestSummary[]> {
-  const out: ManifestSummary[] = [];
-  for (const vmid of (await readdir(dir).catch(() => [])).filter((v) => /^\d+$/.test(v))) {
-    const files = (await readdir(join(dir, vmid))).filter((f) => f.endsWith('.json')).sort();
-    const newest = files.at(-1);
-    if (!newest) continue;
-    const m = JSON.parse(await readFile(join(dir, vmid, newest), 'utf8')) as Partial<ManifestSummary>;
-    out.push({
-      vmid: Number(vmid),
-      name: typeof m.name === 'string' ? m.name : '',
-      snapshot: typeof m.snapshot === 'string' ? m.snapshot : newest.replace(/\.json$/, ''),
-      disks: Array.isArray(m.disks) ? m.disks : [],
-      missing: Array.isArray(m.missing) ? m.missing : [],
-    });
-  }
-  return out;
+interface Context {
+  readonly rules: FreshnessRules;
+  readonly now: number;
+  readonly checks: Check[];
+  readonly metrics?: Metrics;
 }
 
-/**
- * Checks freshness and count per dataset, coverage per guest (from the manifests), replication
- * lag (with --remote) and pool health, and exits with the monitoring-plugin code of the worst state.
- */
-export async function verify(opts: VerifyOptions, _log: Logger): Promise<number> {
-  const rules: FreshnessRules = {
-    prefix: opts.prefix,
-    maxAgeSeconds: opts.maxAgeHours !== undefined ? opts.maxAgeHours * 3600 : opts.maxAgeDays * 86400,
-    minSnapshots: opts.minSnapshots,
-  };
-  const now = Math.floor(Date.now() / 1000);
+const unknown = (subject: string, message: string): Check => ({
+  state: 'UNKNOWN',
+  subject,
+  message,
+  figures: {},
+});
+
+/** Freshness and count of one dataset, with its gauges. */
+function datasetCheck(ctx: Context, d: Dataset): Check {
+  const c = checkDataset(d, ctx.rules, ctx.now);
+  ctx.metrics?.set(
+    'zbm_snapshots',
+    'zbm snapshots of the dataset.',
+    { dataset: d.name },
+    Number(c.figures.snapshots),
+  );
+  if (typeof c.figures.age_seconds === 'number') {
+    ctx.metrics?.set(
+      'zbm_newest_snapshot_age_seconds',
+      'Age of the newest zbm snapshot of the dataset.',
+      { dataset: d.name },
+      c.figures.age_seconds,
+    );
+  }
+  return c;
+}
+
+/** Health and scrub age of the pool holding dataset, on host. */
+async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeDays: number): Promise<Check> {
+  const pool = dataset.split('/')[0] ?? '';
+  try {
+    const { stdout } = await run(host, ['zpool', 'status', pool]);
+    const p = parseZpoolStatus(stdout);
+    ctx.metrics?.set(
+      'zbm_pool_healthy',
+      '1 when zpool status says ONLINE.',
+      { pool },
+      p.health === 'ONLINE' ? 1 : 0,
+    );
+    if (p.lastScrub !== null) {
+      ctx.metrics?.set(
+        'zbm_pool_scrub_age_seconds',
+        "Time since the pool's last scrub ended.",
+        { pool },
+        ctx.now - p.lastScrub,
+      );
+    }
+    const c = checkPool(p, maxScrubAgeDays * 86400, ctx.now);
+    return host.isLocal ? c : { ...c, subject: `${c.subject} on ${host.name}` };
+  } catch (err) {
+    return unknown(`pool ${pool}`, errorMessage(err));
+  }
+}
+
+/** On the backup server or a replica: the datasets under --local-zfs-root. */
+async function serverChecks(ctx: Context, opts: VerifyOptions, root: string): Promise<string> {
+  const { checks } = ctx;
   const local = new LocalHost();
   const zfs = new Zfs(local);
-  const checks: Check[] = [];
   const listing = await zfs
-    .list({ roots: [opts.localZfsRoot], userProps: [METADATA_DIR_PROPERTY] })
+    .list({ roots: [root], userProps: [METADATA_DIR_PROPERTY] })
     .catch((err: unknown) => {
-      checks.push({ state: 'UNKNOWN', subject: opts.localZfsRoot, message: errorMessage(err), figures: {} });
+      checks.push(unknown(root, errorMessage(err)));
       return [] as Dataset[];
     });
-  const root = listing.find((d) => d.name === opts.localZfsRoot);
-  if (!root && checks.length === 0) {
+  const rootDataset = listing.find((d) => d.name === root);
+  if (!rootDataset && checks.length === 0) {
     checks.push({
       state: 'CRITICAL',
-      subject: opts.localZfsRoot,
-      message: `${opts.localZfsRoot} does not exist on ${local.name}`,
+      subject: root,
+      message: `${root} does not exist on ${local.name}`,
       figures: {},
     });
   }
-  const datasets = listing.filter((d) => d.name !== opts.localZfsRoot || d.snapshots.length > 0);
-  if (root && datasets.length === 0) {
-    checks.push({
-      state: 'CRITICAL',
-      subject: opts.localZfsRoot,
-      message: 'no backup dataset under it',
-      figures: {},
-    });
+  const datasets = listing.filter((d) => d.name !== root || d.snapshots.length > 0);
+  if (rootDataset && datasets.length === 0) {
+    checks.push({ state: 'CRITICAL', subject: root, message: 'no backup dataset under it', figures: {} });
   }
-  for (const d of datasets) checks.push(checkDataset(d, rules, now));
+  for (const d of datasets) checks.push(datasetCheck(ctx, d));
 
-  const metadataDir = root?.props[METADATA_DIR_PROPERTY];
+  const metadataDir = rootDataset?.props[METADATA_DIR_PROPERTY];
   if (metadataDir) {
     const names = new Set(listing.map((d) => d.name));
+    const { manifests, errors } = await newestManifests(metadataDir);
+    for (const e of errors) checks.push(unknown(`metadata ${metadataDir}`, e));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.
-    for (const m of await newestManifests(metadataDir)) {
-      checks.push(
-        checkGuest(m, names, (t) => joinDataset(opts.localZfsRoot, t.slice(t.lastIndexOf('/') + 1))),
-      );
+    for (const m of manifests) {
+      checks.push(checkGuest(m, names, (t) => joinDataset(root, t.slice(t.lastIndexOf('/') + 1))));
     }
   }
 
   if (opts.remote) {
     const remote = new SshHost(opts.remote);
-    const remoteRoot = opts.remoteZfsRoot ?? opts.localZfsRoot;
+    const remoteRoot = opts.remoteZfsRoot ?? root;
     try {
       const there = new Map((await new Zfs(remote).list({ roots: [remoteRoot] })).map((d) => [d.name, d]));
       for (const d of datasets) {
-        const t = joinDataset(remoteRoot, relativeTo(opts.localZfsRoot, d.name) ?? '');
-        checks.push(checkReplication(d, there.get(t) ?? null, remote.name, rules, now));
+        const t = joinDataset(remoteRoot, relativeTo(root, d.name) ?? '');
+        const c = checkReplication(d, there.get(t) ?? null, remote.name, ctx.rules, ctx.now);
+        if (typeof c.figures.lag_seconds === 'number') {
+          ctx.metrics?.set(
+            'zbm_replication_lag_seconds',
+            'Age of the newest zbm snapshot the next tier also has.',
+            { dataset: d.name, remote: remote.name },
+            c.figures.lag_seconds,
+          );
+        }
+        checks.push(c);
       }
     } catch (err) {
-      checks.push({
-        state: 'UNKNOWN',
-        subject: `replication to ${remote.name}`,
-        message: `cannot list ${remoteRoot}: ${errorMessage(err)}`,
-        figures: {},
-      });
+      checks.push(
+        unknown(`replication to ${remote.name}`, `cannot list ${remoteRoot}: ${errorMessage(err)}`),
+      );
     } finally {
       await remote.close();
     }
   }
+  checks.push(await poolCheck(ctx, local, root, opts.maxScrubAgeDays));
+  return `${root} on ${local.name}`;
+}
 
-  const pool = opts.localZfsRoot.split('/')[0] ?? '';
-  try {
-    const { stdout } = await run(local, ['zpool', 'status', pool]);
-    checks.push(checkPool(parseZpoolStatus(stdout), opts.maxScrubAgeDays * 86400, now));
-  } catch (err) {
-    checks.push({ state: 'UNKNOWN', subject: `pool ${pool}`, message: errorMessage(err), figures: {} });
+/**
+ * On a Proxmox node: every disk of every guest that backup-pve would back up (the same discovery,
+ * --local-zfs-root, --vmid and --exclude) has a fresh backup on the backup server.
+ */
+async function pveChecks(ctx: Context, opts: VerifyOptions, log: Logger): Promise<string> {
+  const { checks } = ctx;
+  const remoteName = opts.remote ?? '';
+  const remoteRoot = opts.remoteZfsRoot ?? '';
+  const state = await readPveState('/etc/pve', opts.node);
+  const found = discover(state, { localZfsRoot: opts.localZfsRoot, vmids: opts.vmid, exclude: opts.exclude });
+  // Disks zbm cannot back up are on their guest's line; the other discovery warnings are printed.
+  const perDisk = new Set(
+    found.guests.flatMap((g) =>
+      g.skipped
+        .filter((s) => s.warn)
+        .map((s) => `guest ${g.vmid}: ${s.key} ${JSON.stringify(s.value)} is not backed up: ${s.reason}`),
+    ),
+  );
+  for (const w of found.warnings) if (!perDisk.has(w)) log.warn(w);
+  for (const f of found.failed) {
+    checks.push({
+      state: 'CRITICAL',
+      subject: `guest ${f.vmid}`,
+      message: `backup-pve cannot back it up: ${f.error}`,
+      figures: {},
+    });
   }
+
+  const local = new LocalHost(state.node);
+  const remote = new SshHost(remoteName);
+  try {
+    const sources = found.guests.flatMap((g) => g.disks.map((d) => d.dataset));
+    const [here, there] = await Promise.all([
+      new Zfs(local).list({ roots: sources, depth: 0, withSnapshots: false }),
+      new Zfs(remote).list({ roots: [remoteRoot] }),
+    ]);
+    const exists = new Set(here.map((d) => d.name));
+    const byName = new Map(there.map((d) => [d.name, d]));
+    for (const g of found.guests) {
+      // backup-pve warns about a disk whose dataset is missing and goes on: so does verify.
+      const missing = g.disks.filter((d) => !exists.has(d.dataset));
+      const c = checkPveGuest(
+        {
+          vmid: g.vmid,
+          name: g.name,
+          disks: g.disks
+            .filter((d) => exists.has(d.dataset))
+            .map((d) => ({ key: d.key, target: targetDataset(remoteRoot, d.dataset) })),
+          unprotected: [
+            ...g.skipped.filter((s) => s.warn).map((s) => ({ key: s.key, reason: s.reason })),
+            ...missing.map((d) => ({
+              key: d.key,
+              reason: `dataset ${d.dataset} does not exist on ${local.name}`,
+            })),
+          ],
+        },
+        byName,
+        remote.name,
+        ctx.rules,
+        ctx.now,
+      );
+      for (const d of g.disks) {
+        const ds = byName.get(targetDataset(remoteRoot, d.dataset));
+        if (ds) datasetCheck(ctx, ds);
+      }
+      ctx.metrics?.set(
+        'zbm_guest_disks_backed_up',
+        'Disks of the guest with a zbm backup on the backup server.',
+        { vmid: String(g.vmid), name: g.name },
+        Number(c.figures.backed_up),
+      );
+      checks.push(c);
+    }
+    if (there.length === 0) {
+      checks.push({
+        state: 'CRITICAL',
+        subject: `${remote.name}:${remoteRoot}`,
+        message: `${remoteRoot} does not exist on ${remote.name}: nothing was ever backed up there`,
+        figures: {},
+      });
+    }
+    checks.push(await poolCheck(ctx, remote, remoteRoot, opts.maxScrubAgeDays));
+  } catch (err) {
+    checks.push(unknown(`backups on ${remote.name}`, `cannot list ${remoteRoot}: ${errorMessage(err)}`));
+  } finally {
+    await remote.close();
+  }
+  return `guests of ${state.node} on ${remote.name}:${remoteRoot}`;
+}
+
+function checkUsage(opts: VerifyOptions): void {
+  if (opts.pve) {
+    if (!opts.remote || !opts.remoteZfsRoot) {
+      throw new UsageError('verify --pve needs --remote (the backup server) and --remote-zfs-root');
+    }
+    return;
+  }
+  if (!opts.localZfsRoot) throw new UsageError('verify needs --local-zfs-root (or --pve on a Proxmox node)');
+  for (const [flag, set] of [
+    ['--vmid', opts.vmid],
+    ['--exclude', opts.exclude],
+    ['--node', opts.node],
+  ] as const) {
+    if (set !== undefined) throw new UsageError(`${flag} only goes with --pve`);
+  }
+}
+
+/**
+ * Checks freshness and count per dataset, coverage per guest (from the manifests, or with --pve
+ * from the Proxmox node's own configs), replication lag (with --remote) and pool health, and exits
+ * with the monitoring-plugin code of the worst state.
+ */
+export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics): Promise<number> {
+  checkUsage(opts);
+  const ctx: Context = {
+    rules: {
+      prefix: opts.prefix,
+      maxAgeSeconds: opts.maxAgeHours !== undefined ? opts.maxAgeHours * 3600 : opts.maxAgeDays * 86400,
+      minSnapshots: opts.minSnapshots,
+    },
+    now: Math.floor(Date.now() / 1000),
+    checks: [],
+    metrics,
+  };
+  const what = opts.pve
+    ? await pveChecks(ctx, opts, log)
+    : await serverChecks(ctx, opts, opts.localZfsRoot ?? '');
+  const { checks } = ctx;
 
   const state = worst(checks.map((c) => c.state));
   const count = (s: string) => checks.filter((c) => c.state === s).length;
   const summary =
-    `ZBM ${state} - ${opts.localZfsRoot} on ${local.name}: ${count('CRITICAL')} critical, ${count('WARNING')} warning, ` +
+    `ZBM ${state} - ${what}: ${count('CRITICAL')} critical, ${count('WARNING')} warning, ` +
     `${count('UNKNOWN')} unknown, ${count('OK')} ok`;
+  for (const c of checks) {
+    metrics?.set(
+      'zbm_check_state',
+      'State of each check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.',
+      { subject: c.subject },
+      STATE_CODE[c.state],
+    );
+    // Alerts and metrics count what is not OK; the lines themselves go to stdout only.
+    if (c.state !== 'OK') {
+      log.record({
+        level: c.state === 'WARNING' ? 'warning' : 'error',
+        text: `${c.state} ${c.subject}: ${c.message}`,
+      });
+    }
+  }
   if (opts.json) {
     process.stdout.write(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
   } else {

@@ -50,3 +50,19 @@ export function exited(child: ChildProcess): Promise<void> {
     child.once('error', () => resolve());
   });
 }
+
+/**
+ * Work that must run even when zbm is interrupted (a guest's thaw): the signal handler stops the
+ * children, then awaits these before exiting. Returns the function that unregisters it.
+ */
+const cleanups = new Set<() => Promise<void>>();
+
+export function onInterrupt(cleanup: () => Promise<void>): () => void {
+  cleanups.add(cleanup);
+  return () => cleanups.delete(cleanup);
+}
+
+export async function runInterruptCleanups(limitMs = 90_000): Promise<void> {
+  const all = Promise.allSettled([...cleanups].map((c) => c()));
+  await Promise.race([all, new Promise((r) => setTimeout(r, limitMs).unref())]);
+}

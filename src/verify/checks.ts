@@ -29,9 +29,15 @@ export interface FreshnessRules {
   readonly minSnapshots: number;
 }
 
-function hours(seconds: number): string {
-  return `${(seconds / 3600).toFixed(1)} h`;
+/** An age as an administrator reads it: "40 s", "12 min", "5.2 h", "3.1 d". */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, seconds);
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
 }
+const hours = formatAge;
 
 /** One dataset: its newest zbm snapshot is young enough, and there are enough of them. */
 export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Check {
@@ -50,7 +56,9 @@ export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Ch
   let state: State = 'OK';
   if (age > rules.maxAgeSeconds) {
     state = 'CRITICAL';
-    problems.push(`newest backup is ${hours(age)} old, limit ${hours(rules.maxAgeSeconds)}`);
+    problems.push(
+      `newest backup is ${hours(age)} old, limit ${hours(rules.maxAgeSeconds)}: the job that sends it stopped or fails, see its log`,
+    );
   }
   if (ours.length < rules.minSnapshots) {
     state = worst([state, 'WARNING']);
@@ -58,7 +66,7 @@ export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Ch
   }
   if (d.resumeToken) {
     state = worst([state, 'WARNING']);
-    problems.push('an interrupted transfer is waiting to resume');
+    problems.push('an interrupted transfer is waiting to resume: the next run continues it');
   }
   const summary = `newest ${newest.short} ${hours(age)} old, ${ours.length} snapshots`;
   return {
@@ -82,7 +90,7 @@ export function checkReplication(
     return {
       state: 'CRITICAL',
       subject,
-      message: `not replicated to ${remoteName} at all`,
+      message: `not replicated to ${remoteName} at all: run zbm replicate`,
       figures: { lag_seconds: null },
     };
   const there = new Set(remote.snapshots.map((s) => s.guid));
@@ -100,7 +108,7 @@ export function checkReplication(
     return {
       state: 'CRITICAL',
       subject,
-      message: `newest copy on ${remoteName} is ${hours(lag)} old (${common.short}), limit ${hours(rules.maxAgeSeconds)}`,
+      message: `newest copy on ${remoteName} is ${hours(lag)} old (${common.short}), limit ${hours(rules.maxAgeSeconds)}: is zbm replicate running? see its log`,
       figures,
     };
   }
@@ -115,6 +123,9 @@ export function checkReplication(
 export interface PoolStatus {
   readonly pool: string;
   readonly health: string;
+  /** zpool's own `status:` and `action:` text, when it has something to say. */
+  readonly status?: string;
+  readonly action?: string;
   /** Seconds since the epoch of the last finished scrub; null when it never ran. */
   readonly lastScrub: number | null;
 }
@@ -122,10 +133,12 @@ export interface PoolStatus {
 export function checkPool(p: PoolStatus, maxScrubAgeSeconds: number, now: number): Check {
   const figures = { health: p.health, scrub_age_seconds: p.lastScrub === null ? null : now - p.lastScrub };
   if (p.health !== 'ONLINE') {
+    // DEGRADED is critical too: the backups survive, but one more failed disk loses them.
+    const why = [p.status, p.action ? `action: ${p.action}` : undefined].filter(Boolean).join('; ');
     return {
-      state: p.health === 'DEGRADED' ? 'WARNING' : 'CRITICAL',
+      state: 'CRITICAL',
       subject: `pool ${p.pool}`,
-      message: `pool is ${p.health}: see zpool status ${p.pool}`,
+      message: `pool is ${p.health}${why ? `: ${why}` : ''} (zpool status -v ${p.pool})`,
       figures,
     };
   }
@@ -183,7 +196,14 @@ export function parseZpoolStatus(text: string): PoolStatus {
       );
     }
   }
-  return { pool, health, lastScrub };
+  return { pool, health, lastScrub, status: section(text, 'status'), action: section(text, 'action') };
+}
+
+/** A `key:` paragraph of zpool status (its continuation lines are indented), on one line. */
+function section(text: string, key: string): string | undefined {
+  const m = new RegExp(`^\\s*${key}:[ \\t]*(.*(?:\\n[ \\t]+(?![a-z]+:)\\S.*)*)`, 'm').exec(text);
+  const v = m?.[1]?.replace(/\s+/g, ' ').trim();
+  return v ? v : undefined;
 }
 
 /** The part of a backup manifest (docs/metadata.md) that coverage needs. */
@@ -227,6 +247,90 @@ export function checkGuest(
     state: 'OK',
     subject,
     message: `newest backup ${m.snapshot} has all ${m.disks.length} disk(s)`,
+    figures,
+  };
+}
+
+/** What verify --pve needs of a guest that backup-pve would back up (src/pve discovery). */
+export interface PveGuest {
+  readonly vmid: number;
+  readonly name: string;
+  /** Disks backup-pve would send, with their dataset on the backup server. */
+  readonly disks: readonly { key: string; target: string }[];
+  /** Disks backup-pve cannot back up and warns about (not on zfspool storage, ...). */
+  readonly unprotected: readonly { key: string; reason: string }[];
+}
+
+/**
+ * Coverage of one guest seen from its Proxmox node: every disk backup-pve would back up has a
+ * fresh backup on the backup server. A guest never backed up has no target at all.
+ */
+export function checkPveGuest(
+  g: PveGuest,
+  remote: ReadonlyMap<string, Dataset>,
+  remoteName: string,
+  rules: FreshnessRules,
+  now: number,
+): Check {
+  const subject = `guest ${g.vmid}${g.name ? ` (${g.name})` : ''}`;
+  const per = g.disks.map((d) => {
+    const ds = remote.get(d.target);
+    return { ...d, check: ds ? checkDataset(ds, rules, now) : null };
+  });
+  const absent = per.filter((d) => d.check === null || d.check.figures.snapshots === 0);
+  const ages = per.map((d) => d.check?.figures.age_seconds).filter((a): a is number => typeof a === 'number');
+  const figures = {
+    disks: g.disks.length,
+    backed_up: g.disks.length - absent.length,
+    oldest_newest_age_seconds: ages.length ? Math.max(...ages) : null,
+    unprotected: g.unprotected.length,
+  };
+  if (g.disks.length === 0) {
+    return {
+      state: 'WARNING',
+      subject,
+      message: `no disk that zbm can back up${g.unprotected.length ? `: ${g.unprotected.map((u) => `${u.key} (${u.reason})`).join('; ')}` : ''}`,
+      figures,
+    };
+  }
+  if (absent.length === g.disks.length) {
+    return {
+      state: 'CRITICAL',
+      subject,
+      message: `never backed up: no ${rules.prefix}* snapshot of ${absent.map((d) => `${d.key} (${d.target})`).join(', ')} on ${remoteName}; run zbm backup-pve`,
+      figures,
+    };
+  }
+  const problems: string[] = [];
+  let state: State = 'OK';
+  if (absent.length > 0) {
+    state = 'CRITICAL';
+    problems.push(
+      `no backup of ${absent.map((d) => `${d.key} (${d.target})`).join(', ')} on ${remoteName}: a disk added since the last backup, or its backups stopped`,
+    );
+  }
+  for (const d of per) {
+    if (!d.check || d.check.state === 'OK' || d.check.figures.snapshots === 0) continue;
+    state = worst([state, d.check.state]);
+    problems.push(`${d.key} ${remoteName}:${d.check.message}`);
+  }
+  if (g.unprotected.length > 0) {
+    // The same rule as the manifests' missing disks: set backup=0 on a disk to leave it out on purpose.
+    state = worst([state, 'WARNING']);
+    problems.push(
+      `not backed up by zbm: ${g.unprotected.map((u) => `${u.key} (${u.reason})`).join('; ')}; move it to zfspool storage or set backup=0 on it`,
+    );
+  }
+  const newest = per
+    .map((d) => d.check?.figures.newest)
+    .filter((n): n is string => typeof n === 'string')
+    .sort()
+    .at(-1);
+  const summary = `${figures.backed_up} of ${g.disks.length} disk(s) backed up on ${remoteName}, newest ${newest ?? '-'}, oldest disk backup ${figures.oldest_newest_age_seconds === null ? '-' : hours(figures.oldest_newest_age_seconds)} old`;
+  return {
+    state,
+    subject,
+    message: problems.length ? `${problems.join('; ')} (${summary})` : summary,
     figures,
   };
 }

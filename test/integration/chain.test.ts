@@ -6,45 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { BACKUP_PVE, REPLICATE } from '../lab/commands.ts';
+import { BACKUP_PVE, PRUNE_DEST, PRUNE_REPLICA, REPLICATE } from '../lab/commands.ts';
 import { type LabHost, labAvailable, reset, sh, writeZvol, zbm } from '../lab/lab.ts';
 
 const DISK = 'vm-102-disk-0';
 /** One small guest keeps the rounds quick; the commands are otherwise the original ones. */
 const BACKUP = [...BACKUP_PVE, '--vmid', '102'];
-const PRUNE_DEST = [
-  'prune',
-  '--local-zfs-root',
-  'main/bak-zbm',
-  '--prefix',
-  'bak-zbm-',
-  '--keep-last',
-  '2',
-  '--keep-hourly',
-  '2',
-  '--remote',
-  'zbm-replica',
-  '--remote-zfs-root',
-  'main/bak-zbm',
-  '-y',
-];
-const PRUNE_REPLICA = [
-  'prune',
-  '--local-zfs-root',
-  'main/bak-zbm',
-  '--prefix',
-  'bak-zbm-',
-  '--keep-last',
-  '5',
-  '--keep-hourly',
-  '24',
-  '--keep-daily',
-  '30',
-  '--keep-monthly',
-  '12',
-  '-y',
-];
-
 interface Snap {
   readonly short: string;
   readonly guid: string;

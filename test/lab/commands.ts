@@ -23,3 +23,53 @@ export const REPLICATE = [
   '--local-zfs-root',
   'main/bak-zbm',
 ] as const;
+
+/** The original design's prune on the backup server. */
+export const PRUNE_DEST = [
+  'prune',
+  '--local-zfs-root',
+  'main/bak-zbm',
+  '--prefix',
+  'bak-zbm-',
+  '--keep-last',
+  '2',
+  '--keep-hourly',
+  '2',
+  '--remote',
+  'zbm-replica',
+  '--remote-zfs-root',
+  'main/bak-zbm',
+  '-y',
+] as const;
+
+/** The replica's prune, with the longer rules of the prune issue. */
+export const PRUNE_REPLICA = [
+  'prune',
+  '--local-zfs-root',
+  'main/bak-zbm',
+  '--prefix',
+  'bak-zbm-',
+  '--keep-last',
+  '5',
+  '--keep-hourly',
+  '24',
+  '--keep-daily',
+  '30',
+  '--keep-monthly',
+  '12',
+  '-y',
+] as const;
+
+/** The original design's verify (with --min-snapshots as the caller needs it). */
+export const verifyCommand = (minSnapshots: number) =>
+  [
+    'verify',
+    '--local-zfs-root',
+    'main/bak-zbm',
+    '--prefix',
+    'bak-zbm-',
+    '--max-age-days',
+    '1',
+    '--min-snapshots',
+    String(minSnapshots),
+  ] as const;

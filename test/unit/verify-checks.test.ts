@@ -4,7 +4,9 @@ import {
   checkDataset,
   checkGuest,
   checkPool,
+  checkPveGuest,
   checkReplication,
+  formatAge,
   parseZpoolStatus,
   worst,
 } from '../../src/verify/checks.ts';
@@ -80,7 +82,8 @@ describe('verify checks', () => {
     assert.equal(p.pool, 'main');
     assert.equal(p.health, 'DEGRADED');
     assert.equal(new Date((p.lastScrub ?? 0) * 1000).getDate(), 26);
-    assert.equal(checkPool(p, 35 * 86400, (p.lastScrub ?? 0) + 100).state, 'WARNING');
+    // A degraded pool is one failure away from losing the backups.
+    assert.equal(checkPool(p, 35 * 86400, (p.lastScrub ?? 0) + 100).state, 'CRITICAL');
     assert.equal(checkPool({ ...p, health: 'ONLINE' }, 35 * 86400, (p.lastScrub ?? 0) + 100).state, 'OK');
     assert.equal(
       checkPool({ ...p, health: 'ONLINE' }, 35 * 86400, (p.lastScrub ?? 0) + 40 * 86400).state,
@@ -108,6 +111,82 @@ describe('verify checks', () => {
     );
     assert.equal(partial.state, 'WARNING');
     assert.match(partial.message, /scsi1/);
+  });
+
+  it("reads zpool's own status and action text into the message", () => {
+    const text = [
+      '  pool: lab-m',
+      ' state: DEGRADED',
+      'status: One or more devices has been taken offline by the administrator.',
+      '\tSufficient replicas exist for the pool to continue functioning in a',
+      '\tdegraded state.',
+      "action: Online the device using 'zpool online' or replace the device with",
+      "\t'zpool replace'.",
+      '  scan: scrub repaired 0B in 00:00:00 with 0 errors on Thu Nov 26 14:00:00 2026',
+      'config:',
+    ].join('\n');
+    const p = parseZpoolStatus(text);
+    assert.equal(
+      p.status,
+      'One or more devices has been taken offline by the administrator. Sufficient replicas exist for the pool to continue functioning in a degraded state.',
+    );
+    assert.equal(
+      p.action,
+      "Online the device using 'zpool online' or replace the device with 'zpool replace'.",
+    );
+    const c = checkPool(p, 86400, p.lastScrub ?? 0);
+    assert.equal(c.state, 'CRITICAL');
+    assert.match(
+      c.message,
+      /^pool is DEGRADED: One or more .* action: Online the device .* \(zpool status -v lab-m\)$/,
+    );
+  });
+
+  it('prints ages as an administrator reads them', () => {
+    assert.deepEqual([3.6, 119, 600, 7199, 9000, 172800 * 2].map(formatAge), [
+      '4 s',
+      '119 s',
+      '10 min',
+      '120 min',
+      '2.5 h',
+      '4.0 d',
+    ]);
+  });
+
+  it('--pve: a guest never backed up, a disk without backup, a stale disk, a disk zbm cannot take', () => {
+    const target = (name: string, snaps: Snapshot[]) => ({ ...ds(snaps), name });
+    const remote = new Map([
+      ['m/vm-100-disk-0', target('m/vm-100-disk-0', [snap('bak-1', 3600)])],
+      ['m/vm-100-disk-1', target('m/vm-100-disk-1', [snap('bak-1', 200000)])],
+      ['m/vm-101-disk-0', target('m/vm-101-disk-0', [snap('other', 60)])],
+    ]);
+    const rules1 = { ...rules, minSnapshots: 1 };
+    const g = (vmid: number, keys: string[], unprotected: { key: string; reason: string }[] = []) => ({
+      vmid,
+      name: `g${vmid}`,
+      disks: keys.map((k, i) => ({ key: k, target: `m/vm-${vmid}-disk-${i}` })),
+      unprotected,
+    });
+    const ok = checkPveGuest(g(100, ['scsi0']), remote, 'dest', rules1, NOW);
+    assert.equal(ok.state, 'OK');
+    assert.match(ok.message, /^1 of 1 disk\(s\) backed up on dest, newest bak-1/);
+    const never = checkPveGuest(g(101, ['scsi0']), remote, 'dest', rules1, NOW);
+    assert.equal(never.state, 'CRITICAL');
+    assert.match(never.message, /^never backed up: no bak-\* snapshot of scsi0 \(m\/vm-101-disk-0\) on dest/);
+    const added = checkPveGuest(g(100, ['scsi0', 'scsi1', 'scsi2']), remote, 'dest', rules1, NOW);
+    assert.equal(added.state, 'CRITICAL');
+    assert.match(added.message, /no backup of scsi2 \(m\/vm-100-disk-2\) on dest/);
+    assert.match(added.message, /scsi1 dest:newest backup is 2\.3 d old/);
+    const partial = checkPveGuest(
+      g(100, ['scsi0'], [{ key: 'sata0', reason: 'not zfspool' }]),
+      remote,
+      'dest',
+      rules1,
+      NOW,
+    );
+    assert.equal(partial.state, 'WARNING');
+    assert.match(partial.message, /not backed up by zbm: sata0 \(not zfspool\); .*backup=0/);
+    assert.equal(checkPveGuest(g(102, []), remote, 'dest', rules1, NOW).state, 'WARNING');
   });
 
   it('takes the worst state, UNKNOWN below WARNING', () => {

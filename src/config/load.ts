@@ -1,0 +1,53 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { commandOptionSpecs, type Invocation, type ProgramIO, parseCommandLine } from '../cli/program.ts';
+import { ExitCode, errorMessage } from '../errors.ts';
+import { type Config, ConfigError, parseConfig } from './config.ts';
+
+/** On a Proxmox cluster the file lives in the cluster file system, so every node shares it. */
+export const CONFIG_PATHS = ['/etc/pve/zbm.yaml', '/etc/zbm/zbm.yaml'] as const;
+
+export function configPath(given: unknown): string {
+  if (typeof given === 'string') return given;
+  return CONFIG_PATHS.find((p) => existsSync(p)) ?? CONFIG_PATHS[1];
+}
+
+/** Reads and validates the config file; errors name the file, the line and the key. */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [
+      {
+        line: 0,
+        key: '',
+        message: `cannot read it (${errorMessage(err)}): create it (see the README) or give --config`,
+      },
+    ]);
+  }
+  return parseConfig(text, path, commandOptionSpecs());
+}
+
+/**
+ * `zbm run <job> [flags]`: the job's command line with the flags appended (the last value of an
+ * option wins), parsed like a typed one. A usage error in the file or the flags is exit code 2.
+ */
+export function expandRun(options: Readonly<Record<string, unknown>>, io: ProgramIO): Invocation | number {
+  const path = configPath(options.config);
+  let config: Config;
+  try {
+    config = loadConfig(path);
+  } catch (err) {
+    io.writeErr(`zbm: ${errorMessage(err)}\n`);
+    return ExitCode.usage;
+  }
+  const job = config.jobs.find((j) => j.name === options.job);
+  if (!job) {
+    io.writeErr(
+      `zbm: ${path} has no job ${JSON.stringify(options.job)} (jobs: ${config.jobs.map((j) => j.name).join(', ') || 'none'})\n`,
+    );
+    return ExitCode.usage;
+  }
+  const rest = Array.isArray(options.rest) ? options.rest.map(String) : [];
+  return parseCommandLine([...job.argv, ...rest], io);
+}
