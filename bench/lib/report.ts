@@ -1,0 +1,325 @@
+/**
+ * From the raw measurements (bench/vm/scenarios.ts, bench/planning.ts) to the figures the suite
+ * publishes: every one a ratio or a count against a baseline of the same run. Pure.
+ */
+import type { Counts } from './logs.ts';
+
+export interface ToolRun {
+  readonly ms: number;
+  readonly counts: Counts;
+  readonly bytes?: number;
+  readonly peakRssKiB?: number;
+  readonly targetWritten?: number;
+}
+
+export interface CyclesRaw {
+  readonly guests: number;
+  readonly datasets: number;
+  readonly initial: { readonly zbm: ToolRun; readonly syncoidRecursive: ToolRun };
+  readonly idle: {
+    readonly zbm: ToolRun;
+    readonly syncoidLoop: ToolRun;
+    readonly syncoidRecursive: ToolRun;
+    readonly zbmFewGuests: ToolRun & { readonly guests: number; readonly datasets: number };
+  };
+  readonly small: {
+    readonly writtenPerDataset: number;
+    readonly zbm: ToolRun;
+    readonly syncoidLoop: ToolRun;
+    readonly syncoidRecursive: ToolRun;
+  };
+}
+
+export interface ZbmTransfer {
+  readonly wallMs: number;
+  readonly transferMs: number | null;
+  readonly bytes?: number;
+  readonly peakRssKiB?: number;
+}
+
+export interface DatapathRaw {
+  readonly streamMiB: number;
+  readonly streamBytes: number;
+  readonly bareMs: readonly number[];
+  readonly sshMs: readonly number[];
+  readonly zbm: ZbmTransfer;
+  readonly zbmProgress: ZbmTransfer;
+  readonly bwlimit: {
+    readonly limitBytesPerSecond: number;
+    readonly streamMiB: number;
+    readonly bytes: number;
+    readonly wallMs: number;
+    readonly transferMs: number | null;
+    /** Rate between 10 % and 90 % of the stream (null: too short to tell). */
+    readonly steadyBytesPerSecond?: number | null;
+    readonly peakRssKiB: number;
+  };
+}
+
+export interface VmRaw {
+  readonly options: Record<string, unknown>;
+  readonly vm: Record<string, unknown>;
+  readonly wrapper: { readonly wrappedMs: number; readonly realMs: number; readonly perCallMs: number };
+  readonly cycles?: CyclesRaw;
+  readonly datapath?: DatapathRaw;
+  readonly elapsedS: number;
+}
+
+export interface SeriesRow {
+  readonly items: number;
+  readonly ms: number;
+  readonly usPerItem: number;
+}
+
+export interface PlanningRaw {
+  readonly prune: { readonly rows: readonly SeriesRow[]; readonly perItemGrowth: number | null };
+  readonly discovery: { readonly rows: readonly SeriesRow[]; readonly perItemGrowth: number | null };
+}
+
+export interface Row {
+  readonly section: string;
+  readonly what: string;
+  /** The figure: a ratio or a count. */
+  readonly value: string;
+  readonly target: string;
+  /** null: no target, context only. */
+  readonly met: boolean | null;
+  /** Absolute figures, for context only. */
+  readonly context: string;
+}
+
+const MiB = 1024 * 1024;
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const x = (r: number) => `${r.toFixed(2)}×`;
+const mean = (a: readonly number[]) => a.reduce((n, v) => n + v, 0) / Math.max(1, a.length);
+const calls = (c: Counts) => c.zfs + c.ssh;
+const mib = (b: number) => `${(b / MiB).toFixed(2)} MiB`;
+
+/** Wall time minus what the lab's logging wrappers cost (one extra fork per logged call). */
+function corrected(run: ToolRun, perCallMs: number): number {
+  return Math.max(1, run.ms - calls(run.counts) * perCallMs);
+}
+
+export function cycleRows(c: CyclesRaw, perCallMs: number): Row[] {
+  const rows: Row[] = [];
+  const n = c.datasets;
+  const speed = (section: string, zbm: ToolRun, other: ToolRun, name: string, target: number | null) => {
+    const r = other.ms / zbm.ms;
+    const rc = corrected(other, perCallMs) / corrected(zbm, perCallMs);
+    rows.push({
+      section,
+      what: `zbm speed-up over ${name}`,
+      value: `${x(r)} (${x(rc)} without the wrappers' cost)`,
+      target: target === null ? '—' : `≥ ${target}×`,
+      met: target === null ? null : Math.min(r, rc) >= target,
+      context: `zbm ${s(zbm.ms)}, ${name} ${s(other.ms)}`,
+    });
+  };
+  const idle = c.idle;
+  speed('idle cycle', idle.zbm, idle.syncoidLoop, 'syncoid per-dataset loop', 5);
+  speed('idle cycle', idle.zbm, idle.syncoidRecursive, 'syncoid -r', 5);
+  for (const [name, run] of [
+    ['zbm', idle.zbm],
+    ['syncoid loop', idle.syncoidLoop],
+    ['syncoid -r', idle.syncoidRecursive],
+  ] as const) {
+    const cn = run.counts;
+    rows.push({
+      section: 'idle cycle',
+      what: `${name}: zfs / ssh processes for ${n} datasets`,
+      value: `${cn.zfs} zfs (${cn.zfsSource} node, ${cn.zfsTarget} backup server, ${cn.zfsOther} other) / ${cn.ssh} ssh`,
+      target: '—',
+      met: null,
+      context: `${(cn.zfs / n).toFixed(1)} zfs + ${(cn.ssh / n).toFixed(1)} ssh per dataset`,
+    });
+  }
+  // Growth of zbm's process count: from few guests to all. Per host would be flat (ratio ~1).
+  const few = idle.zbmFewGuests;
+  const growth = calls(idle.zbm.counts) / Math.max(1, calls(few.counts));
+  const datasetsRatio = n / few.datasets;
+  rows.push({
+    section: 'idle cycle',
+    what: `zbm zfs+ssh processes, ${few.datasets} → ${n} datasets (${few.guests} → ${c.guests} guests, 1 host pair)`,
+    value: `${calls(few.counts)} → ${calls(idle.zbm.counts)} (${x(growth)} for ${x(datasetsRatio)} datasets)`,
+    target: 'grows with hosts, not datasets (~1×)',
+    met: growth <= 1.5,
+    context: `per dataset: ${(calls(few.counts) / few.datasets).toFixed(1)} → ${(calls(idle.zbm.counts) / n).toFixed(1)}`,
+  });
+  rows.push({
+    section: 'idle cycle',
+    what: 'zbm vs syncoid loop: processes started',
+    value: x(calls(idle.syncoidLoop.counts) / Math.max(1, calls(idle.zbm.counts))),
+    target: '—',
+    met: null,
+    context: `${calls(idle.zbm.counts)} vs ${calls(idle.syncoidLoop.counts)} zfs+ssh`,
+  });
+
+  const small = c.small;
+  speed('small-change cycle', small.zbm, small.syncoidLoop, 'syncoid per-dataset loop', null);
+  speed('small-change cycle', small.zbm, small.syncoidRecursive, 'syncoid -r', null);
+  const expected = small.writtenPerDataset * n;
+  for (const [name, run] of [
+    ['zbm', small.zbm],
+    ['syncoid loop', small.syncoidLoop],
+    ['syncoid -r', small.syncoidRecursive],
+  ] as const) {
+    rows.push({
+      section: 'small-change cycle',
+      what: `${name}: bytes moved / bytes written (${n} × 1 MiB)`,
+      value: x((run.targetWritten ?? 0) / expected),
+      target: '—',
+      met: null,
+      context: `${mib(run.targetWritten ?? 0)} on the target${run.bytes === undefined ? '' : `, stream ${mib(run.bytes)}`}`,
+    });
+  }
+  return rows;
+}
+
+export function datapathRows(d: DatapathRaw): Row[] {
+  const rows: Row[] = [];
+  const bare = mean(d.bareMs);
+  const ssh = mean(d.sshMs);
+  const both = (label: string, t: ZbmTransfer) => {
+    if (t.transferMs === null) {
+      rows.push({
+        section: 'data path',
+        what: `zbm ${label}: throughput`,
+        value: 'not measured (transfer not found in the logs)',
+        target: '≥ 0.95',
+        met: false,
+        context: `wall ${s(t.wallMs)}`,
+      });
+      return;
+    }
+    const vsSsh = ssh / t.transferMs;
+    const vsBare = bare / t.transferMs;
+    rows.push({
+      section: 'data path',
+      what: `zbm ${label}: throughput / zfs send | ssh | zfs receive`,
+      value: x(vsSsh),
+      target: '≥ 0.95',
+      met: vsSsh >= 0.95,
+      context: `${d.streamMiB} MiB: zbm ${s(t.transferMs)} (${(d.streamBytes / MiB / (t.transferMs / 1000)).toFixed(1)} MiB/s), ssh pipeline ${s(ssh)}`,
+    });
+    rows.push({
+      section: 'data path',
+      what: `zbm ${label}: throughput / bare zfs send | zfs receive`,
+      value: x(vsBare),
+      target: '≥ 0.95',
+      met: vsBare >= 0.95,
+      context: `bare pipeline ${s(bare)} (${(d.streamBytes / MiB / (bare / 1000)).toFixed(1)} MiB/s); zbm's whole run ${s(t.wallMs)}`,
+    });
+  };
+  both('(no progress)', d.zbm);
+  both('(progress on a TTY)', d.zbmProgress);
+  const bw = d.bwlimit;
+  const limit = `${Math.round(bw.limitBytesPerSecond / 1024)}K`;
+  if (bw.steadyBytesPerSecond) {
+    const r = bw.steadyBytesPerSecond / bw.limitBytesPerSecond;
+    rows.push({
+      section: 'data path',
+      what: `--bwlimit ${limit}: rate held while streaming (10–90 % of the stream) / limit`,
+      value: x(r),
+      target: '0.95–1.05',
+      met: r >= 0.95 && r <= 1.05,
+      context: `${(bw.steadyBytesPerSecond / MiB).toFixed(2)} MiB/s for a limit of ${(bw.limitBytesPerSecond / MiB).toFixed(2)} MiB/s (half this run's ssh pipeline rate, at most 8 MiB/s)`,
+    });
+  }
+  if (bw.transferMs !== null) {
+    const rate = bw.bytes / (bw.transferMs / 1000);
+    rows.push({
+      section: 'data path',
+      what: `--bwlimit ${limit}: whole transfer (zfs send start → receive end) / limit`,
+      value: x(rate / bw.limitBytesPerSecond),
+      target: '—',
+      met: null,
+      context: `${mib(bw.bytes)} in ${s(bw.transferMs)} = ${(rate / MiB).toFixed(2)} MiB/s, process start-up included`,
+    });
+  }
+  return rows;
+}
+
+export function memoryRows(c: CyclesRaw | undefined, d: DatapathRaw | undefined): Row[] {
+  const rows: Row[] = [];
+  const peaks: [string, number][] = [];
+  if (c?.idle.zbm.peakRssKiB) peaks.push([`idle cycle, ${c.datasets} disks`, c.idle.zbm.peakRssKiB]);
+  if (c?.small.zbm.peakRssKiB)
+    peaks.push([`small-change cycle, ${c.datasets} disks`, c.small.zbm.peakRssKiB]);
+  if (d?.zbm.peakRssKiB) peaks.push([`${d.streamMiB} MiB transfer`, d.zbm.peakRssKiB]);
+  if (d?.bwlimit.peakRssKiB)
+    peaks.push([`${d.bwlimit.streamMiB} MiB transfer (--bwlimit)`, d.bwlimit.peakRssKiB]);
+  for (const [what, kib] of peaks) {
+    rows.push({
+      section: 'memory',
+      what: `zbm peak RSS: ${what}`,
+      value: `${(kib / 1024).toFixed(0)} MB`,
+      target: '< 150 MB',
+      met: kib / 1024 < 150,
+      context: '',
+    });
+  }
+  if (d?.zbm.peakRssKiB && d.bwlimit.peakRssKiB) {
+    const r = d.zbm.peakRssKiB / d.bwlimit.peakRssKiB;
+    rows.push({
+      section: 'memory',
+      what: `peak RSS ${d.streamMiB} MiB stream / ${d.bwlimit.streamMiB} MiB stream`,
+      value: x(r),
+      target: 'flat (≤ 1.2×)',
+      met: r <= 1.2,
+      context: `stream ${x(d.streamMiB / d.bwlimit.streamMiB)} larger`,
+    });
+  }
+  return rows;
+}
+
+export function planningRows(p: PlanningRaw): Row[] {
+  const rows: Row[] = [];
+  const one = (label: string, series: PlanningRaw['prune']) => {
+    const first = series.rows[0];
+    const last = series.rows.at(-1);
+    if (!first || !last || series.perItemGrowth === null) return;
+    rows.push({
+      section: 'planning',
+      what: `${label}: time per item, ${first.items} → ${last.items}`,
+      value: `${x(series.perItemGrowth)} per item for ${x(last.items / first.items)} items`,
+      target: 'near linear (≤ 2× per item)',
+      met: series.perItemGrowth <= 2,
+      context: series.rows
+        .map((r) => `${r.items}: ${r.usPerItem.toFixed(2)} µs/item (${r.ms.toFixed(1)} ms)`)
+        .join('; '),
+    });
+  };
+  const tail = (label: string, series: PlanningRaw['prune']) => {
+    const a = series.rows.at(-2);
+    const b = series.rows.at(-1);
+    if (!a || !b || series.rows.length < 3) return;
+    const g = b.usPerItem / a.usPerItem;
+    rows.push({
+      section: 'planning',
+      what: `${label}: time per item, ${a.items} → ${b.items}`,
+      value: `${x(g)} per item for ${x(b.items / a.items)} items`,
+      target: 'near linear (≤ 2× per item)',
+      met: g <= 2,
+      context: 'the largest sizes only: past the CPU caches',
+    });
+  };
+  one('prune planner, snapshots of one dataset', p.prune);
+  tail('prune planner, snapshots of one dataset', p.prune);
+  one('discovery, guests', p.discovery);
+  return rows;
+}
+
+export function markdownTable(rows: readonly Row[]): string {
+  const esc = (t: string) => t.replace(/\|/g, '\\|');
+  const lines = [
+    '| section | figure | value | target | met | context (absolute, this machine) |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of rows) {
+    const met = r.met === null ? '' : r.met ? 'yes' : '**no**';
+    lines.push(
+      `| ${esc(r.section)} | ${esc(r.what)} | ${esc(r.value)} | ${esc(r.target)} | ${met} | ${esc(r.context)} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# zbm's benchmark suite: `npm run bench` (or `bash bench/run.sh`) from the repository root.
+#
+#   bench/run.sh [--quick] [--guests N] [--stream-mib M] [--skip cycles,datapath]
+#
+# Boots a lab (lab/vm.sh with /tmp/zbm-bench-XXXX), installs dist/zbm.mjs in it, runs the
+# scenarios of bench/vm/scenarios.ts inside the main VM and the planning benchmarks
+# (bench/planning.ts) here, then prints the table and writes bench/results/<date>[-quick].json/.md.
+# Every figure is a ratio or a count against a baseline measured in the same run.
+#
+# --quick: 2 guests, a 64 MiB stream, smaller planning sizes: for development, ~10 min.
+# Without it: 30 guests × 2 disks, a 256 MiB stream (what the README reports); under the lab's
+# software emulation syncoid needs ~30 s per dataset, so this takes a long time.
+# With LAB_STATE set (a lab already started with `lab/vm.sh start`), that lab is used and left on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=full
+vm_args=()
+plan_args=()
+while (($# > 0)); do
+    case $1 in
+    --quick) mode=quick ;;
+    --guests | --stream-mib | --skip | --scale-guests | --bw-stream-mib | --bwlimit-mib)
+        vm_args+=("$1" "$2")
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "bench/run.sh: unknown option $1 (try --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+if [[ $mode == full && ${#vm_args[@]} -gt 0 ]]; then
+    mode=custom # not the published configuration: named apart in bench/results
+fi
+if [[ $mode == quick ]]; then
+    vm_args=(--guests 2 --scale-guests 1 --stream-mib 64 --bw-stream-mib 16 "${vm_args[@]}")
+    plan_args=(--sizes "1000,10000" --guests "100,1000")
+fi
+
+if [[ -z ${LAB_STATE:-} ]]; then
+    npm run --silent build
+    args=()
+    [[ $mode == quick ]] && args+=(--quick)
+    exec bash lab/vm.sh with /tmp/zbm-bench-XXXX bash bench/run.sh "${args[@]}" "${vm_args[@]}"
+fi
+
+# The replica VM is not used: stop it, so it takes no CPU from the measurements.
+if [[ -f $LAB_STATE/replica/qemu.pid ]]; then
+    bash lab/vm.sh stop "$LAB_STATE/replica" || true
+fi
+
+out=$(mktemp -d /tmp/zbm-bench-out-XXXX)
+echo "[bench] raw results in $out" >&2
+node_modules/.bin/esbuild bench/vm/scenarios.ts --bundle --platform=node --format=esm --target=node20 \
+    --outfile="$out/scenarios.mjs" --log-level=warning
+bash lab/vm.sh copy "$LAB_STATE" dist/zbm.mjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE" "$out/scenarios.mjs" /root/bench-scenarios.mjs
+bash lab/vm.sh ssh "$LAB_STATE" chmod 755 /usr/local/bin/zbm
+
+echo "[bench] planning (on this host)" >&2
+node --expose-gc --import tsx bench/planning.ts "${plan_args[@]}" >"$out/planning.json"
+echo "[bench] lab scenarios (in the VM)" >&2
+bash lab/vm.sh ssh "$LAB_STATE" node /root/bench-scenarios.mjs "${vm_args[@]}" >"$out/vm.json"
+node --import tsx bench/report.ts --vm "$out/vm.json" --planning "$out/planning.json" --mode "$mode" \
+    --out bench/results
+# The results are part of the tree: keep them as `npm run lint` wants them.
+node_modules/.bin/biome check --write bench/results >/dev/null 2>&1 || true

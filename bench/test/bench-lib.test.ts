@@ -1,0 +1,133 @@
+// Unit tests of the benchmark suite's pure parts (counting, ratios); not part of npm test.
+//   node --import tsx --test bench/test/*.test.ts
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { countInvocations, parseLog, sideOf, transferLines } from '../lib/logs.ts';
+import { type CyclesRaw, cycleRows, type DatapathRaw, datapathRows } from '../lib/report.ts';
+
+const ZFS_LOG = [
+  '1795704880.100 647 list -H -p -r -t filesystem,volume rpool/data',
+  '1795704880.200 648 list -H -p -r main/bak-zbm',
+  '1795704881.000 650 send -L -e -c -i rpool/data/vm-1-disk-0@a rpool/data/vm-1-disk-0@b',
+  '1795704881.300 655 receive -s -u main/bak-zbm/vm-1-disk-0',
+  '1795704885.000 660 hold zbm-base:pve:zbm-dest rpool/data/vm-1-disk-0@b',
+  '1795704885.500 661 version',
+  '',
+].join('\n');
+
+describe('invocation logs', () => {
+  it('parses lines and skips garbage', () => {
+    const lines = parseLog(`${ZFS_LOG}not a line\n`);
+    assert.equal(lines.length, 6);
+    assert.deepEqual(lines[2]?.argv.slice(0, 2), ['send', '-L']);
+    assert.equal(lines[3]?.pid, 655);
+  });
+
+  it('tells the node from the backup server by pool', () => {
+    assert.equal(sideOf(['receive', '-F', "'main/bak-syncoid/vm-1-disk-0'"]), 'target');
+    assert.equal(sideOf(['snapshot', 'rpool/data/x@s']), 'source');
+    assert.equal(sideOf(['list', 'mainly']), 'other');
+    assert.equal(sideOf(['version']), 'other');
+  });
+
+  it('counts zfs per side and ssh processes', () => {
+    const c = countInvocations(parseLog(ZFS_LOG), parseLog('1.0 1 -O exit zbm-dest\n2.0 2 zbm-dest true\n'));
+    assert.equal(c.zfs, 6);
+    assert.equal(c.zfsSource, 3);
+    assert.equal(c.zfsTarget, 2);
+    assert.equal(c.zfsOther, 1);
+    assert.equal(c.ssh, 2);
+    assert.equal(c.zfsBySubcommand.list, 2);
+  });
+
+  it('finds the send and the receive of one transfer', () => {
+    const t = transferLines(parseLog(ZFS_LOG), 'rpool/data/vm-1-disk-0', 'main/bak-zbm/vm-1-disk-0');
+    assert.equal(t?.send.pid, 650);
+    assert.equal(t?.receive.pid, 655);
+    assert.equal(transferLines(parseLog(ZFS_LOG), 'rpool/data/vm-1-disk-0', 'main/other'), null);
+  });
+});
+
+const counts = (zfs: number, ssh: number) => ({
+  zfs,
+  zfsSource: zfs,
+  zfsTarget: 0,
+  zfsOther: 0,
+  ssh,
+  zfsBySubcommand: {},
+});
+
+describe('report rows', () => {
+  const cycles: CyclesRaw = {
+    guests: 10,
+    datasets: 20,
+    initial: { zbm: { ms: 1, counts: counts(1, 1) }, syncoidRecursive: { ms: 1, counts: counts(1, 1) } },
+    idle: {
+      zbm: { ms: 10_000, counts: counts(100, 50) },
+      syncoidLoop: { ms: 60_000, counts: counts(200, 200) },
+      syncoidRecursive: { ms: 40_000, counts: counts(150, 100) },
+      zbmFewGuests: { guests: 2, datasets: 4, ms: 3000, counts: counts(20, 10) },
+    },
+    small: {
+      writtenPerDataset: 1024 * 1024,
+      zbm: { ms: 12_000, counts: counts(100, 50), targetWritten: 20 * 1024 * 1024 },
+      syncoidLoop: { ms: 70_000, counts: counts(200, 200), targetWritten: 20 * 1024 * 1024 },
+      syncoidRecursive: { ms: 50_000, counts: counts(150, 100), targetWritten: 40 * 1024 * 1024 },
+    },
+  };
+
+  it('speed-ups are baseline over zbm, and the wrapper correction can only make a target harder', () => {
+    const rows = cycleRows(cycles, 10);
+    const loop = rows.find((r) => r.what === 'zbm speed-up over syncoid per-dataset loop');
+    assert.match(loop?.value ?? '', /^6\.00×/);
+    // Corrected: (60000 - 400*10) / (10000 - 150*10) = 56000 / 8500 = 6.59.
+    assert.match(loop?.value ?? '', /6\.59×/);
+    assert.equal(loop?.met, true);
+    const rec = rows.find((r) => r.what === 'zbm speed-up over syncoid -r' && r.section === 'idle cycle');
+    assert.equal(rec?.met, false, '4× is below the 5× target');
+  });
+
+  it('process growth is judged against the datasets ratio', () => {
+    const growth = cycleRows(cycles, 0).find((r) => r.what.startsWith('zbm zfs+ssh processes'));
+    assert.match(growth?.value ?? '', /30 → 150 \(5\.00× for 5\.00× datasets\)/);
+    assert.equal(growth?.met, false);
+  });
+
+  it('bytes moved are compared with the bytes written', () => {
+    const rows = cycleRows(cycles, 0).filter((r) => r.what.includes('bytes moved'));
+    assert.deepEqual(
+      rows.map((r) => r.value),
+      ['1.00×', '1.00×', '2.00×'],
+    );
+  });
+
+  it('throughput and --bwlimit ratios', () => {
+    const d: DatapathRaw = {
+      streamMiB: 256,
+      streamBytes: 256 * 1024 * 1024,
+      bareMs: [9000, 11_000],
+      sshMs: [20_000, 20_000],
+      zbm: { wallMs: 30_000, transferMs: 21_000, bytes: 256 * 1024 * 1024, peakRssKiB: 60_000 },
+      zbmProgress: { wallMs: 30_000, transferMs: null },
+      bwlimit: {
+        limitBytesPerSecond: 8 * 1024 * 1024,
+        streamMiB: 64,
+        bytes: 64 * 1024 * 1024,
+        wallMs: 12_000,
+        transferMs: 8000,
+        steadyBytesPerSecond: 8.2 * 1024 * 1024,
+        peakRssKiB: 60_000,
+      },
+    };
+    const rows = datapathRows(d);
+    assert.equal(rows[0]?.value, '0.95×');
+    assert.equal(rows[0]?.met, true);
+    assert.equal(rows[1]?.value, '0.48×');
+    assert.equal(rows[2]?.met, false, 'a transfer not found is a miss, never a pass');
+    const [held, whole] = rows.filter((r) => r.what.startsWith('--bwlimit 8192K'));
+    assert.equal(held?.value, '1.02×');
+    assert.equal(held?.met, true);
+    assert.equal(whole?.value, '1.00×');
+    assert.equal(whole?.met, null, 'the whole transfer is context: it includes process start-up');
+  });
+});
