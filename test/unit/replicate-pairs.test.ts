@@ -2,33 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { mirrorPairs } from '../../src/replicate/pairs.ts';
 import type { Dataset } from '../../src/zfs/types.ts';
+import { dataset, snapshot } from '../support/zfs.ts';
 
 function ds(name: string, snaps: string[] = []): Dataset {
-  return {
+  return dataset(
     name,
-    type: 'volume',
-    guid: `g-${name}`,
-    creation: 0,
-    used: 0,
-    referenced: 0,
-    written: 0,
-    encrypted: false,
-    resumeToken: null,
-    props: {},
-    snapshots: snaps.map((short, i) => ({
-      name: `${name}@${short}`,
-      dataset: name,
-      short,
-      guid: `g-${name}@${short}`,
-      createtxg: i,
-      creation: i,
-      used: 0,
-      referenced: 0,
-      userrefs: 0,
-      props: {},
-    })),
-    bookmarks: [],
-  };
+    snaps.map((short, i) => snapshot(name, short, { createtxg: i, creation: i })),
+    { guid: `g-${name}` },
+  );
 }
 
 const all = () => true;

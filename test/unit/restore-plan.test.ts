@@ -18,38 +18,18 @@ import {
   restorePoints,
 } from '../../src/restore/points.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
+import { dataset, snapshot } from '../support/zfs.ts';
 
-function snap(dataset: string, short: string, guid: string, txg: number): Snapshot {
-  return {
-    name: `${dataset}@${short}`,
-    dataset,
-    short,
-    guid,
-    createtxg: txg,
-    creation: txg,
-    used: 0,
-    referenced: 1024 * 1024,
-    userrefs: 0,
-    props: {},
-  };
+function snap(name: string, short: string, guid: string, txg: number): Snapshot {
+  return snapshot(name, short, { guid, createtxg: txg, creation: txg, referenced: 1024 * 1024 });
 }
 
 function ds(name: string, snaps: [string, string][] = [], extra: Partial<Dataset> = {}): Dataset {
-  return {
+  return dataset(
     name,
-    type: 'volume',
-    guid: '1',
-    creation: 0,
-    used: 0,
-    referenced: 0,
-    written: 0,
-    encrypted: false,
-    resumeToken: null,
-    props: {},
-    snapshots: snaps.map(([s, g], i) => snap(name, s, g, i + 10)),
-    bookmarks: [],
-    ...extra,
-  };
+    snaps.map(([s, g], i) => snap(name, s, g, i + 10)),
+    extra,
+  );
 }
 
 const S1 = 'bak-zbm-20261126T100000Z';

@@ -11,38 +11,15 @@ import {
   worst,
 } from '../../src/verify/checks.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
+import { dataset, snapshot } from '../support/zfs.ts';
 
 const NOW = 1_800_000_000;
 let txg = 1;
 function snap(short: string, ageSeconds: number, guid = `g-${short}`): Snapshot {
-  return {
-    name: `p/d@${short}`,
-    dataset: 'p/d',
-    short,
-    guid,
-    createtxg: txg++,
-    creation: NOW - ageSeconds,
-    used: 0,
-    referenced: 0,
-    userrefs: 0,
-    props: {},
-  };
+  return snapshot('p/d', short, { guid, createtxg: txg++, creation: NOW - ageSeconds });
 }
 function ds(snapshots: Snapshot[], resumeToken: string | null = null): Dataset {
-  return {
-    name: 'p/d',
-    type: 'volume',
-    guid: '1',
-    creation: 0,
-    used: 0,
-    referenced: 0,
-    written: 0,
-    encrypted: false,
-    resumeToken,
-    props: {},
-    snapshots,
-    bookmarks: [],
-  };
+  return dataset('p/d', snapshots, { resumeToken });
 }
 const rules = { prefix: 'bak-', maxAgeSeconds: 86400, minSnapshots: 2 };
 
