@@ -1,20 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { BACKUP_PVE, REPLICATE } from '../lab/commands.ts';
+import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
 import { labAvailable, type Result, reset, sh, tree, vm, zbm } from '../lab/lab.ts';
 
 /** The original design's verify command, word for word. */
-const VERIFY = [
-  'verify',
-  '--local-zfs-root',
-  'main/bak-zbm',
-  '--prefix',
-  'bak-zbm-',
-  '--max-age-days',
-  '1',
-  '--min-snapshots',
-  '2',
-] as const;
+const VERIFY = verifyCommand(2);
 
 const CONF = '/etc/pve/nodes/pve1/qemu-server';
 const METRICS_DIR = '/var/tmp/zbm-metrics';
