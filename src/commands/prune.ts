@@ -81,35 +81,32 @@ function describeRules(rules: KeepRules): string {
   return set.length > 0 ? set.join(', ') : 'no keep rule (everything is kept)';
 }
 
+/** Per dataset and short name, the values given for full snapshot names (appended when repeated). */
+type PerSnapshot = Map<string, Map<string, string[]>>;
+
+function addPerSnapshot(found: PerSnapshot, snapshot: string, values: readonly string[]): void {
+  const at = snapshot.indexOf('@');
+  const ds = snapshot.slice(0, at);
+  const short = snapshot.slice(at + 1);
+  const perDs = found.get(ds) ?? new Map<string, string[]>();
+  perDs.set(short, [...(perDs.get(short) ?? []), ...values]);
+  found.set(ds, perDs);
+}
+
 /** Hold tags per dataset and short name, for the given snapshots: one `zfs holds` call (none for none). */
-async function holdsOf(zfs: Zfs, names: readonly string[]): Promise<Map<string, Map<string, string[]>>> {
-  const found = new Map<string, Map<string, string[]>>();
+async function holdsOf(zfs: Zfs, names: readonly string[]): Promise<PerSnapshot> {
+  const found: PerSnapshot = new Map();
   for (const part of chunked(names, MAX_HOLDS_ARGS)) {
-    for (const h of await zfs.holds(part)) {
-      const at = h.snapshot.indexOf('@');
-      const ds = h.snapshot.slice(0, at);
-      const short = h.snapshot.slice(at + 1);
-      let perDs = found.get(ds);
-      if (!perDs) {
-        perDs = new Map();
-        found.set(ds, perDs);
-      }
-      perDs.set(short, [...(perDs.get(short) ?? []), h.tag]);
-    }
+    for (const h of await zfs.holds(part)) addPerSnapshot(found, h.snapshot, [h.tag]);
   }
   return found;
 }
 
 /** Clones per dataset and short name, of the snapshots that have any: one `zfs get -r` call. */
-async function clonesOf(zfs: Zfs, root: string): Promise<Map<string, Map<string, string[]>>> {
-  const found = new Map<string, Map<string, string[]>>();
+async function clonesOf(zfs: Zfs, root: string): Promise<PerSnapshot> {
+  const found: PerSnapshot = new Map();
   for (const p of await zfs.get(['clones'], [root], true)) {
-    const at = p.name.indexOf('@');
-    if (at < 0 || !p.value) continue;
-    const ds = p.name.slice(0, at);
-    const perDs = found.get(ds) ?? new Map<string, string[]>();
-    perDs.set(p.name.slice(at + 1), p.value.split(','));
-    found.set(ds, perDs);
+    if (p.name.includes('@') && p.value) addPerSnapshot(found, p.name, p.value.split(','));
   }
   return found;
 }
