@@ -194,6 +194,42 @@ function configValue(current: Readonly<Record<string, string>>, key: string): st
   return Object.hasOwn(current, key) ? current[key] : undefined;
 }
 
+/** A disk's config value in the backed-up config, and its volume id (the manifest's when the config lacks it). */
+function backedUpVolume(
+  type: RestorePoint['type'],
+  current: ReturnType<typeof parseGuestConfig>['current'],
+  d: PointDisk,
+): { value: string | undefined; volume: string } {
+  const value = configValue(current, d.key);
+  return { value, volume: value === undefined ? d.volume : (volumeOf(type, value) ?? d.volume) };
+}
+
+function diskPlan(
+  d: PointDisk,
+  snapshot: string,
+  placed: Placed,
+  value: string | undefined,
+  tempState: TempState,
+  aside: string | null,
+): DiskPlan {
+  const size = value === undefined ? undefined : optionOf(value, 'size');
+  return {
+    key: d.key,
+    source: d.dataset,
+    snapshot,
+    guid: d.guid,
+    referenced: d.referenced,
+    storage: placed.storage,
+    volume: `${placed.storage}:${placed.volname}`,
+    target: placed.target,
+    temp: placed.temp,
+    tempState,
+    aside,
+    subvol:
+      volumeKind(placed.volname) === 'subvol' ? { refquota: size && SIZE.test(size) ? size : null } : null,
+  };
+}
+
 /**
  * Plans the restore of a whole guest: every disk of the backup under its (renamed) volume name on
  * its storage, the config rewritten to match. Refuses an existing guest or dataset unless forced,
@@ -228,8 +264,7 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
   const disks: DiskPlan[] = [];
   for (const d of point.disks) {
     refused.push(...diskProblems(point, d, req.tier));
-    const value = configValue(current, d.key);
-    const volume = value === undefined ? d.volume : (volumeOf(point.type, value) ?? d.volume);
+    const { value, volume } = backedUpVolume(point.type, current, d);
     const from = storageOf(volume);
     let volname: string;
     try {
@@ -252,24 +287,18 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
         `${d.key}: ${placed.target} exists on this node; zbm does not overwrite it (--force moves it aside)`,
       );
     }
-    const size = value === undefined ? undefined : optionOf(value, 'size');
-    disks.push({
-      key: d.key,
-      source: d.dataset,
-      snapshot: point.snapshot,
-      guid: d.guid,
-      referenced: d.referenced,
-      storage: placed.storage,
-      volume: `${placed.storage}:${placed.volname}`,
-      target: placed.target,
-      temp: placed.temp,
-      tempState: tempState ?? 'absent',
-      aside: exists
-        ? `${placed.target.slice(0, placed.target.lastIndexOf('/'))}/${REPLACED_PREFIX}${when}-${placed.volname}`
-        : null,
-      subvol:
-        volumeKind(placed.volname) === 'subvol' ? { refquota: size && SIZE.test(size) ? size : null } : null,
-    });
+    disks.push(
+      diskPlan(
+        d,
+        point.snapshot,
+        placed,
+        value,
+        tempState ?? 'absent',
+        exists
+          ? `${placed.target.slice(0, placed.target.lastIndexOf('/'))}/${REPLACED_PREFIX}${when}-${placed.volname}`
+          : null,
+      ),
+    );
   }
   const targets = disks.map((d) => d.target);
   for (const t of new Set(targets)) {
@@ -347,9 +376,7 @@ export function planDiskRestore(
   } else if (ex.type !== point.type) {
     refused.push(`guest ${vmid} is a ${ex.type}, the backup is a ${point.type}`);
   }
-  const current = parseGuestConfig(req.configText).current;
-  const value = configValue(current, d.key);
-  const volume = value === undefined ? d.volume : (volumeOf(point.type, value) ?? d.volume);
+  const { value, volume } = backedUpVolume(point.type, parseGuestConfig(req.configText).current, d);
   const from = storageOf(volume);
   const storage = req.targetStorage ?? from;
   const pool = storage === null ? undefined : local.pools.get(storage)?.pool;
@@ -369,7 +396,6 @@ export function planDiskRestore(
   const tempListing = local.datasets.get(placed.temp);
   const tempState = tempStateOf(tempListing, d, point.snapshot);
   if (tempState === null) return { refused: [tempProblem(placed.temp, tempListing, point.snapshot)] };
-  const size = value === undefined ? undefined : optionOf(value, 'size');
   return {
     plan: {
       kind: 'disk',
@@ -379,20 +405,7 @@ export function planDiskRestore(
       snapshot: point.snapshot,
       time: point.time,
       tier: req.tier,
-      disk: {
-        key: d.key,
-        source: d.dataset,
-        snapshot: point.snapshot,
-        guid: d.guid,
-        referenced: d.referenced,
-        storage: placed.storage,
-        volume: `${placed.storage}:${placed.volname}`,
-        target: placed.target,
-        temp: placed.temp,
-        tempState,
-        aside: null,
-        subvol: volumeKind(volname) === 'subvol' ? { refquota: size && SIZE.test(size) ? size : null } : null,
-      },
+      disk: diskPlan(d, point.snapshot, placed, value, tempState, null),
       configPath: configPath(local.node, point.type, vmid),
       warnings: [],
     },
