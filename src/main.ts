@@ -26,5 +26,4 @@ const io = {
 let parsed = parseCommandLine(process.argv.slice(2), io);
 // `zbm run <job>` stands for the job's command line from the config file.
 if (typeof parsed !== 'number' && parsed.command === 'run') parsed = expandRun(parsed.options, io);
-if (typeof parsed !== 'number' && parsed.command === 'done') parsed = 0;
 process.exitCode = typeof parsed === 'number' ? parsed : await runCommand(parsed);

@@ -340,6 +340,14 @@ export function commandOptionSpecs(): Map<string, OptionSpec[]> {
   );
 }
 
+/** The bash completion script, from the same definitions the parser uses. */
+export function completionScript(): string {
+  const program = buildProgram({ writeOut: () => {}, writeErr: () => {} }, () => {});
+  return bashCompletion(
+    new Map(program.commands.map((c) => [c.name(), c.options.flatMap((o) => (o.long ? [o.long] : []))])),
+  );
+}
+
 const CONFIG_HELP = 'config file (default: /etc/pve/zbm.yaml if it exists, else /etc/zbm/zbm.yaml)';
 
 function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Command {
@@ -415,11 +423,7 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .summary('print the bash completion script')
     .addArgument(new Argument('<shell>', 'the shell').choices(['bash']))
     .action(() => {
-      const commands = new Map(
-        program.commands.map((c) => [c.name(), c.options.flatMap((o) => (o.long ? [o.long] : []))]),
-      );
-      io.writeOut(bashCompletion(commands));
-      onAction({ command: 'done', options: {} });
+      onAction({ command: 'completion', options: {} });
     });
   program
     .command('serve')

@@ -1,5 +1,5 @@
 import { createLogger, type Logger } from '../cli/log.ts';
-import type { Invocation } from '../cli/program.ts';
+import { completionScript, type Invocation } from '../cli/program.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
@@ -42,6 +42,9 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
         return await replicate(inv.options as unknown as ReplicateOptions, log);
       case 'verify':
         return await verify(inv.options as unknown as VerifyOptions, log, metrics);
+      case 'completion':
+        process.stdout.write(completionScript());
+        return ExitCode.ok;
       case 'serve':
         return await serve(inv.options as unknown as ServeOptions, log);
       case 'config-check':
