@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { holds, labAvailable, reset, sh, tree, vm, writeZvol, zbm } from '../lab/lab.ts';
+import { holds, labAvailable, receivesDone, reset, sh, tree, vm, writeZvol, zbm } from '../lab/lab.ts';
 
 /** The original command, through the restricted key's ssh alias. */
 const BACKUP = [...BACKUP_PVE.map((a) => (a === 'zbm-dest' ? 'zbm-dest-ro' : a)), '--vmid', '102,104'];
@@ -44,14 +44,14 @@ describe('zbm serve: an append-only backup server (real ZFS, real sshd)', { skip
 
   it('an interrupted backup resumes through it', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 6, 2);
+    // Not killMidStream: it waits for the client's ssh, and here the receive starts only after
+    // zbm serve has started on the server.
     const script = `zbm "$@" & pid=$!
 for i in $(seq 300); do pgrep -f "[z]fs receive -s -u -x mountpoint" >/dev/null && break; sleep 0.1; done
 sleep 2; kill -TERM $pid; wait $pid`;
     const killed = await vm(shellJoin(['sh', '-c', script, 'zbm-kill', ...BACKUP, '--bwlimit', '1M']));
     assert.notEqual(killed.code, 0);
-    await sh(
-      'for i in $(seq 300); do pgrep -f "[z]fs receive" >/dev/null || exit 0; sleep 0.1; done; exit 1',
-    );
+    await receivesDone('zbm-dest');
     assert.match(
       (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),
       /^1-/,
