@@ -1,3 +1,5 @@
+import { displayArgv } from './host/quote.ts';
+
 /** Exit codes, documented in README.md ("Exit codes") and in `zbm --help`. */
 export const ExitCode = {
   ok: 0,
@@ -29,7 +31,7 @@ export class CommandError extends ZbmError {
   ) {
     const how = reason ? `failed (${reason})` : `failed (exit code ${exitCode})`;
     const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
-    super(`on ${host}: \`${argv.join(' ')}\` ${how}${detail}`);
+    super(`on ${host}: \`${displayArgv(argv)}\` ${how}${detail}`);
   }
 }
 

@@ -1,9 +1,10 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ZbmError } from '../errors.ts';
 import { terminate } from './children.ts';
 import type { Host } from './host.ts';
 import { describeExit, type Exit, start, TailBuffer, waitExit } from './process.ts';
+import { displayArgv } from './quote.ts';
 import type { RateLimiter } from './rate.ts';
 
 export interface Endpoint {
@@ -45,7 +46,7 @@ export class PipeError extends ZbmError {
 function side(role: string, ep: Endpoint, exit: Exit, stderr: string): string {
   const how = describeExit(exit) ?? `exit code ${exit.code}`;
   const msg = stderr.trim().replaceAll('\n', '\n    ');
-  return `${role} on ${ep.host.name}: \`${ep.argv.join(' ')}\` (${how})${msg ? `\n    ${msg}` : ''}`;
+  return `${role} on ${ep.host.name}: \`${displayArgv(ep.argv)}\` (${how})${msg ? `\n    ${msg}` : ''}`;
 }
 
 /** Counts bytes (and waits on the rate limiter) as the stream passes; holds one chunk at most. */
@@ -65,6 +66,22 @@ class Meter extends Transform {
       () => done(null, chunk),
       (err: Error) => done(err),
     );
+  }
+}
+
+/**
+ * Copies out into into through meter. A receiver that stops reading before the sender is done (it
+ * has what it needs, like `tar -x` at the end of an archive, or it failed) must not make the sender
+ * fail on a broken pipe of ours (an ssh sender then dies with 255): the rest is drained, and the
+ * two exit codes alone tell whether the transfer worked. A failed receiver stops the sender anyway.
+ */
+async function relay(out: Readable, meter: Meter, into: Writable): Promise<void> {
+  out.pipe(meter);
+  try {
+    await pipeline(meter, into);
+  } catch {
+    out.unpipe(meter);
+    out.resume();
   }
 }
 
@@ -94,13 +111,7 @@ export async function pipe(from: Endpoint, to: Endpoint, opts: PipeOptions = {})
 
   const meter = new Meter(opts);
   const flow =
-    sender.stdout && receiver.stdin
-      ? pipeline(sender.stdout, meter, receiver.stdin).catch(() => {
-          // A broken pipe shows up as an exit code too; the exits below tell the story.
-          terminate(sender);
-          terminate(receiver);
-        })
-      : Promise.resolve();
+    sender.stdout && receiver.stdin ? relay(sender.stdout, meter, receiver.stdin) : Promise.resolve();
 
   const [fe, te] = await Promise.all([fromExit, toExit, flow]);
   if (fe.code !== 0 || te.code !== 0) {

@@ -21,3 +21,12 @@ export function shellJoin(argv: readonly string[]): string {
   if (argv.length === 0) throw new Error('empty command');
   return argv.map(shellQuote).join(' ');
 }
+
+/**
+ * An argv as messages show it: zbm's own `sh -c <script> <name> args...` wrappers by their name and
+ * arguments (`zbm-lock <file> 30 ... zfs receive ...`), not by the script's text.
+ */
+export function displayArgv(argv: readonly string[]): string {
+  const wrapped = argv[0] === 'sh' && argv[1] === '-c' && argv.length > 3;
+  return wrapped ? shellJoin(argv.slice(3)) : argv.join(' ');
+}

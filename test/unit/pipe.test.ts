@@ -93,3 +93,14 @@ describe('run', () => {
     assert.equal(liveChildren(), 0);
   });
 });
+
+describe('pipe: a receiver that has what it needs before the sender is done', () => {
+  it('succeeds on the exit codes: the rest of the stream is drained, the sender is not broken', async () => {
+    const res = await pipe(
+      { host: local, argv: ['sh', '-c', 'head -c 100 /dev/zero; sleep 0.3; head -c 300000 /dev/zero'] },
+      { host: local, argv: ['head', '-c', '100'] },
+    );
+    assert.ok(res.bytes >= 100);
+    assert.equal(liveChildren(), 0);
+  });
+});

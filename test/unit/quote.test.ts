@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { shellJoin, shellQuote } from '../../src/host/quote.ts';
+import { displayArgv, shellJoin, shellQuote } from '../../src/host/quote.ts';
 import { hostileStrings } from '../support/hostile.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'zbm-quote-'));
@@ -38,5 +38,24 @@ describe('shell quoting', () => {
 
   it('refuses NUL, which no shell word can carry', () => {
     assert.throws(() => shellQuote('a\0b'), /NUL/);
+  });
+});
+
+describe('displayArgv', () => {
+  it("shows zbm's sh wrappers by name and arguments, not by their script", () => {
+    const argv = [
+      'sh',
+      '-c',
+      'long script; with "$1" lines\nmore',
+      'zbm-lock',
+      'f.lock',
+      '30',
+      'a b',
+      'zfs',
+      'receive',
+      'p/x',
+    ];
+    assert.equal(displayArgv(argv), "zbm-lock f.lock 30 'a b' zfs receive p/x");
+    assert.equal(displayArgv(['zfs', 'list', '-H']), 'zfs list -H');
   });
 });
