@@ -12,6 +12,41 @@ export interface FreezeLog {
 const qm = (vmid: number, cmd: string) => ['qm', 'guest', 'cmd', String(vmid), cmd];
 
 /**
+ * How long a guest may stay frozen if zbm itself dies (SIGKILL, OOM) while it is: a watchdog in
+ * its own session, which outlives zbm, thaws it then. A freeze lasts as long as one snapshot.
+ */
+export const THAW_WATCHDOG_SECONDS = 60;
+
+/** Starts the watchdog detached (setsid, stdio closed) and prints its pid, which leads its group. */
+export const WATCHDOG_ARGV = (vmid: number, seconds: number) => [
+  'sh',
+  '-c',
+  `setsid sh -c 'sleep "$1"; exec qm guest cmd "$2" fsfreeze-thaw' zbm-thaw-watchdog "$1" "$2" </dev/null >/dev/null 2>&1 & echo $!`,
+  'zbm-thaw',
+  String(seconds),
+  String(vmid),
+];
+
+async function startWatchdog(host: Host, vmid: number, log: FreezeLog): Promise<number | null> {
+  try {
+    const pid = Number(
+      (await run(host, WATCHDOG_ARGV(vmid, THAW_WATCHDOG_SECONDS), { timeoutMs: 10_000 })).stdout,
+    );
+    return Number.isInteger(pid) && pid > 1 ? pid : null;
+  } catch (err) {
+    log.debug(`guest ${vmid}: no thaw watchdog (${errorMessage(err)})`);
+    return null;
+  }
+}
+
+async function stopWatchdog(host: Host, pid: number, vmid: number, log: FreezeLog): Promise<void> {
+  // The whole group: the watchdog's shell and its sleep.
+  await run(host, ['kill', '-TERM', '--', `-${pid}`], { timeoutMs: 10_000 }).catch((err: unknown) =>
+    log.debug(`guest ${vmid}: stopping the thaw watchdog ${pid}: ${errorMessage(err)}`),
+  );
+}
+
+/**
  * Runs action (the snapshot) with the guest's file systems frozen through its agent when that is
  * possible, as Proxmox does: a dead agent or a failed freeze is a warning and the snapshot is still
  * taken (crash-consistent). The thaw runs whatever happened, with a time limit and one retry, so
@@ -38,9 +73,13 @@ export async function withFrozenGuest(
     return false;
   }
   let frozen = false;
+  const watchdog = await startWatchdog(host, vmid, log);
   let thawing: Promise<void> | undefined;
   const thawOnce = () => {
-    thawing ??= thaw(host, vmid, log);
+    thawing ??= thaw(host, vmid, log).then(async (thawed) => {
+      // A thaw that failed is left to the watchdog to try once more.
+      if (watchdog !== null && thawed) await stopWatchdog(host, watchdog, vmid, log);
+    });
     return thawing;
   };
   // From here on the thaw runs even if zbm is interrupted (SIGINT/SIGTERM/SIGHUP).
@@ -77,11 +116,11 @@ async function freeze(host: Host, vmid: number, log: FreezeLog): Promise<void> {
   }
 }
 
-async function thaw(host: Host, vmid: number, log: FreezeLog): Promise<void> {
+async function thaw(host: Host, vmid: number, log: FreezeLog): Promise<boolean> {
   for (let attempt = 1; attempt <= 2; attempt++) {
     try {
       await run(host, qm(vmid, 'fsfreeze-thaw'), { timeoutMs: 30_000 });
-      return;
+      return true;
     } catch (err) {
       if (attempt === 2) {
         log.error(
@@ -93,4 +132,5 @@ async function thaw(host: Host, vmid: number, log: FreezeLog): Promise<void> {
       }
     }
   }
+  return false;
 }
