@@ -2,14 +2,21 @@ import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
+import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
-import { holdTag, protectBases } from '../transfer/protect.ts';
+import { type BasePair, bookmarkBases, holdTag, moveHolds } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { withFrozenGuest } from './freeze.ts';
-import { buildManifest, metadataPaths, writeFileAtomic } from './metadata.ts';
+import {
+  buildManifest,
+  type FileToWrite,
+  metadataPaths,
+  writeFileAtomic,
+  writeFilesAtomic,
+} from './metadata.ts';
 
 export interface BackupLog {
   error(msg: string): void;
@@ -80,83 +87,318 @@ export function targetDataset(remoteZfsRoot: string, dataset: string): string {
   return joinDataset(remoteZfsRoot, dataset.slice(dataset.lastIndexOf('/') + 1));
 }
 
-function failed(
+/** A guest whose disks can be backed up: the ones that exist here, and where each goes. */
+export interface PreparedGuest {
+  readonly guest: Guest;
+  readonly disks: readonly GuestDisk[];
+  /** source dataset → target dataset */
+  readonly targets: ReadonlyMap<string, string>;
+}
+
+/**
+ * Which of a guest's disks this run backs up, and where. Pure: the warnings are returned for the
+ * executor to log; a guest with nothing to back up ends here, skipped or failed.
+ */
+export function prepareGuest(
   guest: Guest,
-  started: number,
-  error: string,
-  result: 'failed' | 'skipped' = 'failed',
-): GuestResult {
+  sourceListing: ReadonlyMap<string, Dataset>,
+  remoteZfsRoot: string,
+  node: string,
+):
+  | { readonly prepared: PreparedGuest; readonly warnings: readonly string[] }
+  | { readonly result: 'failed' | 'skipped'; readonly error: string; readonly warnings: readonly string[] } {
+  const warnings: string[] = [];
+  const disks = guest.disks.filter((d) => {
+    if (sourceListing.has(d.dataset)) return true;
+    warnings.push(
+      `${guestLabel(guest)}: disk ${d.key} (${d.value}): dataset ${d.dataset} does not exist on ${node}; not backed up`,
+    );
+    return false;
+  });
+  if (disks.length === 0) return { result: 'skipped', error: 'no disk that zbm can back up', warnings };
+  const targets = new Map(disks.map((d) => [d.dataset, targetDataset(remoteZfsRoot, d.dataset)]));
+  if (new Set(targets.values()).size !== targets.size) {
+    return {
+      result: 'failed',
+      error: 'two of its disks would have the same name on the backup server',
+      warnings,
+    };
+  }
+  return { prepared: { guest, disks, targets }, warnings };
+}
+
+function guestLabel(guest: Guest): string {
+  return `guest ${guest.vmid}${guest.name ? ` (${guest.name})` : ''}`;
+}
+
+/** The pool of a dataset: `zfs snapshot` makes several snapshots atomically only within one pool. */
+function poolOf(dataset: string): string {
+  return dataset.split('/')[0] ?? dataset;
+}
+
+/**
+ * The `zfs snapshot` calls for the guests that need no freeze: one per pool (in practice one per
+ * run, every disk being under --local-zfs-root), each atomic over all its guests' disks. A guest
+ * whose disks span pools could not get one atomic snapshot anyway; it is grouped by its set of
+ * pools, so its call fails alone. Pure.
+ */
+export function snapshotBatches(guests: readonly PreparedGuest[]): PreparedGuest[][] {
+  const byPools = new Map<string, PreparedGuest[]>();
+  for (const g of guests) {
+    const key = [...new Set(g.disks.map((d) => poolOf(d.dataset)))].sort().join(' ');
+    byPools.set(key, [...(byPools.get(key) ?? []), g]);
+  }
+  return [...byPools.values()];
+}
+
+/**
+ * Runs action once for all items; when that fails, each once per item, so that the item at fault
+ * fails alone and the others go on. The per-item errors are returned by index (none: all went
+ * through). Only for actions that may be repeated: each one here is idempotent or all-or-nothing.
+ */
+async function batchThenEach<T>(
+  items: readonly T[],
+  action: (items: readonly T[]) => Promise<void>,
+  log: BackupLog,
+  what: string,
+  each: (item: T) => Promise<void> = (item) => action([item]),
+  retrySingle = false,
+): Promise<Map<number, string>> {
+  const errors = new Map<number, string>();
+  if (items.length === 0) return errors;
+  try {
+    await action(items);
+    return errors;
+  } catch (err) {
+    if (items.length === 1 && !retrySingle) {
+      errors.set(0, errorMessage(err));
+      return errors;
+    }
+    log.debug(
+      `${what} for ${items.length} guest(s) at once failed (${errorMessage(err)}); one guest at a time`,
+    );
+  }
+  for (const [i, item] of items.entries()) {
+    try {
+      await each(item);
+    } catch (err) {
+      errors.set(i, errorMessage(err));
+    }
+  }
+  return errors;
+}
+
+/** One guest's way through the run. */
+interface GuestRun {
+  readonly guest: Guest;
+  readonly label: string;
+  prepared: PreparedGuest | null;
+  /** From its snapshot to its last disk sent: the run-wide steps after the sends are not its own. */
+  started: number;
+  finished: number | null;
+  snapshot: string | null;
+  at: Date | null;
+  frozen: boolean;
+  disks: DiskResult[];
+  synced: { source: Dataset; target: string; sync: SyncResult }[];
+  obsolete: string[];
+  /** Set when the guest ended early (skipped, or failed before any disk was sent). */
+  end: { result: 'failed' | 'skipped'; error: string } | null;
+  metadataError?: string;
+}
+
+/**
+ * Backs up the guests of a run. Every guest's lock is taken first, for the whole run: from its
+ * snapshot to its metadata nothing else may work on it. Then, per run rather than per guest: one
+ * atomic `zfs snapshot` of all the disks of the guests that need no freeze (a guest frozen through
+ * its agent gets its own, taken while frozen), one `zfs list` of the fresh snapshots, each disk
+ * sent (resuming an interrupted transfer first), the new common snapshots held on both sides and
+ * bookmarked here (protectBases' steps, once for the run), and every guest's config and manifest
+ * written beside the data in one command. A step done for all guests at once that fails is redone
+ * guest by guest, so that one guest's failure is its own and never stops the others.
+ */
+export async function backupGuests(
+  ctx: BackupContext,
+  guests: readonly Guest[],
+  sourceListing: ReadonlyMap<string, Dataset>,
+  targetListing: ReadonlyMap<string, Dataset>,
+): Promise<GuestResult[]> {
+  const { log } = ctx;
+  const runStart = Date.now();
+  const runs: GuestRun[] = guests.map((guest) => ({
+    guest,
+    label: guestLabel(guest),
+    prepared: null,
+    started: runStart,
+    finished: null,
+    snapshot: null,
+    at: null,
+    frozen: false,
+    disks: [],
+    synced: [],
+    obsolete: [],
+    end: null,
+  }));
+  const active = () => runs.filter((r) => r.end === null);
+
+  // All at once, so that the wait for a guest held elsewhere is --lock-wait for the run, not per guest.
+  const acquired = await Promise.all(
+    guests.map((g) => acquire(`guest-${g.vmid}`, `backup-pve of guest ${g.vmid}`, ctx.lockWaitMs)),
+  );
+  try {
+    for (const [i, r] of runs.entries()) {
+      const a = acquired[i];
+      if (a && 'heldBy' in a) {
+        r.end = {
+          result: 'skipped',
+          error: `skipped: ${describeHolder(a.heldBy)} is working on this guest; it is backed up on the next run`,
+        };
+        continue;
+      }
+      const p = prepareGuest(r.guest, sourceListing, ctx.remoteZfsRoot, ctx.node);
+      for (const w of p.warnings) log.warn(w);
+      if ('prepared' in p) r.prepared = p.prepared;
+      else r.end = { result: p.result, error: p.error };
+    }
+
+    await takeSnapshots(ctx, active());
+    await sendAll(ctx, active(), targetListing);
+    await protectAll(ctx, active(), targetListing);
+    await writeAllMetadata(ctx, active());
+  } finally {
+    for (const a of acquired) if ('lock' in a) a.lock.release();
+  }
+  return runs.map((r) => result(r));
+}
+
+function result(r: GuestRun): GuestResult {
+  const { guest } = r;
+  const durationMs = (r.finished ?? Date.now()) - r.started;
+  if (r.end) {
+    return {
+      vmid: guest.vmid,
+      name: guest.name,
+      type: guest.type,
+      snapshot: null,
+      frozen: false,
+      disks: [],
+      bytes: 0,
+      durationMs,
+      result: r.end.result,
+      error: r.end.error,
+      obsolete: [],
+    };
+  }
+  const bad = r.disks.filter((d) => d.mode === 'failed');
   return {
     vmid: guest.vmid,
     name: guest.name,
     type: guest.type,
-    snapshot: null,
-    frozen: false,
-    disks: [],
-    bytes: 0,
-    durationMs: Date.now() - started,
-    result,
-    error,
-    obsolete: [],
+    snapshot: r.snapshot,
+    frozen: r.frozen,
+    disks: r.disks,
+    bytes: r.disks.reduce((n, d) => n + d.bytes, 0),
+    durationMs,
+    result: bad.length === 0 && !r.metadataError ? 'ok' : 'failed',
+    error:
+      bad.length > 0
+        ? `${bad.length} of ${r.disks.length} disk(s) failed: ${bad.map((b) => b.key).join(', ')}`
+        : r.metadataError,
+    obsolete: r.obsolete,
   };
 }
 
+function diskSnapshots(r: GuestRun, snapshot: string): string[] {
+  return (r.prepared?.disks ?? []).map((d) => `${d.dataset}@${snapshot}`);
+}
+
 /**
- * Backs up one guest: freeze → one atomic snapshot of all its disks → thaw, then each disk is sent
- * (resuming an interrupted transfer first), the new common snapshot is held on both sides and
- * bookmarked here, and the config and manifest are written beside the data.
+ * One atomic snapshot call for the guests without freeze (per pool), then one per frozen guest,
+ * taken between its freeze and its thaw. A guest whose snapshot fails ends here, failed.
  */
-export async function backupGuest(
-  ctx: BackupContext,
-  guest: Guest,
-  sourceListing: ReadonlyMap<string, Dataset>,
-  targetListing: ReadonlyMap<string, Dataset>,
-): Promise<GuestResult> {
-  const started = Date.now();
+async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Promise<void> {
   const { log } = ctx;
-  const label = `guest ${guest.vmid}${guest.name ? ` (${guest.name})` : ''}`;
-
-  const acquired = await acquire(`guest-${guest.vmid}`, `backup-pve of guest ${guest.vmid}`, ctx.lockWaitMs);
-  if ('heldBy' in acquired) {
-    return failed(
-      guest,
-      started,
-      `skipped: ${describeHolder(acquired.heldBy)} is working on this guest; it is backed up on the next run`,
-      'skipped',
+  const fail = (r: GuestRun, err: string) => {
+    log.error(`${r.label}: ${err}`);
+    r.end = { result: 'failed', error: err };
+  };
+  const taken = (r: GuestRun, snapshot: string, at: Date, frozen: boolean) => {
+    r.snapshot = snapshot;
+    r.at = at;
+    r.frozen = frozen;
+    log.info(
+      `${r.label}: snapshot ${snapshot} of ${r.prepared?.disks.length ?? 0} disk(s)${frozen ? ', file systems frozen' : ''}`,
     );
-  }
-  try {
-    const disks = guest.disks.filter((d) => {
-      if (sourceListing.has(d.dataset)) return true;
-      log.warn(
-        `${label}: disk ${d.key} (${d.value}): dataset ${d.dataset} does not exist on ${ctx.node}; not backed up`,
-      );
-      return false;
-    });
-    if (disks.length === 0) return failed(guest, started, 'no disk that zbm can back up', 'skipped');
+  };
 
-    const targets = new Map(disks.map((d) => [d.dataset, targetDataset(ctx.remoteZfsRoot, d.dataset)]));
-    if (new Set(targets.values()).size !== targets.size) {
-      return failed(guest, started, 'two of its disks would have the same name on the backup server');
-    }
-
+  const plain = runs.filter((r) => !r.guest.freeze);
+  const byPrepared = new Map(plain.map((r) => [r.prepared, r]));
+  for (const batch of snapshotBatches(plain.flatMap((r) => (r.prepared ? [r.prepared] : [])))) {
+    const members = batch.map((p) => byPrepared.get(p) as GuestRun);
     const at = ctx.now();
     const snapshot = snapshotName(ctx.prefix, at);
-    const frozen = await withFrozenGuest(ctx.local, guest.vmid, guest.freeze, log, () =>
-      ctx.localZfs.snapshot(disks.map((d) => `${d.dataset}@${snapshot}`)),
+    for (const r of members) r.started = Date.now();
+    // All or nothing: a failed call made no snapshot, so the guests can be tried one by one.
+    const errors = await batchThenEach(
+      members,
+      (rs) => ctx.localZfs.snapshot(rs.flatMap((r) => diskSnapshots(r, snapshot))),
+      log,
+      'zfs snapshot',
     );
-    log.info(
-      `${label}: snapshot ${snapshot} of ${disks.length} disk(s)${frozen ? ', file systems frozen' : ''}`,
-    );
+    for (const [i, r] of members.entries()) {
+      const err = errors.get(i);
+      if (err === undefined) taken(r, snapshot, at, false);
+      else fail(r, err);
+    }
+  }
 
-    const fresh = new Map(
-      (await ctx.localZfs.list({ roots: disks.map((d) => d.dataset), depth: 1 })).map((d) => [d.name, d]),
-    );
-    const select = (short: string) => short.startsWith(ctx.prefix);
-    const results: DiskResult[] = [];
-    const synced: { source: Dataset; target: string; sync: SyncResult }[] = [];
-    for (const disk of disks) {
-      const target = targets.get(disk.dataset) ?? '';
+  for (const r of runs.filter((x) => x.guest.freeze)) {
+    r.started = Date.now();
+    const at = ctx.now();
+    const snapshot = snapshotName(ctx.prefix, at);
+    try {
+      const frozen = await withFrozenGuest(ctx.local, r.guest.vmid, true, log, () =>
+        ctx.localZfs.snapshot(diskSnapshots(r, snapshot)),
+      );
+      taken(r, snapshot, at, frozen);
+    } catch (err) {
+      fail(r, errorMessage(err));
+    }
+  }
+}
+
+/**
+ * Lists the fresh snapshots of every guest in one call, then sends each disk. A disk's failure is
+ * its own: the other disks and guests go on.
+ */
+async function sendAll(
+  ctx: BackupContext,
+  runs: readonly GuestRun[],
+  targetListing: ReadonlyMap<string, Dataset>,
+): Promise<void> {
+  const { log } = ctx;
+  const fresh = new Map<string, Dataset>();
+  const errors = await batchThenEach(
+    runs,
+    async (rs) => {
+      const roots = rs.flatMap((r) => (r.prepared?.disks ?? []).map((d) => d.dataset));
+      for (const d of await ctx.localZfs.list({ roots, depth: 1 })) fresh.set(d.name, d);
+    },
+    log,
+    'zfs list',
+  );
+  for (const [i, r] of runs.entries()) {
+    const err = errors.get(i);
+    if (err !== undefined) {
+      log.error(`${r.label}: ${err}`);
+      r.end = { result: 'failed', error: err };
+    }
+  }
+
+  const select = (short: string) => short.startsWith(ctx.prefix);
+  for (const r of runs.filter((x) => x.end === null)) {
+    for (const disk of r.prepared?.disks ?? []) {
+      const target = r.prepared?.targets.get(disk.dataset) ?? '';
       const source = fresh.get(disk.dataset) ?? null;
       try {
         const sync = await syncDataset(
@@ -165,11 +407,13 @@ export async function backupGuest(
           {
             select,
             limiter: ctx.limiter,
-            onProgress: (b) => ctx.onProgress?.(`${label} ${disk.key}`, b),
-            onMessage: (m) => log.warn(`${label}: ${m}`),
+            onProgress: (b) => ctx.onProgress?.(`${r.label} ${disk.key}`, b),
+            onMessage: (m) => log.warn(`${r.label}: ${m}`),
+            // The backup server's prune waits for (or skips) a dataset while this receive runs.
+            receiveLock: { what: 'backup-pve', waitSeconds: ctx.lockWaitMs / 1000 },
           },
         );
-        results.push({
+        r.disks.push({
           key: disk.key,
           source: disk.dataset,
           target,
@@ -177,11 +421,11 @@ export async function backupGuest(
           resumed: sync.resumed,
           bytes: sync.bytes,
         });
-        if (source) synced.push({ source, target, sync });
+        if (source) r.synced.push({ source, target, sync });
       } catch (err) {
         const error = errorMessage(err);
-        log.error(`${label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
-        results.push({
+        log.error(`${r.label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
+        r.disks.push({
           key: disk.key,
           source: disk.dataset,
           target,
@@ -192,61 +436,95 @@ export async function backupGuest(
         });
       }
     }
+    r.finished = Date.now();
+  }
+}
 
-    const obsolete: string[] = [];
-    try {
-      await protectBases(
-        ctx.localZfs,
-        ctx.remoteZfs,
-        holdTag(PVE_SOURCE, ctx.remote.name),
-        synced.map(({ source, target, sync }) => ({
-          source,
-          target,
-          targetBefore: targetListing.get(target) ?? null,
-          common: sync.common.short,
-        })),
-        select,
-      );
-      for (const { source, sync } of synced) {
-        obsolete.push(...obsoleteSnapshots(source, sync.common.short, ctx.prefix, ctx.keepSource));
-      }
-    } catch (err) {
+/**
+ * Protects every new base of the run: the holds moved on both sides in one `zfs holds`, `hold` and
+ * `release` per side, then each base bookmarked here. Only a guest whose every base is protected
+ * gets its obsolete snapshots on the list to destroy: without a protected base, nothing is
+ * destroyed on the node.
+ */
+async function protectAll(
+  ctx: BackupContext,
+  runs: readonly GuestRun[],
+  targetListing: ReadonlyMap<string, Dataset>,
+): Promise<void> {
+  const { log } = ctx;
+  const select = (short: string) => short.startsWith(ctx.prefix);
+  const pairsOf = (r: GuestRun): BasePair[] =>
+    r.synced.map(({ source, target, sync }) => ({
+      source,
+      target,
+      targetBefore: targetListing.get(target) ?? null,
+      common: sync.common.short,
+    }));
+  const withPairs = runs.filter((r) => r.synced.length > 0);
+  const problems = new Map<GuestRun, string>();
+  // Idempotent (holds are looked up before they are moved), so a failed batch can be redone per guest.
+  const holdErrors = await batchThenEach(
+    withPairs,
+    (rs) => moveHolds(ctx.localZfs, ctx.remoteZfs, holdTag(PVE_SOURCE, ctx.remote.name), rs.flatMap(pairsOf)),
+    log,
+    'moving the holds',
+  );
+  for (const [i, err] of holdErrors) problems.set(withPairs[i] as GuestRun, err);
+
+  const entries = withPairs
+    .filter((r) => !problems.has(r))
+    .flatMap((r) => pairsOf(r).map((pair) => ({ r, pair })));
+  const bookmarkErrors = await bookmarkBases(
+    ctx.localZfs,
+    entries.map((e) => e.pair),
+    select,
+  );
+  for (const [i, err] of bookmarkErrors) {
+    const e = entries[i];
+    if (!e) continue;
+    problems.set(e.r, [problems.get(e.r), `${e.pair.source.name}: ${err}`].filter(Boolean).join('; '));
+  }
+
+  for (const r of withPairs) {
+    const err = problems.get(r);
+    if (err !== undefined) {
       // Without a protected base, nothing is destroyed on the node this run.
-      log.error(`${label}: protecting the new base snapshots: ${errorMessage(err)}`);
+      log.error(`${r.label}: protecting the new base snapshots: ${err}`);
+      continue;
     }
+    for (const { source, sync } of r.synced) {
+      r.obsolete.push(...obsoleteSnapshots(source, sync.common.short, ctx.prefix, ctx.keepSource));
+    }
+  }
+}
 
-    let metadataError: string | undefined;
-    const ok = results.filter((r) => r.mode !== 'failed');
-    if (ok.length > 0) {
-      try {
-        await writeMetadata(ctx, guest, snapshot, at, frozen, fresh, results);
-      } catch (err) {
-        metadataError = `writing the config and manifest to ${ctx.remote.name}:${ctx.metadataDir}: ${errorMessage(err)}`;
-        log.error(`${label}: ${metadataError}`);
-      }
-    }
-    const bad = results.filter((r) => r.mode === 'failed');
-    return {
-      vmid: guest.vmid,
-      name: guest.name,
-      type: guest.type,
-      snapshot,
-      frozen,
-      disks: results,
-      bytes: results.reduce((n, r) => n + r.bytes, 0),
-      durationMs: Date.now() - started,
-      result: bad.length === 0 && !metadataError ? 'ok' : 'failed',
-      error:
-        bad.length > 0
-          ? `${bad.length} of ${results.length} disk(s) failed: ${bad.map((b) => b.key).join(', ')}`
-          : metadataError,
-      obsolete,
-    };
-  } catch (err) {
-    log.error(`${label}: ${errorMessage(err)}`);
-    return failed(guest, started, errorMessage(err));
-  } finally {
-    acquired.lock.release();
+/**
+ * Writes the config and manifest of every guest with at least one disk sent, in one command. After
+ * a failure (or a `zbm serve` too old for the batch), each guest's two files are written one by
+ * one, so that a failure names its guest.
+ */
+async function writeAllMetadata(ctx: BackupContext, runs: readonly GuestRun[]): Promise<void> {
+  const { log } = ctx;
+  const writers = runs.filter((r) => r.disks.some((d) => d.mode !== 'failed'));
+  const files = new Map(writers.map((r) => [r, metadataFiles(ctx, r)]));
+  const errors = await batchThenEach(
+    writers,
+    (rs) =>
+      writeFilesAtomic(
+        ctx.remote,
+        rs.flatMap((r) => files.get(r) ?? []),
+      ),
+    log,
+    'writing the configs and manifests',
+    async (r) => {
+      for (const f of files.get(r) ?? []) await writeFileAtomic(ctx.remote, f.path, f.content);
+    },
+    true,
+  );
+  for (const [i, err] of errors) {
+    const r = writers[i] as GuestRun;
+    r.metadataError = `writing the config and manifest to ${ctx.remote.name}:${ctx.metadataDir}: ${err}`;
+    log.error(`${r.label}: ${r.metadataError}`);
   }
 }
 
@@ -263,46 +541,44 @@ export function obsoleteSnapshots(
   return ours.filter((s) => !keep.has(s.short)).map((s) => s.name);
 }
 
-async function writeMetadata(
-  ctx: BackupContext,
-  guest: Guest,
-  snapshot: string,
-  at: Date,
-  frozen: boolean,
-  fresh: ReadonlyMap<string, Dataset>,
-  results: readonly DiskResult[],
-): Promise<void> {
+/** A guest's config and manifest files, for the snapshot it just took. */
+function metadataFiles(ctx: BackupContext, r: GuestRun): FileToWrite[] {
+  const { guest } = r;
+  const snapshot = r.snapshot ?? '';
   const paths = metadataPaths(ctx.metadataDir, guest.vmid, snapshot);
+  const fresh = new Map(r.synced.map((s) => [s.source.name, s.source]));
   const manifest = buildManifest({
     vmid: guest.vmid,
     type: guest.type,
     name: guest.name,
     node: ctx.node,
     snapshot,
-    time: at.toISOString(),
-    frozen,
-    disks: results
-      .filter((r) => r.mode !== 'failed')
-      .map((r) => {
-        const snap = fresh.get(r.source)?.snapshots.find((s) => s.short === snapshot);
-        const disk = guest.disks.find((d) => d.key === r.key);
+    time: (r.at ?? new Date()).toISOString(),
+    frozen: r.frozen,
+    disks: r.disks
+      .filter((d) => d.mode !== 'failed')
+      .map((d) => {
+        const snap = fresh.get(d.source)?.snapshots.find((s) => s.short === snapshot);
+        const disk = guest.disks.find((x) => x.key === d.key);
         return {
-          key: r.key,
+          key: d.key,
           // From the parsed disk: a CT's value may start with other properties (`acl=0,volume=...`).
           volume: disk ? `${disk.storage}:${disk.volname}` : '',
-          source: r.source,
-          target: r.target,
+          source: d.source,
+          target: d.target,
           guid: snap?.guid ?? '',
           referenced: snap?.referenced ?? 0,
-          bytesSent: r.bytes,
-          mode: r.mode,
+          bytesSent: d.bytes,
+          mode: d.mode,
         };
       }),
     missing: [
-      ...results.filter((r) => r.mode === 'failed').map((r) => ({ key: r.key, reason: r.error ?? 'failed' })),
+      ...r.disks.filter((d) => d.mode === 'failed').map((d) => ({ key: d.key, reason: d.error ?? 'failed' })),
       ...guest.skipped.filter((s) => s.warn).map((s) => ({ key: s.key, reason: s.reason })),
     ],
   });
-  await writeFileAtomic(ctx.remote, paths.config, guest.configText);
-  await writeFileAtomic(ctx.remote, paths.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
+  return [
+    { path: paths.config, content: guest.configText },
+    { path: paths.manifest, content: `${JSON.stringify(manifest, null, 2)}\n` },
+  ];
 }

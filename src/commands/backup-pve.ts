@@ -1,4 +1,4 @@
-import { type BackupContext, backupGuest, type GuestResult, targetDataset } from '../backup/backup.ts';
+import { type BackupContext, backupGuests, type GuestResult, targetDataset } from '../backup/backup.ts';
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
@@ -167,14 +167,11 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
       onProgress: (label, bytes) => progress.update(label, bytes),
     };
 
-    // One guest at a time: the node's disks and the link are shared, and one failure never stops the rest.
-    const results: GuestResult[] = [];
-    for (const guest of found.guests) {
-      const r = await backupGuest(ctx, guest, source, target);
-      progress.clear();
-      if (r.result === 'skipped') log.warn(`guest ${guest.vmid}: ${r.error}`);
-      results.push(r);
-    }
+    // The guests' disks are sent one at a time (the node's disks and the link are shared); the
+    // snapshots, holds and metadata are done once for the run. One failure never stops the rest.
+    const results = await backupGuests(ctx, found.guests, source, target);
+    progress.clear();
+    for (const r of results) if (r.result === 'skipped') log.warn(`guest ${r.vmid}: ${r.error}`);
 
     await cleanupSource(localZfs, results, opts.yes === true, log);
     recordMetrics(metrics, results, found.failed.length);

@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
@@ -42,18 +43,15 @@ async function moveHold(
 }
 
 /**
- * Protects the newest common snapshot of each source→target pair against `zfs destroy` on both
- * sides: a hold with the pair's tag on each side and a bookmark on the source (an increment can
- * still start from it if the snapshot is lost). The pair's previous holds and bookmarks are
- * released afterwards. A constant number of zfs calls per side, whatever the number of datasets,
- * plus one per new bookmark.
+ * Moves the pairs' hold to their new common snapshot on both sides: one `zfs holds`, one `zfs hold`
+ * and one `zfs release` per side, whatever the number of pairs. Idempotent: a second call after a
+ * partial failure only does what is left.
  */
-export async function protectBases(
+export async function moveHolds(
   sourceZfs: Zfs,
   targetZfs: Zfs,
   tag: string,
   pairs: readonly BasePair[],
-  ours: (short: string) => boolean,
 ): Promise<void> {
   if (pairs.length === 0) return;
   const srcCandidates = pairs.flatMap((p) => candidates(p.source, p.source.name, p.common));
@@ -73,14 +71,74 @@ export async function protectBases(
       dstCandidates,
     ),
   ]);
-  await Promise.all(
-    pairs.flatMap((p) => [
-      ...(p.source.bookmarks.some((b) => b.short === p.common)
-        ? []
-        : [sourceZfs.bookmark(`${p.source.name}@${p.common}`, `${p.source.name}#${p.common}`)]),
-      ...p.source.bookmarks
-        .filter((b) => ours(b.short) && b.short !== p.common)
-        .map((b) => sourceZfs.destroyBookmark(b.name)),
-    ]),
-  );
+}
+
+/** What bookmarkBases does to one pair's source: pure, from the listing taken after the snapshot. */
+export function bookmarkPlan(
+  pair: BasePair,
+  ours: (short: string) => boolean,
+): { create: { snapshot: string; bookmark: string } | null; destroy: string[] } {
+  const { source, common } = pair;
+  return {
+    create: source.bookmarks.some((b) => b.short === common)
+      ? null
+      : { snapshot: `${source.name}@${common}`, bookmark: `${source.name}#${common}` },
+    destroy: source.bookmarks.filter((b) => ours(b.short) && b.short !== common).map((b) => b.name),
+  };
+}
+
+/**
+ * `zfs bookmark` and `zfs destroy` take one bookmark per call, so these are per dataset; a few at a
+ * time, not one process per bookmark at once on a node that may hold hundreds of disks.
+ */
+const BOOKMARK_CONCURRENCY = 4;
+
+/**
+ * Bookmarks each pair's new base on the source (an increment can still start from it if the
+ * snapshot is lost), then destroys the pair's older zbm bookmarks: the new one first, so a dataset
+ * never has fewer than one. Never throws: returns the error of each pair that failed, by index, so
+ * that one dataset's failure stays its own.
+ */
+export async function bookmarkBases(
+  sourceZfs: Zfs,
+  pairs: readonly BasePair[],
+  ours: (short: string) => boolean,
+): Promise<Map<number, string>> {
+  const errors = new Map<number, string>();
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < pairs.length; i = next++) {
+      const pair = pairs[i] as BasePair;
+      const plan = bookmarkPlan(pair, ours);
+      try {
+        if (plan.create) await sourceZfs.bookmark(plan.create.snapshot, plan.create.bookmark);
+        for (const b of plan.destroy) await sourceZfs.destroyBookmark(b);
+      } catch (err) {
+        errors.set(i, errorMessage(err));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(BOOKMARK_CONCURRENCY, pairs.length) }, worker));
+  return errors;
+}
+
+/**
+ * Protects the newest common snapshot of each source→target pair against `zfs destroy` on both
+ * sides: a hold with the pair's tag on each side (moveHolds) and a bookmark on the source
+ * (bookmarkBases). A constant number of zfs calls per side for the holds, whatever the number of
+ * datasets, plus one per new bookmark and one per bookmark it replaces. Throws on any failure.
+ */
+export async function protectBases(
+  sourceZfs: Zfs,
+  targetZfs: Zfs,
+  tag: string,
+  pairs: readonly BasePair[],
+  ours: (short: string) => boolean,
+): Promise<void> {
+  if (pairs.length === 0) return;
+  await moveHolds(sourceZfs, targetZfs, tag, pairs);
+  const errors = await bookmarkBases(sourceZfs, pairs, ours);
+  if (errors.size > 0) {
+    throw new Error([...errors].map(([i, e]) => `${pairs[i]?.source.name}: ${e}`).join('; '));
+  }
 }

@@ -97,12 +97,19 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
     );
   });
 
-  it('takes ONE atomic zfs snapshot call per guest, frozen between freeze and thaw', async () => {
+  it('takes ONE atomic zfs snapshot call per frozen guest, frozen between freeze and thaw, and one for all the others', async () => {
     const zfsLog = (await sh('cat /var/log/lab/zfs.log')).split('\n');
     const snapCalls = zfsLog.filter((l) => / snapshot /.test(l));
     const vm100 = snapCalls.filter((l) => l.includes('vm-100-'));
     assert.equal(vm100.length, 1, `one call for VM 100: ${vm100.join('\n')}`);
     for (const n of [0, 1, 2, 3]) assert.ok(vm100[0]?.includes(`rpool/data/vm-100-disk-${n}@bak-zbm-`));
+    // The guests that need no freeze (102 without agent, the containers 103 and 104) share one call;
+    // 101 (agent configured, but dead) gets its own, as it is pinged first.
+    const rest = snapCalls.filter((l) => /-(102|103|104)-disk/.test(l));
+    assert.equal(rest.length, 1, `one call for 102, 103, 104: ${rest.join('\n')}`);
+    for (const d of ['vm-102-disk-0', 'subvol-103-disk-0', 'subvol-103-disk-1', 'subvol-104-disk-0'])
+      assert.ok(rest[0]?.includes(`rpool/data/${d}@bak-zbm-`), `${d} in ${rest[0]}`);
+    assert.ok(!rest[0]?.includes('vm-101-'));
     const qm = (await sh('cat /var/log/lab/qm.log')).split('\n').filter((l) => l.split(' ')[1] === '100');
     const calls = qm.map((l) => l.split(' ')[2]);
     assert.deepEqual(calls, ['ping', 'fsfreeze-freeze', 'fsfreeze-thaw']);

@@ -1,0 +1,408 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  type BackupContext,
+  backupGuests,
+  type PreparedGuest,
+  prepareGuest,
+  snapshotBatches,
+} from '../../src/backup/backup.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/backup/metadata.ts';
+import type { Host, Invocation } from '../../src/host/host.ts';
+import { lockFileName } from '../../src/lock/lock.ts';
+import type { Guest } from '../../src/pve/index.ts';
+import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
+import type { Zfs } from '../../src/zfs/zfs.ts';
+
+/** A host whose commands succeed at once (qm, the metadata writes), or fail when fail() says so. */
+class FakeHost implements Host {
+  readonly isLocal = true;
+  readonly calls: string[][] = [];
+  constructor(
+    readonly name: string,
+    private readonly fail: (argv: readonly string[]) => boolean = () => false,
+  ) {}
+  invocation(argv: readonly string[]): Invocation {
+    this.calls.push([...argv]);
+    if (argv[0] === 'zfs' && argv[1] === 'send') return { file: 'sh', args: ['-c', 'printf stream'] };
+    if (argv[0] === 'zfs' && argv[1] === 'receive') return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
+    if (this.fail(argv)) return { file: 'sh', args: ['-c', 'echo refused >&2; exit 1'] };
+    return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
+  }
+  async close(): Promise<void> {}
+}
+
+const snap = (dataset: string, short: string, txg: number, userrefs = 0): Snapshot => ({
+  name: `${dataset}@${short}`,
+  dataset,
+  short,
+  guid: `${txg}`,
+  createtxg: txg,
+  creation: txg,
+  used: 0,
+  referenced: 0,
+  userrefs,
+  props: {},
+});
+const mark = (dataset: string, short: string, txg: number): Bookmark => ({
+  name: `${dataset}#${short}`,
+  dataset,
+  short,
+  guid: `${txg}`,
+  createtxg: txg,
+  creation: txg,
+});
+const dataset = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset => ({
+  name,
+  type: 'volume',
+  guid: name,
+  creation: 0,
+  used: 0,
+  referenced: 0,
+  written: 0,
+  encrypted: false,
+  resumeToken: null,
+  props: {},
+  snapshots,
+  bookmarks,
+});
+
+/** The zfs of one side, in memory: records every call the way the CLI would be called. */
+class FakeZfs {
+  readonly calls: string[] = [];
+  readonly data = new Map<string, Dataset>();
+  readonly holdsOf = new Map<string, Set<string>>();
+  txg = 100;
+  failSnapshot: (names: readonly string[]) => boolean = () => false;
+  failHold: (snapshots: readonly string[]) => boolean = () => false;
+  failBookmark: (snapshot: string) => boolean = () => false;
+  constructor(readonly host: Host) {}
+  async snapshot(names: readonly string[]): Promise<void> {
+    this.calls.push(`snapshot ${names.join(' ')}`);
+    if (this.failSnapshot(names)) throw new Error(`cannot create snapshots: injected (${names.join(' ')})`);
+    for (const n of names) {
+      const [ds = '', short = ''] = n.split('@');
+      const d = this.data.get(ds);
+      if (d) this.data.set(ds, { ...d, snapshots: [...d.snapshots, snap(ds, short, this.txg++)] });
+    }
+  }
+  async list(req: { roots: readonly string[] }): Promise<Dataset[]> {
+    this.calls.push(`list ${req.roots.join(' ')}`);
+    return req.roots.flatMap((r) => this.data.get(r) ?? []);
+  }
+  async holds(snapshots: readonly string[]): Promise<Hold[]> {
+    this.calls.push(`holds ${snapshots.join(' ')}`);
+    return snapshots.flatMap((s) =>
+      [...(this.holdsOf.get(s) ?? [])].map((tag) => ({ snapshot: s, tag, timestamp: 0 })),
+    );
+  }
+  async hold(tag: string, snapshots: readonly string[]): Promise<void> {
+    if (snapshots.length === 0) return;
+    this.calls.push(`hold ${snapshots.join(' ')}`);
+    if (this.failHold(snapshots)) throw new Error('cannot hold: injected');
+    for (const s of snapshots) this.holdsOf.set(s, new Set([...(this.holdsOf.get(s) ?? []), tag]));
+  }
+  async release(tag: string, snapshots: readonly string[]): Promise<void> {
+    if (snapshots.length === 0) return;
+    this.calls.push(`release ${snapshots.join(' ')}`);
+    for (const s of snapshots) this.holdsOf.get(s)?.delete(tag);
+  }
+  async bookmark(snapshot: string, bm: string): Promise<void> {
+    this.calls.push(`bookmark ${snapshot}`);
+    if (this.failBookmark(snapshot)) throw new Error('cannot bookmark: injected');
+    void bm;
+  }
+  async destroyBookmark(bm: string): Promise<void> {
+    this.calls.push(`destroy ${bm}`);
+  }
+  async abortReceive(): Promise<void> {}
+  count(op: string): number {
+    return this.calls.filter((c) => c.startsWith(`${op} `)).length;
+  }
+}
+
+const PREFIX = 'bak-zbm-';
+const OLD = `${PREFIX}20261125T000000Z`;
+
+function guest(vmid: number, disks: number, freeze = false): Guest {
+  return {
+    vmid,
+    type: 'qemu',
+    name: `g${vmid}`,
+    node: 'pve1',
+    configText: `name: g${vmid}\n`,
+    config: {} as Guest['config'],
+    disks: Array.from({ length: disks }, (_, i) => ({
+      key: `scsi${i}`,
+      storage: 'local-zfs',
+      volname: `vm-${vmid}-disk-${i}`,
+      dataset: `rpool/data/vm-${vmid}-disk-${i}`,
+      value: `local-zfs:vm-${vmid}-disk-${i}`,
+    })),
+    skipped: [],
+    freeze,
+  };
+}
+
+interface World {
+  ctx: BackupContext;
+  local: FakeZfs;
+  remote: FakeZfs;
+  remoteHost: FakeHost;
+  localHost: FakeHost;
+  logs: string[];
+  source: Map<string, Dataset>;
+  target: Map<string, Dataset>;
+}
+
+/** Guests backed up once before: OLD on both sides, held on both, bookmarked on the node. */
+function world(guests: readonly Guest[], opts: { serve?: boolean } = {}): World {
+  const localHost = new FakeHost('pve1');
+  const remoteHost = new FakeHost(
+    'zbm-dest',
+    (argv) => opts.serve === true && argv[2] === WRITE_FILES_ARGV[2],
+  );
+  const local = new FakeZfs(localHost);
+  const remote = new FakeZfs(remoteHost);
+  const tag = 'zbm-base:pve:zbm-dest';
+  const target = new Map<string, Dataset>();
+  for (const g of guests) {
+    for (const d of g.disks) {
+      local.data.set(d.dataset, dataset(d.dataset, [snap(d.dataset, OLD, 1, 1)], [mark(d.dataset, OLD, 1)]));
+      local.holdsOf.set(`${d.dataset}@${OLD}`, new Set([tag]));
+      const t = `main/bak-zbm/${d.volname}`;
+      target.set(t, dataset(t, [snap(t, OLD, 1, 1)]));
+      remote.holdsOf.set(`${t}@${OLD}`, new Set([tag]));
+    }
+  }
+  const source = new Map(local.data);
+  const logs: string[] = [];
+  const log = (level: string) => (m: string) => logs.push(`${level}: ${m}`);
+  let second = 0;
+  const ctx: BackupContext = {
+    node: 'pve1',
+    local: localHost,
+    remote: remoteHost,
+    localZfs: local as unknown as Zfs,
+    remoteZfs: remote as unknown as Zfs,
+    prefix: PREFIX,
+    remoteZfsRoot: 'main/bak-zbm',
+    metadataDir: '/root/backups_metadata',
+    keepSource: 1,
+    lockWaitMs: 0,
+    log: { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') },
+    now: () => new Date(Date.UTC(2026, 10, 26, 12, 0, second++)),
+  };
+  return { ctx, local, remote, remoteHost, localHost, logs, source, target };
+}
+
+describe('backup-pve: one run over several guests', () => {
+  let lockDir = '';
+  before(() => {
+    lockDir = mkdtempSync(join(tmpdir(), 'zbm-locks-'));
+    process.env.ZBM_LOCK_DIR = lockDir;
+  });
+  after(() => {
+    delete process.env.ZBM_LOCK_DIR;
+    rmSync(lockDir, { recursive: true, force: true });
+  });
+
+  it('makes the same zfs calls for 1 and for 3 guests, apart from the per-disk ones', async () => {
+    const counts = async (n: number) => {
+      const gs = Array.from({ length: n }, (_, i) => guest(200 + i, 2));
+      const w = world(gs);
+      const results = await backupGuests(w.ctx, gs, w.source, w.target);
+      assert.deepEqual(
+        results.map((r) => r.result),
+        gs.map(() => 'ok'),
+        w.logs.join('\n'),
+      );
+      const remoteCommands = w.remoteHost.calls.filter((c) => c[0] !== 'zfs' || c[1] !== 'receive').length;
+      return {
+        snapshot: w.local.count('snapshot'),
+        list: w.local.count('list'),
+        holds: w.local.count('holds') + w.remote.count('holds'),
+        hold: w.local.count('hold') + w.remote.count('hold'),
+        release: w.local.count('release') + w.remote.count('release'),
+        bookmark: w.local.count('bookmark'),
+        destroyBookmark: w.local.count('destroy'),
+        remoteCommands,
+        obsolete: results.flatMap((r) => r.obsolete).length,
+      };
+    };
+    const one = await counts(1);
+    const three = await counts(3);
+    const perRun = { snapshot: 1, list: 1, holds: 2, hold: 2, release: 2, remoteCommands: 1 };
+    for (const c of [one, three])
+      assert.deepEqual(
+        { ...c, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
+        { ...perRun, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
+      );
+    // What ZFS's command line allows only one at a time: a bookmark made, one replaced, per disk.
+    assert.deepEqual([one.bookmark, one.destroyBookmark, one.obsolete], [2, 2, 2]);
+    assert.deepEqual([three.bookmark, three.destroyBookmark, three.obsolete], [6, 6, 6]);
+  });
+
+  it('a frozen guest gets its own snapshot call, the others share one', async () => {
+    const gs = [guest(300, 2, true), guest(301, 1), guest(302, 1)];
+    const w = world(gs);
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['ok', 'ok', 'ok'],
+    );
+    const snaps = w.local.calls.filter((c) => c.startsWith('snapshot '));
+    assert.equal(snaps.length, 2);
+    assert.ok(
+      snaps.some(
+        (c) => c.includes('vm-301-disk-0@') && c.includes('vm-302-disk-0@') && !c.includes('vm-300'),
+      ),
+    );
+    assert.ok(
+      snaps.some(
+        (c) => c.includes('vm-300-disk-0@') && c.includes('vm-300-disk-1@') && !c.includes('vm-301'),
+      ),
+    );
+    const qm = w.localHost.calls.filter((c) => c[0] === 'qm').map((c) => `${c[3]} ${c[4]}`);
+    assert.deepEqual(
+      qm.filter((c) => /ping|fsfreeze/.test(c)),
+      ['300 ping', '300 fsfreeze-freeze', '300 fsfreeze-thaw'],
+    );
+    assert.equal(results[0]?.frozen, true);
+  });
+
+  it('a failed shared snapshot is retried guest by guest: only the faulty guest fails', async () => {
+    const gs = [guest(400, 1), guest(401, 1), guest(402, 1)];
+    const w = world(gs);
+    w.local.failSnapshot = (names) => names.some((n) => n.includes('vm-401-'));
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['ok', 'failed', 'ok'],
+    );
+    assert.match(results[1]?.error ?? '', /injected/);
+    assert.ok(w.logs.some((l) => /^error: guest 401 \(g401\): .*injected/.test(l)));
+    assert.deepEqual(results[1]?.obsolete, []);
+    assert.equal(results[0]?.obsolete.length, 1);
+  });
+
+  it('a guest held by another run is skipped with the holder named; the others go on', async () => {
+    const gs = [guest(500, 1), guest(501, 1)];
+    const w = world(gs);
+    // Another zbm: a live process with zbm in its command line.
+    const other = spawn('sh', ['-c', 'sleep 60', 'zbm-other-run'], { stdio: 'ignore' });
+    writeFileSync(
+      join(lockDir, lockFileName('guest-501')),
+      JSON.stringify({ pid: other.pid, command: 'backup-pve of guest 501', since: 'earlier' }),
+    );
+    try {
+      const results = await backupGuests(w.ctx, gs, w.source, w.target);
+      assert.equal(results[0]?.result, 'ok');
+      assert.equal(results[1]?.result, 'skipped');
+      assert.match(results[1]?.error ?? '', /skipped: zbm pid \d+ \(backup-pve of guest 501/);
+      assert.ok(!w.local.calls.some((c) => c.includes('vm-501-')), 'a held guest is never snapshotted');
+    } finally {
+      rmSync(join(lockDir, lockFileName('guest-501')), { force: true });
+      other.kill();
+    }
+  });
+
+  it('holds that fail for the run are moved guest by guest: the faulty guest keeps its snapshots, the others are cleaned up', async () => {
+    const gs = [guest(600, 1), guest(601, 1)];
+    const w = world(gs);
+    w.remote.failHold = (snaps) => snaps.some((s) => s.includes('vm-601-'));
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.equal(results[0]?.obsolete.length, 1);
+    assert.deepEqual(results[1]?.obsolete, [], 'nothing destroyed without a protected base');
+    assert.ok(w.logs.some((l) => /^error: guest 601 \(g601\): protecting the new base snapshots/.test(l)));
+    // The old base of 601 is still held on the backup server: never a moment without one.
+    assert.ok(w.remote.holdsOf.get(`main/bak-zbm/vm-601-disk-0@${OLD}`)?.size);
+  });
+
+  it("a failed bookmark is its guest's alone", async () => {
+    const gs = [guest(700, 1), guest(701, 1)];
+    const w = world(gs);
+    w.local.failBookmark = (s) => s.includes('vm-700-');
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(results[0]?.obsolete, []);
+    assert.equal(results[1]?.obsolete.length, 1);
+    assert.ok(
+      w.logs.some((l) =>
+        /^error: guest 700 \(g700\): protecting the new base snapshots: .*vm-700-disk-0: cannot bookmark/.test(
+          l,
+        ),
+      ),
+    );
+  });
+
+  it('writes all configs and manifests with one command; behind zbm serve, one file per command', async () => {
+    const gs = [guest(800, 1), guest(801, 1)];
+    const direct = world(gs);
+    await backupGuests(direct.ctx, gs, direct.source, direct.target);
+    const writes = (h: FakeHost) => h.calls.filter((c) => c[0] === 'sh');
+    assert.equal(writes(direct.remoteHost).length, 1);
+    const paths = writes(direct.remoteHost)[0]
+      ?.slice(WRITE_FILES_ARGV.length + 1)
+      .map((a) => a.replace(/^\d+:/, ''));
+    assert.equal(paths?.length, 4);
+    assert.ok(
+      paths?.every((p) => /^\/root\/backups_metadata\/80[01]\/bak-zbm-\d{8}T\d{6}Z\.(conf|json)$/.test(p)),
+    );
+
+    const served = world(gs, { serve: true });
+    const results = await backupGuests(served.ctx, gs, served.source, served.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['ok', 'ok'],
+    );
+    const w = writes(served.remoteHost);
+    assert.equal(w.length, 1 + 4);
+    assert.ok(
+      w.slice(1).every((c) => c.length === WRITE_FILE_ARGV.length + 1 && c[2] === WRITE_FILE_ARGV[2]),
+    );
+  });
+});
+
+describe('backup-pve planning', () => {
+  it('prepareGuest leaves out a missing disk with a warning, and skips a guest with none', () => {
+    const g = guest(100, 2);
+    const only0 = new Map([['rpool/data/vm-100-disk-0', dataset('rpool/data/vm-100-disk-0', [])]]);
+    const p = prepareGuest(g, only0, 'main/bak', 'pve1');
+    assert.ok('prepared' in p);
+    assert.deepEqual(
+      p.prepared.disks.map((d) => d.key),
+      ['scsi0'],
+    );
+    assert.match(p.warnings[0] ?? '', /disk scsi1 .* does not exist on pve1/);
+    const none = prepareGuest(g, new Map(), 'main/bak', 'pve1');
+    assert.ok('result' in none && none.result === 'skipped');
+  });
+
+  it('snapshotBatches: one call per pool, a guest spanning pools on its own', () => {
+    const p = (vmid: number, ...datasets: string[]): PreparedGuest => ({
+      guest: guest(vmid, 0),
+      disks: datasets.map((dataset, i) => ({
+        key: `d${i}`,
+        storage: 's',
+        volname: dataset,
+        dataset,
+        value: '',
+      })),
+      targets: new Map(),
+    });
+    const batches = snapshotBatches([
+      p(1, 'rpool/a'),
+      p(2, 'tank/b'),
+      p(3, 'rpool/c', 'rpool/d'),
+      p(4, 'rpool/e', 'tank/f'),
+    ]);
+    assert.deepEqual(
+      batches.map((b) => b.map((g) => g.guest.vmid)),
+      [[1, 3], [2], [4]],
+    );
+  });
+});
