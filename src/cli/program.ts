@@ -431,10 +431,15 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .description(
       "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
         'backup-pve needs inside --root: list, receive, resume, its own holds and new guest configs.\n' +
-        'No destroy, rollback, receive -F, nothing outside --root, no shell. See docs/serve.md.',
+        'No destroy, rollback, receive -F, nothing outside --root, no shell. With --send-only, what a\n' +
+        'pulling replica needs instead: list, send, read configs, its own holds; no writes. See docs/serve.md.',
     )
     .requiredOption('--root <dataset>', "the node's subtree on this server", v.dataset)
     .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
+    .option(
+      '--send-only',
+      'serve a replica that pulls (zbm replicate --pull): list, send, read configs, hold its own base; no writes',
+    )
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
       onAction({ command: 'serve', options });

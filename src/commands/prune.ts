@@ -4,7 +4,7 @@ import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
-import { acquire, describeHolder } from '../lock/lock.ts';
+import { acquireAll, datasetLockName, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
 import { type DatasetPlan, type Kept, planDataset, type RemoteFacts, retentionFor } from '../prune/plan.ts';
 import { defaultTimeZone, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
@@ -324,10 +324,11 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
     if (go) {
       for (const o of outcomes) {
         if (o.plan.destroy.length === 0) continue;
-        // replicate holds this lock while it sends: its base is then never destroyed under it. A
-        // transfer that ended since the listing only made the plan more careful than needed.
-        const acquired = await acquire(
-          `dataset-${o.plan.dataset}`,
+        // replicate holds the first while it sends, a receive from any host the second: a base is
+        // then never destroyed under a transfer. A transfer that ended since the listing only made
+        // the plan more careful than needed.
+        const acquired = await acquireAll(
+          [datasetLockName(o.plan.dataset), receiveLockName(o.plan.dataset)],
           `prune ${o.plan.dataset}`,
           (opts.lockWait ?? 30) * 1000,
         );

@@ -17,8 +17,32 @@ export interface Lock {
   release(): void;
 }
 
+export const DEFAULT_LOCK_DIR = '/run/lock/zbm';
+
+/** --lock-wait's default. */
+export const DEFAULT_LOCK_WAIT_SECONDS = 30;
+
 export function lockDir(): string {
-  return process.env.ZBM_LOCK_DIR ?? '/run/lock/zbm';
+  return process.env.ZBM_LOCK_DIR ?? DEFAULT_LOCK_DIR;
+}
+
+/** The name of a dataset's lock, on whichever host the dataset lives. */
+export function datasetLockName(dataset: string): string {
+  return `dataset-${dataset}`;
+}
+
+/**
+ * The lock a receive into a dataset holds on the dataset's host (lock/remote.ts, zbm serve). Apart
+ * from datasetLockName so that a receive and a replicate sending from the same dataset never wait
+ * for each other; prune takes both.
+ */
+export function receiveLockName(dataset: string): string {
+  return `receive-${dataset}`;
+}
+
+/** The file of the lock named name, in the lock directory. */
+export function lockFileName(name: string): string {
+  return `${name.replaceAll('/', '_')}.lock`;
 }
 
 function holderAlive(h: LockHolder): boolean {
@@ -78,7 +102,7 @@ export async function acquire(
 ): Promise<{ lock: Lock } | { heldBy: LockHolder }> {
   const dir = lockDir();
   mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const path = join(dir, `${name.replaceAll('/', '_')}.lock`);
+  const path = join(dir, lockFileName(name));
   const deadline = Date.now() + waitMs;
   for (;;) {
     const r = tryAcquire(path, command);
@@ -86,6 +110,28 @@ export async function acquire(
     if (Date.now() >= deadline) return { heldBy: r };
     await sleep(Math.min(1000, Math.max(50, deadline - Date.now())));
   }
+}
+
+/** Takes every lock of names, in order, within one wait; none is kept if one stays held. */
+export async function acquireAll(
+  names: readonly string[],
+  command: string,
+  waitMs: number,
+): Promise<{ lock: Lock } | { heldBy: LockHolder }> {
+  const deadline = Date.now() + waitMs;
+  const taken: Lock[] = [];
+  const releaseAll = () => {
+    for (const l of taken.reverse()) l.release();
+  };
+  for (const name of names) {
+    const r = await acquire(name, command, Math.max(0, deadline - Date.now()));
+    if ('heldBy' in r) {
+      releaseAll();
+      return r;
+    }
+    taken.push(r.lock);
+  }
+  return { lock: { path: taken.map((l) => l.path).join(' '), release: releaseAll } };
 }
 
 export function describeHolder(h: LockHolder): string {

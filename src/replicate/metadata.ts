@@ -18,18 +18,30 @@ export function snapshotsByGuest(datasets: readonly Dataset[]): Map<number, Set<
 }
 
 /** Relative paths `<vmid>/<snapshot>.conf|.json` of the metadata files under dir on host. */
-async function metadataFiles(host: Host, dir: string): Promise<string[]> {
-  const { stdout } = await run(host, [
+export function listMetadataArgv(dir: string): string[] {
+  return [
     'sh',
     '-c',
     'if [ -d "$1" ]; then cd "$1" && find . -mindepth 2 -maxdepth 2 -type f; fi',
     'zbm-list',
     dir,
-  ]);
+  ];
+}
+
+/** One tar stream of the metadata files (relative paths) under dir. */
+export function tarMetadataArgv(dir: string, files: readonly string[]): string[] {
+  return ['tar', '-C', dir, '-cf', '-', '--', ...files];
+}
+
+/** What a metadata file's path relative to its directory looks like. */
+export const METADATA_FILE = /^\d+\/[^/]+\.(conf|json)$/;
+
+async function metadataFiles(host: Host, dir: string): Promise<string[]> {
+  const { stdout } = await run(host, listMetadataArgv(dir));
   return stdout
     .split('\n')
     .map((l) => l.replace(/^\.\//, ''))
-    .filter((f) => /^\d+\/[^/]+\.(conf|json)$/.test(f) && !f.includes('.tmp.'));
+    .filter((f) => METADATA_FILE.test(f) && !f.includes('.tmp.'));
 }
 
 export interface MetadataPlace {
@@ -58,7 +70,7 @@ export async function copyMetadata(
   });
   if (missing.length === 0) return 0;
   await pipe(
-    { host: from.host, argv: ['tar', '-C', from.dir, '-cf', '-', '--', ...missing] },
+    { host: from.host, argv: tarMetadataArgv(from.dir, missing) },
     { host: to.host, argv: ['sh', '-c', 'mkdir -p -- "$1" && tar -C "$1" -xf -', 'zbm-untar', to.dir] },
   );
   return missing.length;

@@ -1,6 +1,8 @@
 import { ZbmError } from '../errors.ts';
 import { PipeError, pipe } from '../host/pipe.ts';
 import type { RateLimiter } from '../host/rate.ts';
+import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
+import { lockedArgv } from '../lock/remote.ts';
 import { type Diff, describeConflict, diff, type SnapRef, type Step } from '../plan/diff.ts';
 import { receiveArgv, resumeSendArgv, sendArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
@@ -21,6 +23,11 @@ export interface SyncOptions {
   readonly onMessage?: (msg: string) => void;
   /** The option that rolls a diverged target back, named in the conflict message. */
   readonly rollbackOption?: string;
+  /**
+   * A receive on another host runs under that host's lock of the target dataset (the lock its
+   * prune takes), waiting this long for it; false when the caller holds that lock itself.
+   */
+  readonly receiveLock?: { readonly what: string; readonly waitSeconds: number } | false;
 }
 
 export type SyncMode = 'full' | 'incremental' | 'up-to-date';
@@ -82,7 +89,16 @@ export async function syncDataset(
   let resumed: SyncResult['resumed'] = null;
   let targetListing = target.listing;
   const progress = (n: number) => opts.onProgress?.(bytes + n);
-  const recv = receiveArgv({ target: target.dataset });
+  const lock = opts.receiveLock ?? { what: 'a transfer', waitSeconds: DEFAULT_LOCK_WAIT_SECONDS };
+  const recv =
+    lock && !target.zfs.host.isLocal
+      ? lockedArgv(
+          target.dataset,
+          lock.waitSeconds,
+          `${lock.what} into ${target.dataset}`,
+          receiveArgv({ target: target.dataset }),
+        )
+      : receiveArgv({ target: target.dataset });
 
   const token = targetListing?.resumeToken;
   if (token) {

@@ -58,12 +58,47 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
     assert.equal((await snapsOf(`main/bak-zbm/${DS}`)).length, 2);
   });
 
-  it('a prune during a replicate of the same dataset waits for it, and the chain stays whole', async () => {
+  it("a prune on the backup server skips a dataset a node's backup is receiving into, naming it (a lock across hosts)", async () => {
+    const dest = `main/bak-zbm/${DS}`;
+    const before = await snapsOf(dest);
+    assert.ok(before.length >= 2, 'an older backup that a prune keeping one would destroy');
+    await writeZvol(`rpool/data/${DS}`, 8, 2);
+    await background('node', [...BACKUP, '--bwlimit', '512K']);
+    await receiving(dest);
+    const prune = [
+      'prune',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--prefix',
+      'bak-zbm-',
+      '--keep-last',
+      '1',
+      '-y',
+    ];
+    const during = await zbm('zbm-dest', [...prune, '--lock-wait', '2']);
+    assert.equal(during.code, 1, during.stderr);
+    assert.match(
+      during.stderr,
+      new RegExp(`${dest}: skipped: zbm pid \\d+ \\(backup-pve into ${dest} \\(zbm pid \\d+ on pve1\\)`),
+    );
+    assert.equal((await waitFor('node')).trim(), '0', await sh('cat /tmp/node.err'));
+    const afterBackup = await snapsOf(dest);
+    assert.deepEqual(afterBackup.slice(0, before.length), before, 'nothing destroyed during the receive');
+    const later = await zbm('zbm-dest', prune);
+    assert.equal(later.code, 0, later.stderr);
+    assert.deepEqual(await snapsOf(dest), afterBackup.slice(-1), 'the next prune does its work');
+  });
+
+  it('during a replicate of a dataset, a backup into it goes on, a prune waits; the chain stays whole', async () => {
     assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
     await writeZvol(`rpool/data/${DS}`, 4, 4);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
-    await background('repl', [...REPLICATE, '--bwlimit', '1M']);
+    await background('repl', [...REPLICATE, '--bwlimit', '64K']);
     await receiving(`main/bak-zbm/${DS}`, 'zbm-replica');
+    // A node's backup into the dataset replicate sends from does not wait for it (different locks).
+    const backup = await zbm('pve1', [...BACKUP, '--lock-wait', '1']);
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.equal((await vm('test -s /tmp/repl.rc')).code, 1, 'replicate was still sending meanwhile');
     const pruned = await zbm('zbm-dest', [...PRUNE_DEST, '--lock-wait', '300']);
     assert.equal(pruned.code, 0, pruned.stderr);
     assert.equal((await waitFor('repl')).trim(), '0', await sh('cat /tmp/repl.err'));

@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { labAvailable, reset, sh, tree, vm, writeZvol, zbm } from '../lab/lab.ts';
+import { labAvailable, reset, sh, tree, vm, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
 
 const BACKUP = (vmids: string) => [...BACKUP_PVE, '--vmid', vmids];
 const snapsOf = async (ds: string) => (await tree(ds)).filter((n) => n.includes('@'));
@@ -127,5 +128,100 @@ EOF
     assert.equal((await snapsOf('main/bak-zbm/vm-102-disk-0')).length >= 1, true);
     const conf = await sh('cat /root/backups_metadata/105/*.conf');
     assert.match(conf, /description: \$\(touch \/tmp\/pwned-desc\); touch \/tmp\/pwned-semi/);
+  });
+  it('hostile names through the whole path: backup, replicate, prune, restore; nothing executes, text kept', async () => {
+    // ZFS names allow spaces, colons and dots only; paths, guest names, descriptions and tags take anything.
+    const root = 'main/bak zbm:x.1';
+    const prefix = 'bak zbm:';
+    const meta = `/root/meta $(touch /tmp/pwned-meta) 'q' "dq" \`id\``;
+    const description = `$(touch /tmp/pwned-desc); touch /tmp/pwned-semi | x 'q' "dq" \`id\``;
+    await sh(`set -e; rm -f /tmp/pwned*
+      zfs create -V 8M rpool/data/vm-108-disk-0
+      udevadm settle; for i in $(seq 300); do [ -b /dev/zvol/rpool/data/vm-108-disk-0 ] && break; sleep 0.1; done
+      test -b /dev/zvol/rpool/data/vm-108-disk-0
+      dd if=/dev/urandom of=/dev/zvol/rpool/data/vm-108-disk-0 bs=1M count=2 conv=fsync status=none
+      cat > /etc/pve/nodes/pve1/qemu-server/108.conf <<'EOF'
+cores: 1
+description: ${description}
+name: evil-$(touch%20/tmp/pwned-name)
+tags: a;b$(touch%20/tmp/pwned-tag)
+scsi0: local-zfs:vm-108-disk-0,size=8M
+EOF`);
+    await addToVmlist({ '108': 'qemu' });
+    const backup = [
+      'backup-pve',
+      '--remote',
+      'zbm-dest',
+      '--prefix',
+      prefix,
+      '--local-zfs-root',
+      'rpool/data',
+      '--remote-zfs-root',
+      root,
+      '--remote-metadata-dir',
+      meta,
+      '--vmid',
+      '108',
+      '-y',
+    ];
+    const replicate = [
+      'replicate',
+      '--remote',
+      'zbm-replica',
+      '--remote-zfs-root',
+      root,
+      '--local-zfs-root',
+      root,
+      '--prefix',
+      prefix,
+    ];
+    for (let i = 0; i < 3; i++) {
+      const b = await zbm('pve1', backup);
+      assert.equal(b.code, 0, b.stderr);
+      const r = await zbm('zbm-dest', replicate);
+      assert.equal(r.code, 0, r.stderr);
+      await sh('sleep 1');
+    }
+    const p = await zbm('zbm-dest', [
+      'prune',
+      '--local-zfs-root',
+      root,
+      '--prefix',
+      prefix,
+      '--keep-last',
+      '1',
+      '--remote',
+      'zbm-replica',
+      '--remote-zfs-root',
+      root,
+      '-y',
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    const snaps = await snapsOf(`${root}/vm-108-disk-0`);
+    assert.equal(snaps.length, 1, 'pruned to the last one');
+    assert.equal(
+      (await sh(`ls ${shellJoin([`${meta}/108`])} | wc -l`)).trim(),
+      '2',
+      'the kept backup keeps its config and manifest',
+    );
+
+    const restored = await zbm('pve1', [
+      'restore',
+      '--remote',
+      'zbm-replica',
+      '--remote-zfs-root',
+      root,
+      '--vmid',
+      '108',
+      '--as-vmid',
+      '308',
+    ]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.equal((await vm('ls /tmp/pwned* 2>/dev/null')).stdout, '', 'nothing was executed anywhere');
+    assert.equal((await vm('ls /tmp/pwned* 2>/dev/null', undefined, 'zbm-replica')).stdout, '');
+    const conf = await sh('cat /etc/pve/nodes/pve1/qemu-server/308.conf');
+    assert.ok(conf.includes(`description: ${description}`), conf);
+    assert.match(conf, /^scsi0: local-zfs:vm-308-disk-0,size=8M$/m);
+    assert.equal(await zvolHash('rpool/data/vm-308-disk-0'), await zvolHash('rpool/data/vm-108-disk-0'));
   });
 });

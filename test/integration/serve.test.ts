@@ -119,4 +119,67 @@ sleep 2; kill -TERM $pid; wait $pid`;
     );
     await sh('zfs destroy -r rpool/evil && zfs destroy -r main/bak-zbm/evil');
   });
+  it('--send-only: a replica pulls through it (full, then incremental, configs too) and can change nothing', async () => {
+    const PULL_FORCED = 'zbm serve --send-only --root main/bak-zbm --metadata-dir /root/backups_metadata';
+    const key = (
+      await sh(
+        "test -f /root/.ssh/pull_key || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/pull_key; cat /root/.ssh/pull_key.pub",
+        'zbm-replica',
+      )
+    ).trim();
+    await sh(
+      `grep -q 'send-only' /root/.ssh/authorized_keys || echo 'command="${PULL_FORCED}",restrict ${key}' >> /root/.ssh/authorized_keys`,
+    );
+    // The replica reaches the backup server as it reaches zbm-dest, with the restricted key.
+    await sh(
+      `grep -q zbm-dest-pull /root/.ssh/config || { ssh -G zbm-dest | grep -Ei '^(hostname|port|user|stricthostkeychecking|userknownhostsfile) ' | sed 's/^/    /' > /tmp/h
+        { printf 'Host zbm-dest-pull\\n    IdentityFile /root/.ssh/pull_key\\n    IdentitiesOnly yes\\n'; cat /tmp/h; printf '\\n'; cat /root/.ssh/config; } > /root/.ssh/c && mv /root/.ssh/c /root/.ssh/config; }`,
+      'zbm-replica',
+    );
+    const PULL = [
+      'replicate',
+      '--pull',
+      '--remote',
+      'zbm-dest-pull',
+      '--remote-zfs-root',
+      'main/bak-zbm',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--json',
+    ];
+    const first = await zbm('zbm-replica', PULL);
+    assert.equal(first.code, 0, first.stderr);
+    await writeZvol('rpool/data/vm-102-disk-0', 1, 5);
+    assert.equal((await zbm('pve1', [...BACKUP_PVE, '--vmid', '102'])).code, 0);
+    const second = await zbm('zbm-replica', PULL);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /"mode": "incremental"/);
+    const ds = 'main/bak-zbm/vm-102-disk-0';
+    const [src, dst] = [await tree(ds), await tree(ds, 'zbm-replica')];
+    assert.equal(dst.filter((n) => n.includes('@')).at(-1), src.filter((n) => n.includes('@')).at(-1));
+    assert.match(await sh('ls /root/backups_metadata/102', 'zbm-replica'), /bak-zbm-\d+T\d+Z\.conf/);
+
+    const before = await tree('main/bak-zbm');
+    const newest = src.filter((n) => n.includes('@')).at(-1) ?? '';
+    const pullAttack = (line: string) =>
+      vm(shellJoin(['ssh', 'zbm-dest-pull', line]), undefined, 'zbm-replica');
+    const attempts: [string, RegExp][] = [
+      [`zfs destroy ${newest}`, /not allowed/],
+      ['zfs receive -s -u main/bak-zbm/evil', /writes nothing/],
+      ['zfs create main/bak-zbm/evil', /writes nothing/],
+      [`zfs release zbm-base:pve:zbm-dest ${newest}`, /replica's base tag/],
+      ['zfs send rpool/data/vm-102-disk-0@x', /outside main\/bak-zbm/],
+      ['tar -C /etc -cf - -- shadow', /only guest configs/],
+      [
+        `sh -c 'set -e; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp.$$"; cat > "$t"; sync -- "$t"; mv -f -- "$t" "$1"' zbm-write /root/backups_metadata/102/x.conf`,
+        /writes nothing/,
+      ],
+    ];
+    for (const [line, why] of attempts) {
+      const r = await pullAttack(line);
+      assert.notEqual(r.code, 0, line);
+      assert.match(r.stderr, why, line);
+    }
+    assert.deepEqual(await tree('main/bak-zbm'), before);
+  });
 });

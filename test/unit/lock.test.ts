@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { acquire, describeHolder } from '../../src/lock/lock.ts';
+import { acquire, acquireAll, describeHolder } from '../../src/lock/lock.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'zbm-lock-'));
 const holderFile = (name: string, pid: number) =>
@@ -64,5 +64,29 @@ describe('locks', () => {
     const r2 = await acquire('guest-102', 'backup-pve 102', 0);
     assert.ok('lock' in r2);
     r2.lock.release();
+  });
+  it('takes several locks or none: a held one releases those already taken', async () => {
+    holderFile('receive-p_ds', zbmLike.pid ?? 0);
+    const r = await acquireAll(['dataset-p/ds', 'receive-p/ds'], 'prune p/ds', 0);
+    assert.ok('heldBy' in r);
+    assert.equal(r.heldBy.pid, zbmLike.pid);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes('p_ds')),
+      ['receive-p_ds.lock'],
+    );
+    rmSync(join(dir, 'receive-p_ds.lock'));
+    const both = await acquireAll(['dataset-p/ds', 'receive-p/ds'], 'prune p/ds', 0);
+    assert.ok('lock' in both);
+    assert.deepEqual(
+      readdirSync(dir)
+        .filter((f) => f.includes('p_ds'))
+        .sort(),
+      ['dataset-p_ds.lock', 'receive-p_ds.lock'],
+    );
+    both.lock.release();
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes('p_ds')),
+      [],
+    );
   });
 });

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WRITE_FILE_ARGV } from '../../src/backup/metadata.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
+import { lockedArgv } from '../../src/lock/remote.ts';
+import { listMetadataArgv, tarMetadataArgv } from '../../src/replicate/metadata.ts';
 import { authorize, type Decision } from '../../src/serve/policy.ts';
 import { splitShellWords } from '../../src/serve/words.ts';
 import {
   abortReceiveArgv,
+  bookmarkArgv,
   createArgv,
+  destroyBookmarkArgv,
   destroySnapshotsArgv,
   getArgv,
   holdArgv,
@@ -14,6 +18,8 @@ import {
   listArgv,
   receiveArgv,
   releaseArgv,
+  resumeSendArgv,
+  sendArgv,
   setArgv,
 } from '../../src/zfs/argv.ts';
 import { hostileStrings } from '../support/hostile.ts';
@@ -92,7 +98,7 @@ describe("zbm serve's policy", () => {
       decide([...WRITE_FILE_ARGV, '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf']),
       {
         kind: 'write',
-        path: '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf',
+        files: [{ path: '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf', bytes: null }],
       },
     );
   });
@@ -139,5 +145,131 @@ describe("zbm serve's policy", () => {
         .kind,
       'refuse',
     );
+  });
+});
+
+describe('authorize: a receive under the lock of its target', () => {
+  const target = `${R}/vm-100-disk-0`;
+  const recv = receiveArgv({ target });
+
+  it('runs the receive itself, with its forced excludes, under the lock of the target; never the script', () => {
+    const d = decide(lockedArgv(target, 30, 'backup-pve', recv));
+    assert.equal(d.kind, 'exec');
+    if (d.kind !== 'exec') return;
+    assert.equal(d.argv[0], 'zfs');
+    assert.equal(d.argv[1], 'receive');
+    assert.equal(d.argv.at(-1), target);
+    assert.ok(d.argv.includes('mountpoint'));
+    assert.equal(d.lock?.dataset, target);
+    assert.equal(d.lock?.waitSeconds, 30);
+    assert.match(d.lock?.holder ?? '', /^backup-pve \(zbm pid \d+ on /);
+  });
+
+  it('refuses a lock around anything but a receive allowed on its own', () => {
+    refused(lockedArgv(target, 30, 'x', destroySnapshotsArgv(target, ['a'])), /not allowed/);
+    refused(lockedArgv(target, 30, 'x', ['sh', '-c', 'rm -rf /']), /only zfs commands/);
+    refused(lockedArgv(target, 30, 'x', abortReceiveArgv(target)), /only a zfs receive/);
+    refused(lockedArgv('main/other', 30, 'x', receiveArgv({ target: 'main/other' })), /outside/);
+  });
+
+  it("refuses a lock that is not the receive target's, or a wait that is not a number", () => {
+    const other = lockedArgv(`${R}/vm-101-disk-0`, 30, 'x', recv);
+    refused(other, /is not the lock of/);
+    const wait = lockedArgv(target, 30, 'x', recv);
+    wait[5] = '30; reboot';
+    refused(wait, /not a number of seconds/);
+  });
+});
+
+describe('authorize --send-only: a replica pulling from the backup server', () => {
+  const pull = { root: 'main/bak-zbm', metadataDir: '/root/backups_metadata', sendOnly: true };
+  const ds = 'main/bak-zbm/vm-100-disk-0';
+  const ask = (argv: readonly string[]) => authorize(splitShellWords(shellJoin(argv)) ?? [], pull);
+  const ok = (argv: readonly string[]) => assert.equal(ask(argv).kind, 'exec', shellJoin(argv));
+  const no = (argv: readonly string[], why: RegExp) => {
+    const d = ask(argv);
+    assert.equal(d.kind, 'refuse', shellJoin(argv));
+    assert.match(d.kind === 'refuse' ? d.reason : '', why);
+  };
+
+  it('allows what replicate --pull runs on its source', () => {
+    ok(listArgv({ roots: [pull.root] }));
+    ok(sendArgv({ snapshot: `${ds}@b`, from: `${ds}@a`, intermediates: true, raw: true }));
+    ok(sendArgv({ snapshot: `${ds}@b`, from: `${ds}#a` }));
+    ok(sendArgv({ snapshot: `${ds}@b` }, true));
+    ok(holdArgv('zbm-base:zbm-dest:replica1', [`${ds}@b`]));
+    ok(releaseArgv('zbm-base:zbm-dest:replica1', [`${ds}@a`]));
+    ok(bookmarkArgv(`${ds}@b`, `${ds}#b`));
+    ok(destroyBookmarkArgv(`${ds}#a`));
+    ok(listMetadataArgv(pull.metadataDir));
+    ok(
+      tarMetadataArgv(pull.metadataDir, [
+        '100/bak-zbm-20261126T100000Z.conf',
+        '100/bak-zbm-20261126T100000Z.json',
+      ]),
+    );
+  });
+
+  it('leaves a resume token to be checked against the root by zbm serve', () => {
+    const d = ask(resumeSendArgv('1-e604ea4bf-e0-789c63'));
+    assert.equal(d.kind === 'exec' && d.resumeToken, '1-e604ea4bf-e0-789c63');
+    no(['zfs', 'send', '-t', '1-2-3-4', `${ds}@x`], /token only/);
+    no(['zfs', 'send', '-t', '$(reboot)'], /value not allowed/);
+  });
+
+  it("refuses every write, the nodes' hold, and anything outside the root", () => {
+    no(receiveArgv({ target: `${pull.root}/x` }), /writes nothing/);
+    no(lockedArgv(`${pull.root}/x`, 30, 'x', receiveArgv({ target: `${pull.root}/x` })), /writes nothing/);
+    no(createArgv(`${pull.root}/x`), /writes nothing/);
+    no(setArgv(pull.root, { 'zbm:metadata-dir': '/x' }), /writes nothing/);
+    no([...WRITE_FILE_ARGV, `${pull.metadataDir}/100/x.conf`], /writes nothing/);
+    no(destroySnapshotsArgv(ds, ['a']), /not allowed/);
+    no(['zfs', 'destroy', ds], /not allowed/);
+    no(['zfs', 'destroy', '-r', `${ds}#a`], /not allowed/);
+    no(['zfs', 'destroy', `${ds}#a`, `${ds}@a`], /not allowed/);
+    no(destroyBookmarkArgv('main/other#a'), /outside/);
+    no(releaseArgv('zbm-base:pve:zbm-dest', [`${ds}@a`]), /replica's base tag/);
+    no(holdArgv('other', [`${ds}@a`]), /replica's base tag/);
+    no(sendArgv({ snapshot: 'main/other@b' }), /outside/);
+    no(sendArgv({ snapshot: `${ds}@b`, from: 'main/other@a' }), /is not of/);
+    no(['zfs', 'send', '-R', `${ds}@b`], /not allowed/);
+    no(bookmarkArgv(`${ds}@b`, 'main/other#b'), /same dataset/);
+    no(listMetadataArgv('/etc'), /only \/root\/backups_metadata/);
+    no(tarMetadataArgv('/etc', ['100/a.conf']), /only guest configs/);
+    no(tarMetadataArgv(pull.metadataDir, ['../../etc/shadow.conf']), /not a guest config/);
+    no(tarMetadataArgv(pull.metadataDir, ['100/a.conf', '--to-command=sh']), /not a guest config/);
+  });
+
+  it('keeps the node mode as it was: no send there', () => {
+    refused(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` }), /only with zbm serve --send-only/);
+    refused(listMetadataArgv('/root/backups_metadata'), /not allowed here/);
+  });
+});
+
+describe("authorize: backup-pve's batch of configs", () => {
+  const dir = '/root/backups_metadata';
+  const files = [
+    { path: `${dir}/100/bak-zbm-20261126T110503Z.conf`, content: 'name: web\n' },
+    { path: `${dir}/100/bak-zbm-20261126T110503Z.json`, content: '{"ü": 1}\n' },
+  ];
+
+  it('writes new files under --metadata-dir, each its own size', () => {
+    const [cmd] = writeFilesCommands(files);
+    assert.ok(cmd);
+    assert.deepEqual(decide(cmd.argv), {
+      kind: 'write',
+      files: files.map((f) => ({ path: f.path, bytes: Buffer.byteLength(f.content) })),
+    });
+  });
+
+  it('refuses a path outside, sizes that do not add up, a file named twice', () => {
+    const [outside] = writeFilesCommands([...files, { path: '/root/.ssh/authorized_keys', content: 'x' }]);
+    refused(outside?.argv ?? [], /not a guest config/);
+    const [cmd] = writeFilesCommands(files);
+    const wrong = [...(cmd?.argv ?? [])];
+    wrong[WRITE_FILES_ARGV.length] = '1';
+    refused(wrong, /do not add up/);
+    const [twice] = writeFilesCommands([files[0], files[0]].filter((f) => f !== undefined));
+    refused(twice?.argv ?? [], /named twice/);
   });
 });
