@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { labAvailable, on, qmLog, reset, sh, tree, vm, zbm } from '../lab/lab.ts';
+import { labAvailable, on, qmLog, reset, sh, tree, unwrapZfs, vm, wrapZfs, zbm } from '../lab/lab.ts';
 
 /**
  * A snapshot that fails while the guest is frozen: the thaw must still come. The failure is
@@ -21,16 +21,11 @@ exec /usr/local/sbin/zfs.lab "$@"
 describe('freeze and thaw around a failing snapshot', { skip: !labAvailable() }, () => {
   before(async () => {
     await reset();
-    await sh(
-      'mv /usr/local/sbin/zfs /usr/local/sbin/zfs.lab && cat > /usr/local/sbin/zfs && chmod 755 /usr/local/sbin/zfs',
-      'zbm-dest',
-      WRAPPER,
-    );
+    await wrapZfs(WRAPPER);
   });
   after(async () => {
-    await sh(
-      'rm -f /etc/lab/fail-snapshot /etc/lab/slow-snapshot; mv /usr/local/sbin/zfs.lab /usr/local/sbin/zfs',
-    );
+    await sh('rm -f /etc/lab/fail-snapshot /etc/lab/slow-snapshot');
+    await unwrapZfs();
   });
 
   it('thaws the guest when the snapshot fails, and reports the guest as failed', async () => {

@@ -20,6 +20,8 @@ import {
   reset,
   sh,
   tree,
+  unwrapZfs,
+  wrapZfs,
   writeZvol,
   zbm,
 } from '../lab/lab.ts';
@@ -109,15 +111,14 @@ const replicaConverged = () =>
 describe('SIGKILL at each phase, then the next run converges (real ZFS)', { skip: !labAvailable() }, () => {
   before(async () => {
     await reset();
-    await sh(
-      'mv /usr/local/sbin/zfs /usr/local/sbin/zfs.lab && cat > /usr/local/sbin/zfs && chmod 755 /usr/local/sbin/zfs',
-      'zbm-dest',
-      WRAPPER,
-    );
+    await wrapZfs(WRAPPER);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
     assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
   });
-  after(() => sh('rm -f /etc/lab/slow-zfs; mv /usr/local/sbin/zfs.lab /usr/local/sbin/zfs'));
+  after(async () => {
+    await sh('rm -f /etc/lab/slow-zfs');
+    await unwrapZfs();
+  });
 
   for (const phase of ['snapshot', 'hold', 'release', 'bookmark', 'destroy']) {
     it(`backup-pve killed at zfs ${phase}`, async () => {

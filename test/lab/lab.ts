@@ -189,3 +189,20 @@ export async function receivesDone(host: LabHost): Promise<void> {
     host,
   );
 }
+
+/**
+ * Puts script in front of the lab's zfs wrapper on the main VM (it ends with
+ * `exec /usr/local/sbin/zfs.lab "$@"`), for a test that injects a fault into some zfs calls.
+ */
+export async function wrapZfs(script: string): Promise<void> {
+  await sh(
+    'mv /usr/local/sbin/zfs /usr/local/sbin/zfs.lab && cat > /usr/local/sbin/zfs && chmod 755 /usr/local/sbin/zfs',
+    'zbm-dest',
+    script,
+  );
+}
+
+/** Undoes wrapZfs. */
+export async function unwrapZfs(): Promise<void> {
+  await sh('mv /usr/local/sbin/zfs.lab /usr/local/sbin/zfs');
+}

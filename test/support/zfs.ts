@@ -1,5 +1,5 @@
 /** Builders of the ZFS layer's typed listings for unit tests: every field set, overridable. */
-import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
+import type { Bookmark, Dataset, Snapshot } from '../../src/zfs/types.ts';
 
 export function snapshot(dataset: string, short: string, fields: Partial<Snapshot> = {}): Snapshot {
   return {
@@ -35,6 +35,18 @@ export function dataset(
     props: {},
     snapshots,
     bookmarks: [],
+    ...fields,
+  };
+}
+
+export function bookmark(dataset: string, short: string, fields: Partial<Bookmark> = {}): Bookmark {
+  return {
+    name: `${dataset}#${short}`,
+    dataset,
+    short,
+    guid: `g-${dataset}#${short}`,
+    createtxg: 0,
+    creation: 0,
     ...fields,
   };
 }

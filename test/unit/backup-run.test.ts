@@ -17,6 +17,7 @@ import { lockFileName } from '../../src/lock/lock.ts';
 import type { Guest } from '../../src/pve/index.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
+import { bookmark, snapshot, dataset as zfsDataset } from '../support/zfs.ts';
 
 /** A host whose commands succeed at once (qm, the metadata writes), or fail when fail() says so. */
 class FakeHost implements Host {
@@ -36,40 +37,12 @@ class FakeHost implements Host {
   async close(): Promise<void> {}
 }
 
-const snap = (dataset: string, short: string, txg: number, userrefs = 0): Snapshot => ({
-  name: `${dataset}@${short}`,
-  dataset,
-  short,
-  guid: `${txg}`,
-  createtxg: txg,
-  creation: txg,
-  used: 0,
-  referenced: 0,
-  userrefs,
-  props: {},
-});
-const mark = (dataset: string, short: string, txg: number): Bookmark => ({
-  name: `${dataset}#${short}`,
-  dataset,
-  short,
-  guid: `${txg}`,
-  createtxg: txg,
-  creation: txg,
-});
-const dataset = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset => ({
-  name,
-  type: 'volume',
-  guid: name,
-  creation: 0,
-  used: 0,
-  referenced: 0,
-  written: 0,
-  encrypted: false,
-  resumeToken: null,
-  props: {},
-  snapshots,
-  bookmarks,
-});
+const snap = (ds: string, short: string, txg: number, userrefs = 0): Snapshot =>
+  snapshot(ds, short, { guid: `${txg}`, createtxg: txg, creation: txg, userrefs });
+const mark = (ds: string, short: string, txg: number): Bookmark =>
+  bookmark(ds, short, { guid: `${txg}`, createtxg: txg, creation: txg });
+const dataset = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset =>
+  zfsDataset(name, snapshots, { guid: name, bookmarks });
 
 /** The zfs of one side, in memory: records every call the way the CLI would be called. */
 class FakeZfs {

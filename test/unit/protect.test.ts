@@ -3,41 +3,14 @@ import { describe, it } from 'node:test';
 import { type BasePair, bookmarkBases, bookmarkPlan, moveHolds } from '../../src/transfer/protect.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
+import { bookmark, dataset, snapshot } from '../support/zfs.ts';
 
-const snap = (ds: string, short: string, userrefs = 0): Snapshot => ({
-  name: `${ds}@${short}`,
-  dataset: ds,
-  short,
-  guid: short,
-  createtxg: 1,
-  creation: 1,
-  used: 0,
-  referenced: 0,
-  userrefs,
-  props: {},
-});
-const mark = (ds: string, short: string): Bookmark => ({
-  name: `${ds}#${short}`,
-  dataset: ds,
-  short,
-  guid: short,
-  createtxg: 1,
-  creation: 1,
-});
-const ds = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset => ({
-  name,
-  type: 'volume',
-  guid: name,
-  creation: 0,
-  used: 0,
-  referenced: 0,
-  written: 0,
-  encrypted: false,
-  resumeToken: null,
-  props: {},
-  snapshots,
-  bookmarks,
-});
+const snap = (ds: string, short: string, userrefs = 0): Snapshot =>
+  snapshot(ds, short, { guid: short, createtxg: 1, creation: 1, userrefs });
+const mark = (ds: string, short: string): Bookmark =>
+  bookmark(ds, short, { guid: short, createtxg: 1, creation: 1 });
+const ds = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset =>
+  dataset(name, snapshots, { guid: name, bookmarks });
 
 /** Records the calls in order; holds() answers from what hold/release did. */
 function fakeZfs(held: Map<string, string>, calls: string[], failBookmark = (_: string) => false): Zfs {
