@@ -99,7 +99,8 @@ export async function pipe(from: Endpoint, to: Endpoint, opts: PipeOptions = {})
   sender.stderr?.on('data', (c: Buffer) => fromErr.push(c));
   receiver.stderr?.on('data', (c: Buffer) => toErr.push(c));
 
-  const fromExit = waitExit(sender);
+  // The sender's last output may sit in the pipe well after it exited, when the limiter is slow.
+  const fromExit = waitExit(sender, true);
   const toExit = waitExit(receiver);
   // Whichever side ends badly first takes the other one down, so neither waits forever.
   void fromExit.then((e) => {

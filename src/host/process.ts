@@ -44,14 +44,19 @@ export interface Exit {
   readonly spawnError?: Error;
 }
 
-export function waitExit(child: ChildProcess): Promise<Exit> {
+/**
+ * keepStdout: the child's stdout is a stream still being consumed (pipe() relays it at the rate
+ * limit, maybe for much longer than a second after the child exited): it is never cut short, its
+ * reader ends at its end of file.
+ */
+export function waitExit(child: ChildProcess, keepStdout = false): Promise<Exit> {
   return new Promise((resolve) => {
     child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
     child.once('exit', (code, signal) => {
       // 'close' also waits for the output pipes, which a grandchild that outlived its parent may
       // hold open forever: give the last output a moment, then stop listening.
       const timer = setTimeout(() => {
-        child.stdout?.destroy();
+        if (!keepStdout) child.stdout?.destroy();
         child.stderr?.destroy();
         resolve({ code, signal });
       }, 1000);

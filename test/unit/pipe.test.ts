@@ -104,3 +104,17 @@ describe('pipe: a receiver that has what it needs before the sender is done', ()
     assert.equal(liveChildren(), 0);
   });
 });
+
+describe('pipe: a rate limit slower than the sender', () => {
+  it('delivers every byte the sender wrote, long after it exited', async () => {
+    // At 64 KiB/s the sender is done within the first second; its last output waits in the pipe for
+    // several more, and must not be cut off when the sender's exit is noticed.
+    const res = await pipe(
+      { host: local, argv: ['head', '-c', '300000', '/dev/zero'] },
+      { host: local, argv: ['sh', '-c', 'test "$(wc -c)" -eq 300000'] },
+      { limiter: new RateLimiter(64 * 1024) },
+    );
+    assert.equal(res.bytes, 300_000);
+    assert.equal(liveChildren(), 0);
+  });
+});
