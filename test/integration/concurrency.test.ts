@@ -102,6 +102,10 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
     const pruned = await zbm('zbm-dest', [...PRUNE_DEST, '--lock-wait', '300']);
     assert.equal(pruned.code, 0, pruned.stderr);
     assert.equal((await waitFor('repl')).trim(), '0', await sh('cat /tmp/repl.err'));
+    // The backup made during the replicate goes with the next one, incrementally.
+    const next = await zbm('zbm-dest', [...REPLICATE, '--json']);
+    assert.equal(next.code, 0, next.stderr);
+    assert.match(next.stdout, /"mode": "incremental"/);
     const [dest, replica] = await Promise.all([
       snapsOf(`main/bak-zbm/${DS}`),
       snapsOf(`main/bak-zbm/${DS}`, 'zbm-replica'),
