@@ -186,7 +186,7 @@ describe('SIGKILL at each phase, then the next run converges (real ZFS)', { skip
       '-c',
       `zbm "$@" >/dev/null 2>&1 & pid=$!
 for i in $(seq 1200); do eval "$C" && break; sleep 0.05; done
-sleep 3; pkill -KILL -f "[s]sh .*zbm-replica.*zfs receive"; wait $pid`,
+sleep 3; pkill -KILL -f "[s]sh -o BatchMode=yes .*zbm-replica .*zfs receive"; wait $pid`,
       'zbm-cut',
       ...REPLICATE,
       '--bwlimit',
