@@ -4,6 +4,8 @@ import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Logger } from '../cli/log.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
+import { LocalHost } from '../host/local.ts';
+import { run as runCommand } from '../host/process.ts';
 import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
 import { authorize, insideRoot } from '../serve/policy.ts';
@@ -137,18 +139,10 @@ function writeNewFile(path: string, content: Buffer, log: Logger): boolean {
 
 /** The snapshot a resume token resumes (its `toname`), as zfs itself decodes it; null if it cannot. */
 async function tokenSnapshot(token: string): Promise<string | null> {
-  const child = spawn('zfs', ['send', '-n', '-v', '-t', token], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  child.stdout.on('data', (c: Buffer) => {
-    text += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    text += c.toString();
-  });
-  const code = await new Promise<number | null>((resolve) => {
-    child.on('error', () => resolve(null));
-    child.on('close', resolve);
-  });
-  if (code !== 0) return null;
-  return /^\s*toname = (.+)$/m.exec(text)?.[1] ?? null;
+  try {
+    const { stdout, stderr } = await runCommand(new LocalHost(), ['zfs', 'send', '-n', '-v', '-t', token]);
+    return /^\s*toname = (.+)$/m.exec(`${stdout}\n${stderr}`)?.[1] ?? null;
+  } catch {
+    return null;
+  }
 }
