@@ -7,6 +7,7 @@ import type { Guest } from '../pve/index.ts';
 import { type BasePair, bookmarkBases, holdTag, moveHolds } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
+import { programFallback } from '../zfs/program.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { withFrozenGuest } from './freeze.ts';
@@ -442,7 +443,7 @@ async function sendAll(
 
 /**
  * Protects every new base of the run: the holds moved on both sides in one `zfs holds`, `hold` and
- * `release` per side, then each base bookmarked here. Only a guest whose every base is protected
+ * `release` per side, then every base bookmarked here in one channel program. Only a guest whose every base is protected
  * gets its obsolete snapshots on the list to destroy: without a protected base, nothing is
  * destroyed on the node.
  */
@@ -478,6 +479,7 @@ async function protectAll(
     ctx.localZfs,
     entries.map((e) => e.pair),
     select,
+    (why) => log.info(programFallback(ctx.local.name, why)),
   );
   for (const [i, err] of bookmarkErrors) {
     const e = entries[i];

@@ -3,13 +3,14 @@ import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
-import { ExitCode, errorMessage } from '../errors.ts';
+import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, type Guest, readPveState } from '../pve/index.ts';
 import { planSync } from '../transfer/sync.ts';
+import { programFallback } from '../zfs/program.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -211,8 +212,8 @@ function recordMetrics(
 }
 
 /**
- * Destroys the zbm snapshots on this node that the run made obsolete, batched per dataset. Needs
- * -y, or a yes on the terminal; a held snapshot is kept and reported, never a failure.
+ * Destroys the zbm snapshots on this node that the run made obsolete, in one channel program per
+ * pool. Needs -y, or a yes on the terminal; a held snapshot is kept and reported, never a failure.
  */
 async function cleanupSource(
   zfs: Zfs,
@@ -233,22 +234,20 @@ async function cleanupSource(
       return;
     }
   }
-  const held = new Set((await zfs.holds(names)).map((h) => h.snapshot));
-  const perDataset = new Map<string, string[]>();
-  for (const n of names) {
-    if (held.has(n)) {
-      log.info(`kept ${n}: it is held (zfs holds ${n})`);
-      continue;
-    }
-    const [ds = '', short = ''] = n.split('@');
-    perDataset.set(ds, [...(perDataset.get(ds) ?? []), short]);
+  const outcomes = await zfs.batch(
+    names.map((snapshot) => ({ kind: 'destroy-snapshot', snapshot })),
+    (why) => log.info(programFallback(zfs.host.name, why)),
+  );
+  const destroyed = new Map<string, string[]>();
+  for (const [i, n] of names.entries()) {
+    const outcome = outcomes[i];
+    if (outcome?.ok) {
+      const [ds = '', short = ''] = n.split('@');
+      destroyed.set(ds, [...(destroyed.get(ds) ?? []), short]);
+    } else if (outcome?.busy) log.info(`kept ${n}: it is held (zfs holds ${n})`);
+    else log.error(`destroying old snapshot ${n}: ${outcome?.error ?? 'no result'}`);
   }
-  for (const [ds, shorts] of perDataset) {
-    try {
-      await zfs.destroySnapshots(ds, shorts);
-      log.info(`destroyed ${shorts.length} old snapshot(s) of ${ds}: ${shorts.join(', ')}`);
-    } catch (err) {
-      log.error(`destroying old snapshots of ${ds}: ${errorMessage(err)}`);
-    }
+  for (const [ds, shorts] of destroyed) {
+    log.info(`destroyed ${shorts.length} old snapshot(s) of ${ds}: ${shorts.join(', ')}`);
   }
 }

@@ -12,6 +12,7 @@ import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
+import { programFallback } from '../zfs/program.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -198,7 +199,9 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
 
     let protectFailed = false;
     try {
-      await protectBases(source.zfs, target.zfs, tag, bases, select);
+      await protectBases(source.zfs, target.zfs, tag, bases, select, (why) =>
+        log.info(programFallback(source.host.name, why)),
+      );
     } catch (err) {
       protectFailed = true;
       log.error(

@@ -87,32 +87,40 @@ export function bookmarkPlan(
   };
 }
 
-/**
- * `zfs bookmark` and `zfs destroy` take one bookmark per call, so these are per dataset; a few at a
- * time, not one process per bookmark at once on a node that may hold hundreds of disks.
- */
+/** `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once. */
 const BOOKMARK_CONCURRENCY = 4;
 
 /**
  * Bookmarks each pair's new base on the source (an increment can still start from it if the
- * snapshot is lost), then destroys the pair's older zbm bookmarks: the new one first, so a dataset
- * never has fewer than one. Never throws: returns the error of each pair that failed, by index, so
- * that one dataset's failure stays its own.
+ * snapshot is lost), all in one channel program per pool, then destroys the pair's older zbm
+ * bookmarks: only after its new one exists, so a dataset never has fewer than one. Never throws:
+ * returns the error of each pair that failed, by index, so that one dataset's failure stays its own.
  */
 export async function bookmarkBases(
   sourceZfs: Zfs,
   pairs: readonly BasePair[],
   ours: (short: string) => boolean,
+  onFallback?: (why: string) => void,
 ): Promise<Map<number, string>> {
   const errors = new Map<number, string>();
+  const plans = pairs.map((p) => bookmarkPlan(p, ours));
+  const creating = plans.flatMap((plan, i) => (plan.create ? [{ i, create: plan.create }] : []));
+  const made = await sourceZfs.batch(
+    creating.map(({ create }) => ({ kind: 'bookmark', ...create })),
+    onFallback,
+  );
+  for (const [k, { i }] of creating.entries()) {
+    const outcome = made[k];
+    if (outcome && !outcome.ok) errors.set(i, outcome.error);
+  }
+
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < pairs.length; i = next++) {
-      const pair = pairs[i] as BasePair;
-      const plan = bookmarkPlan(pair, ours);
+      if (errors.has(i)) continue;
       try {
-        if (plan.create) await sourceZfs.bookmark(plan.create.snapshot, plan.create.bookmark);
-        for (const b of plan.destroy) await sourceZfs.destroyBookmark(b);
+        for (const b of (plans[i] as ReturnType<typeof bookmarkPlan>).destroy)
+          await sourceZfs.destroyBookmark(b);
       } catch (err) {
         errors.set(i, errorMessage(err));
       }
@@ -125,8 +133,8 @@ export async function bookmarkBases(
 /**
  * Protects the newest common snapshot of each source→target pair against `zfs destroy` on both
  * sides: a hold with the pair's tag on each side (moveHolds) and a bookmark on the source
- * (bookmarkBases). A constant number of zfs calls per side for the holds, whatever the number of
- * datasets, plus one per new bookmark and one per bookmark it replaces. Throws on any failure.
+ * (bookmarkBases). A constant number of zfs calls per side for the holds and the new bookmarks,
+ * whatever the number of datasets, plus one per bookmark replaced. Throws on any failure.
  */
 export async function protectBases(
   sourceZfs: Zfs,
@@ -134,10 +142,11 @@ export async function protectBases(
   tag: string,
   pairs: readonly BasePair[],
   ours: (short: string) => boolean,
+  onFallback?: (why: string) => void,
 ): Promise<void> {
   if (pairs.length === 0) return;
   await moveHolds(sourceZfs, targetZfs, tag, pairs);
-  const errors = await bookmarkBases(sourceZfs, pairs, ours);
+  const errors = await bookmarkBases(sourceZfs, pairs, ours, onFallback);
   if (errors.size > 0) {
     throw new Error([...errors].map(([i, e]) => `${pairs[i]?.source.name}: ${e}`).join('; '));
   }

@@ -1,8 +1,17 @@
-import { CommandError, UsageError } from '../errors.ts';
+import { CommandError, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import * as argv from './argv.ts';
 import { parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
+import {
+  BATCH_CHUNK,
+  BATCH_SCRIPT,
+  type BatchOp,
+  type BatchOutcome,
+  batchArgv,
+  parseBatchOutput,
+  poolOf,
+} from './program.ts';
 import type { Dataset, Hold, PropertyValue, SendEstimate } from './types.ts';
 
 const USER_PROPERTY = /^[a-z0-9_.-]+:[a-z0-9_.:-]+$/;
@@ -14,6 +23,12 @@ export function checkUserProperty(name: string): string {
 
 function isMissing(err: unknown): boolean {
   return err instanceof CommandError && /does not exist/.test(err.stderr);
+}
+
+function describeOp(op: BatchOp): string {
+  return op.kind === 'bookmark'
+    ? `bookmarking ${op.snapshot} as ${op.bookmark}`
+    : `destroying ${op.snapshot}`;
 }
 
 /** The zfs operations zbm needs, on one host. Parsing and argv building live in parse.ts and argv.ts. */
@@ -95,6 +110,59 @@ export class Zfs {
 
   async bookmark(snapshot: string, bookmark: string): Promise<void> {
     await run(this.host, argv.bookmarkArgv(snapshot, bookmark));
+  }
+
+  /**
+   * Bookmarks and snapshot destroys, one outcome per op in order: one channel program per pool
+   * (per BATCH_CHUNK ops). Where the program cannot run at all (not root, an old zfs), each op is
+   * done with its own zfs call instead, and onFallback says why. Never throws for an op's failure.
+   */
+  async batch(ops: readonly BatchOp[], onFallback?: (why: string) => void): Promise<BatchOutcome[]> {
+    const outcomes: BatchOutcome[] = new Array(ops.length);
+    const byPool = new Map<string, number[]>();
+    for (const [i, op] of ops.entries()) {
+      const pool = poolOf(op.snapshot);
+      byPool.set(pool, [...(byPool.get(pool) ?? []), i]);
+    }
+    for (const [pool, indexes] of byPool) {
+      for (let at = 0; at < indexes.length; at += BATCH_CHUNK) {
+        const part = indexes.slice(at, at + BATCH_CHUNK);
+        const partOps = part.map((i) => ops[i] as BatchOp);
+        let results: BatchOutcome[];
+        try {
+          const { stdout } = await run(this.host, batchArgv(pool, partOps), { input: BATCH_SCRIPT });
+          results = parseBatchOutput(stdout, partOps.length).map((r, k) =>
+            r.ok
+              ? r
+              : { ...r, error: `on ${this.host.name}: ${describeOp(partOps[k] as BatchOp)}: ${r.error}` },
+          );
+        } catch (err) {
+          onFallback?.(errorMessage(err));
+          results = [];
+          for (const op of partOps) results.push(await this.#one(op));
+        }
+        for (const [k, i] of part.entries()) outcomes[i] = results[k] as BatchOutcome;
+      }
+    }
+    return outcomes;
+  }
+
+  async #one(op: BatchOp): Promise<BatchOutcome> {
+    try {
+      if (op.kind === 'bookmark') await this.bookmark(op.snapshot, op.bookmark);
+      else {
+        const [dataset = '', short = ''] = op.snapshot.split('@');
+        await this.destroySnapshots(dataset, [short]);
+      }
+      return { ok: true };
+    } catch (err) {
+      const stderr = err instanceof CommandError ? err.stderr : '';
+      // What the channel program counts as done: a snapshot already gone.
+      if (op.kind === 'destroy-snapshot' && /could not find any snapshots to destroy/.test(stderr)) {
+        return { ok: true };
+      }
+      return { ok: false, busy: /dataset is busy/.test(stderr), error: errorMessage(err) };
+    }
   }
 
   async get(

@@ -188,6 +188,20 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
       snapshotsOf(await tree('main/bak-zbm/vm-100-disk-0'), 'main/bak-zbm/vm-100-disk-0').length,
       2,
     );
+    // The bookmarks and the destroys of both runs went through channel programs on the node, not
+    // one zfs call per disk; only replacing a bookmark is a call per disk (programs cannot do it).
+    const zfsLog = (await sh('cat /var/log/lab/zfs.log')).split('\n');
+    const node = zfsLog.filter((l) => l.includes(' rpool/data/'));
+    assert.ok(
+      zfsLog.filter((l) => /^\S+ \d+ program -j rpool - /.test(l)).length >= 3,
+      'programs: bookmarks x2, destroys',
+    );
+    assert.deepEqual(
+      node.filter((l) => /^\S+ \d+ (bookmark|destroy) rpool\/data\/[^ #]*@/.test(l)),
+      [],
+      'no per-disk bookmark or snapshot destroy',
+    );
+    assert.ok(node.some((l) => /^\S+ \d+ destroy rpool\/data\/vm-100-disk-0#bak-zbm-/.test(l)));
   });
 
   it('resumes an interrupted transfer where it stopped, instead of starting over', async () => {

@@ -120,7 +120,7 @@ describe('SIGKILL at each phase, then the next run converges (real ZFS)', { skip
     await unwrapZfs();
   });
 
-  for (const phase of ['snapshot', 'hold', 'release', 'bookmark', 'destroy']) {
+  for (const phase of ['snapshot', 'hold', 'release', 'program', 'destroy']) {
     it(`backup-pve killed at zfs ${phase}`, async () => {
       await writeZvol(NODE, 1);
       await sh(`echo ${phase} > /etc/lab/slow-zfs`);

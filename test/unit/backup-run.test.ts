@@ -15,6 +15,7 @@ import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/backup/metadata.ts'
 import type { Host, Invocation } from '../../src/host/host.ts';
 import { lockFileName } from '../../src/lock/lock.ts';
 import type { Guest } from '../../src/pve/index.ts';
+import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
 import { bookmark, snapshot, dataset as zfsDataset } from '../support/zfs.ts';
@@ -88,6 +89,17 @@ class FakeZfs {
     this.calls.push(`bookmark ${snapshot}`);
     if (this.failBookmark(snapshot)) throw new Error('cannot bookmark: injected');
     void bm;
+  }
+  /** The channel program: one call, its operations kept apart from the one-object CLI calls. */
+  readonly programOps: BatchOp[] = [];
+  async batch(ops: readonly BatchOp[]): Promise<BatchOutcome[]> {
+    this.calls.push(`program ${ops.length}`);
+    this.programOps.push(...ops);
+    return ops.map((op) =>
+      op.kind === 'bookmark' && this.failBookmark(op.snapshot)
+        ? { ok: false, busy: false, error: `cannot bookmark ${op.snapshot}: injected` }
+        : { ok: true },
+    );
   }
   async destroyBookmark(bm: string): Promise<void> {
     this.calls.push(`destroy ${bm}`);
@@ -201,7 +213,8 @@ describe('backup-pve: one run over several guests', () => {
         holds: w.local.count('holds') + w.remote.count('holds'),
         hold: w.local.count('hold') + w.remote.count('hold'),
         release: w.local.count('release') + w.remote.count('release'),
-        bookmark: w.local.count('bookmark'),
+        program: w.local.count('program'),
+        bookmark: w.local.programOps.filter((o) => o.kind === 'bookmark').length,
         destroyBookmark: w.local.count('destroy'),
         remoteCommands,
         obsolete: results.flatMap((r) => r.obsolete).length,
@@ -209,13 +222,14 @@ describe('backup-pve: one run over several guests', () => {
     };
     const one = await counts(1);
     const three = await counts(3);
-    const perRun = { snapshot: 1, list: 1, holds: 2, hold: 2, release: 2, remoteCommands: 1 };
+    const perRun = { snapshot: 1, list: 1, holds: 2, hold: 2, release: 2, program: 1, remoteCommands: 1 };
     for (const c of [one, three])
       assert.deepEqual(
         { ...c, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
         { ...perRun, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
       );
-    // What ZFS's command line allows only one at a time: a bookmark made, one replaced, per disk.
+    // A bookmark made per disk, in the one channel program; destroying the one it replaces is a
+    // call per disk (channel programs cannot destroy bookmarks).
     assert.deepEqual([one.bookmark, one.destroyBookmark, one.obsolete], [2, 2, 2]);
     assert.deepEqual([three.bookmark, three.destroyBookmark, three.obsolete], [6, 6, 6]);
   });

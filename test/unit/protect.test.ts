@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type BasePair, bookmarkBases, bookmarkPlan, moveHolds } from '../../src/transfer/protect.ts';
+import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
 import { bookmark, dataset, snapshot } from '../support/zfs.ts';
@@ -30,6 +31,13 @@ function fakeZfs(held: Map<string, string>, calls: string[], failBookmark = (_: 
       if (snaps.length === 0) return;
       calls.push(`release ${snaps.join(' ')}`);
       for (const s of snaps) held.delete(s);
+    },
+    batch: async (ops: readonly BatchOp[]): Promise<BatchOutcome[]> => {
+      calls.push('program');
+      return ops.map((op) => {
+        calls.push(`bookmark ${op.snapshot}`);
+        return failBookmark(op.snapshot) ? { ok: false, busy: false, error: 'injected' } : { ok: true };
+      });
     },
     bookmark: async (s: string) => {
       calls.push(`bookmark ${s}`);
@@ -103,6 +111,7 @@ describe('protecting the new bases', () => {
       ours,
     );
     assert.deepEqual([...errors.keys()], [1]);
+    assert.equal(calls.filter((c) => c === 'program').length, 1, 'all new bookmarks in one channel program');
     assert.ok(!calls.includes('destroy rpool/d1#z-1'));
     assert.ok(calls.includes('destroy rpool/d0#z-1') && calls.includes('destroy rpool/d2#z-1'));
     for (const i of [0, 2]) {
