@@ -21,6 +21,8 @@ export interface CyclesRaw {
     readonly syncoidLoop: ToolRun;
     readonly syncoidRecursive: ToolRun;
     readonly zbmFewGuests: ToolRun & { readonly guests: number; readonly datasets: number };
+    /** The same idle cycle with --jobs (absent in results from before the option existed). */
+    readonly zbmJobs?: ToolRun & { readonly jobs: number };
   };
   readonly small: {
     readonly writtenPerDataset: number;
@@ -103,23 +105,36 @@ function corrected(run: ToolRun, perCallMs: number): number {
 export function cycleRows(c: CyclesRaw, perCallMs: number): Row[] {
   const rows: Row[] = [];
   const n = c.datasets;
-  const speed = (section: string, zbm: ToolRun, other: ToolRun, name: string, target: number | null) => {
+  const speed = (
+    section: string,
+    zbm: ToolRun,
+    other: ToolRun,
+    name: string,
+    target: number | null,
+    zbmName = 'zbm',
+  ) => {
     const r = other.ms / zbm.ms;
     const rc = corrected(other, perCallMs) / corrected(zbm, perCallMs);
     rows.push({
       section,
-      what: `zbm speed-up over ${name}`,
+      what: `${zbmName} speed-up over ${name}`,
       value: `${x(r)} (${x(rc)} without the wrappers' cost)`,
       target: target === null ? '—' : `≥ ${target}×`,
       met: target === null ? null : Math.min(r, rc) >= target,
-      context: `zbm ${s(zbm.ms)}, ${name} ${s(other.ms)}`,
+      context: `${zbmName} ${s(zbm.ms)}, ${name} ${s(other.ms)}`,
     });
   };
   const idle = c.idle;
   speed('idle cycle', idle.zbm, idle.syncoidLoop, 'syncoid per-dataset loop', 5);
   speed('idle cycle', idle.zbm, idle.syncoidRecursive, 'syncoid -r', 5);
+  if (idle.zbmJobs) {
+    const name = `zbm --jobs ${idle.zbmJobs.jobs}`;
+    speed('idle cycle', idle.zbmJobs, idle.syncoidLoop, 'syncoid per-dataset loop', 5, name);
+    speed('idle cycle', idle.zbmJobs, idle.syncoidRecursive, 'syncoid -r', 5, name);
+  }
   for (const [name, run] of [
     ['zbm', idle.zbm],
+    ...(idle.zbmJobs ? ([[`zbm --jobs ${idle.zbmJobs.jobs}`, idle.zbmJobs]] as const) : []),
     ['syncoid loop', idle.syncoidLoop],
     ['syncoid -r', idle.syncoidRecursive],
   ] as const) {

@@ -85,6 +85,17 @@ describe('report rows', () => {
     assert.equal(loop?.met, true);
     const rec = rows.find((r) => r.what === 'zbm speed-up over syncoid -r' && r.section === 'idle cycle');
     assert.equal(rec?.met, false, '4× is below the 5× target');
+    // Results from before --jobs existed have no such rows; with it, they are named by their option.
+    assert.ok(!rows.some((r) => r.what.includes('--jobs')));
+    const withJobs: CyclesRaw = {
+      ...cycles,
+      idle: { ...cycles.idle, zbmJobs: { jobs: 4, ms: 5000, counts: counts(100, 50) } },
+    };
+    const jobs = cycleRows(withJobs, 0).find(
+      (r) => r.what === 'zbm --jobs 4 speed-up over syncoid per-dataset loop',
+    );
+    assert.match(jobs?.value ?? '', /^12\.00×/);
+    assert.equal(jobs?.met, true);
   });
 
   it('process growth is judged against the datasets ratio', () => {

@@ -364,6 +364,9 @@ function toolRun(c: { run: RunResult; counts: Counts }, bytes?: number): ToolRun
   };
 }
 
+/** zbm's idle cycle is also measured with this many disks sent at a time (--jobs). */
+const IDLE_JOBS = 4;
+
 async function cycles(o: Options) {
   const vmids = Array.from({ length: o.guests }, (_, i) => 1000 + i);
   const datasets = vmids.flatMap(diskNames);
@@ -378,7 +381,10 @@ async function cycles(o: Options) {
 
   note('idle cycle: zbm');
   const zbmIdle = await counted(() => zbm(ZBM_ROOT));
-  note(`idle cycle: zbm took ${(zbmIdle.run.ms / 1000).toFixed(1)} s; syncoid loop`);
+  note(`idle cycle: zbm took ${(zbmIdle.run.ms / 1000).toFixed(1)} s; zbm --jobs ${IDLE_JOBS}`);
+  // Still idle: the run above only added a snapshot per disk, which this one sends as it would any.
+  const zbmIdleJobs = await counted(() => zbm(ZBM_ROOT, ['--jobs', String(IDLE_JOBS)]));
+  note(`idle cycle: zbm --jobs ${IDLE_JOBS} took ${(zbmIdleJobs.run.ms / 1000).toFixed(1)} s; syncoid loop`);
   const loopIdle = await counted(() => syncoidLoop(datasets));
   note(`idle cycle: syncoid loop took ${(loopIdle.run.ms / 1000).toFixed(1)} s; syncoid -r`);
   const recIdle = await counted(syncoidRecursive);
@@ -421,6 +427,7 @@ async function cycles(o: Options) {
       syncoidLoop: toolRun(loopIdle),
       syncoidRecursive: toolRun(recIdle),
       zbmFewGuests: { guests: few.length, datasets: few.length * 2, ...toolRun(zbmFew) },
+      zbmJobs: { jobs: IDLE_JOBS, ...toolRun(zbmIdleJobs, zbmBytes(zbmIdleJobs.run)) },
     },
     small: {
       writtenPerDataset: MiB,

@@ -2,6 +2,7 @@ import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
+import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
 import { type BasePair, bookmarkBases, holdTag, moveHolds } from '../transfer/protect.ts';
@@ -37,6 +38,8 @@ export interface BackupContext {
   readonly metadataDir: string;
   readonly keepSource: number;
   readonly lockWaitMs: number;
+  /** Disks sent at the same time (1: one after the other). */
+  readonly jobs?: number;
   readonly limiter?: RateLimiter;
   readonly log: BackupLog;
   readonly now: () => Date;
@@ -369,8 +372,8 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
 }
 
 /**
- * Lists the fresh snapshots of every guest in one call, then sends each disk. A disk's failure is
- * its own: the other disks and guests go on.
+ * Lists the fresh snapshots of every guest in one call, then sends each disk, ctx.jobs at a time.
+ * A disk's failure is its own: the other disks and guests go on.
  */
 async function sendAll(
   ctx: BackupContext,
@@ -397,47 +400,59 @@ async function sendAll(
   }
 
   const select = (short: string) => short.startsWith(ctx.prefix);
-  for (const r of runs.filter((x) => x.end === null)) {
-    for (const disk of r.prepared?.disks ?? []) {
-      const target = r.prepared?.targets.get(disk.dataset) ?? '';
-      const source = fresh.get(disk.dataset) ?? null;
-      try {
-        const sync = await syncDataset(
-          { zfs: ctx.localZfs, dataset: disk.dataset, listing: source },
-          { zfs: ctx.remoteZfs, dataset: target, listing: targetListing.get(target) ?? null },
-          {
-            select,
-            limiter: ctx.limiter,
-            onProgress: (b) => ctx.onProgress?.(`${r.label} ${disk.key}`, b),
-            onMessage: (m) => log.warn(`${r.label}: ${m}`),
-            // The backup server's prune waits for (or skips) a dataset while this receive runs.
-            receiveLock: { what: 'backup-pve', waitSeconds: ctx.lockWaitMs / 1000 },
-          },
-        );
-        r.disks.push({
+  const sending = runs.filter((x) => x.end === null);
+  const work = sending.flatMap((r) => (r.prepared?.disks ?? []).map((disk, slot) => ({ r, disk, slot })));
+  // Filled by slot, so that a guest's disks keep their order in its result and manifest whatever
+  // order the transfers end in.
+  const done = new Map(
+    sending.map((r) => [r, [] as { disk?: DiskResult; synced?: GuestRun['synced'][0] }[]]),
+  );
+  const left = new Map(sending.map((r) => [r, r.prepared?.disks.length ?? 0]));
+  await forEachLimited(work, ctx.jobs ?? 1, async ({ r, disk, slot }) => {
+    const target = r.prepared?.targets.get(disk.dataset) ?? '';
+    const source = fresh.get(disk.dataset) ?? null;
+    const slots = done.get(r) ?? [];
+    try {
+      const sync = await syncDataset(
+        { zfs: ctx.localZfs, dataset: disk.dataset, listing: source },
+        { zfs: ctx.remoteZfs, dataset: target, listing: targetListing.get(target) ?? null },
+        {
+          select,
+          limiter: ctx.limiter,
+          onProgress: (b) => ctx.onProgress?.(`${r.label} ${disk.key}`, b),
+          onMessage: (m) => log.warn(`${r.label}: ${m}`),
+          // The backup server's prune waits for (or skips) a dataset while this receive runs.
+          receiveLock: { what: 'backup-pve', waitSeconds: ctx.lockWaitMs / 1000 },
+        },
+      );
+      slots[slot] = {
+        disk: {
           key: disk.key,
           source: disk.dataset,
           target,
           mode: sync.mode,
           resumed: sync.resumed,
           bytes: sync.bytes,
-        });
-        if (source) r.synced.push({ source, target, sync });
-      } catch (err) {
-        const error = errorMessage(err);
-        log.error(`${r.label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
-        r.disks.push({
-          key: disk.key,
-          source: disk.dataset,
-          target,
-          mode: 'failed',
-          resumed: null,
-          bytes: 0,
-          error,
-        });
-      }
+        },
+        synced: source ? { source, target, sync } : undefined,
+      };
+    } catch (err) {
+      const error = errorMessage(err);
+      log.error(`${r.label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
+      slots[slot] = {
+        disk: { key: disk.key, source: disk.dataset, target, mode: 'failed', resumed: null, bytes: 0, error },
+      };
     }
-    r.finished = Date.now();
+    const remaining = (left.get(r) ?? 1) - 1;
+    left.set(r, remaining);
+    if (remaining === 0) r.finished = Date.now();
+  });
+  for (const r of sending) {
+    for (const s of done.get(r) ?? []) {
+      if (s.disk) r.disks.push(s.disk);
+      if (s.synced) r.synced.push(s.synced);
+    }
+    r.finished ??= Date.now();
   }
 }
 

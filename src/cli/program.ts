@@ -66,6 +66,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'limit the whole run to this many bytes per second (for example 50M)',
           v.byteRate,
         )
+        .option('--jobs <n>', 'disks sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
         .option(
           '--keep-source <n>',
           'zbm snapshots to keep on this node after a successful backup',
@@ -118,6 +119,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'limit the whole run to this many bytes per second (for example 50M)',
           v.byteRate,
         )
+        .option('--jobs <n>', 'datasets sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
         .option(
           '--force-rollback',
           'roll a diverged replica dataset back to the newest common snapshot (destroys its later snapshots and changes)',

@@ -26,6 +26,15 @@ export const count = parser((v) => {
   return Number(v);
 });
 
+/** Concurrent transfers: a few, within sshd's default of 10 sessions per connection (MaxSessions). */
+export const MAX_JOBS = 8;
+
+export const jobs = parser((v) => {
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_JOBS)
+    throw new Error(`expected a whole number from 1 to ${MAX_JOBS}`);
+  return Number(v);
+});
+
 export const positiveNumber = parser((v) => {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new Error('expected a number greater than 0');

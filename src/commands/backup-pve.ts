@@ -28,6 +28,7 @@ export interface BackupPveOptions {
   readonly vmid?: number[];
   readonly exclude?: number[];
   readonly lockWait: number;
+  readonly jobs?: number;
   readonly node?: string;
 }
 
@@ -148,6 +149,7 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
       metadataDir: opts.remoteMetadataDir,
       keepSource: opts.keepSource,
       lockWaitMs: opts.lockWait * 1000,
+      jobs: opts.jobs ?? 1,
       limiter: opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined,
       log: {
         error: (m) => {

@@ -8,6 +8,7 @@ import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { acquire, datasetLockName, describeHolder } from '../lock/lock.ts';
 import { describeConflict } from '../plan/diff.ts';
+import { forEachLimited } from '../pool.ts';
 import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
@@ -29,6 +30,7 @@ export interface ReplicateOptions {
   readonly bwlimit?: number;
   readonly forceRollback?: boolean;
   readonly lockWait: number;
+  readonly jobs?: number;
 }
 
 export interface DatasetResult {
@@ -125,9 +127,10 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     const limiter = opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined;
     // Each pair of hosts has its own tag, so two replicas of one server never release each other's base.
     const tag = holdTag(source.host.name, target.host.name);
-    const results: DatasetResult[] = [];
-    const bases: BasePair[] = [];
-    for (const { source: d, target: targetName } of pairs) {
+    // By slot, in the order of the pairs, whatever order the transfers end in.
+    const results: DatasetResult[] = new Array(pairs.length);
+    const basesBySlot: (BasePair | undefined)[] = new Array(pairs.length);
+    await forEachLimited(pairs, opts.jobs ?? 1, async ({ source: d, target: targetName }, slot) => {
       const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
       // The lock lives on this host, so it is named after this host's side of the pair.
       const lockName = opts.pull ? targetName : d.name;
@@ -135,8 +138,8 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       if ('heldBy' in acquired) {
         const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
         log.warn(error);
-        results.push({ ...base, result: 'skipped', error });
-        continue;
+        results[slot] = { ...base, result: 'skipped', error };
+        return;
       }
       try {
         let before = targets.get(targetName) ?? null;
@@ -174,28 +177,29 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
           },
         );
         progress.clear();
-        bases.push({ source: d, target: targetName, targetBefore: before, common: r.common.short });
+        basesBySlot[slot] = { source: d, target: targetName, targetBefore: before, common: r.common.short };
         if (r.sent.length > 0)
           log.info(
             `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
           );
-        results.push({
+        results[slot] = {
           ...base,
           result: 'ok',
           mode: r.mode,
           resumed: r.resumed,
           sent: r.sent,
           bytes: r.bytes,
-        });
+        };
       } catch (err) {
         progress.clear();
         const error = errorMessage(err);
         log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
-        results.push({ ...base, result: 'failed', error });
+        results[slot] = { ...base, result: 'failed', error };
       } finally {
         acquired.lock.release();
       }
-    }
+    });
+    const bases = basesBySlot.filter((b): b is BasePair => b !== undefined);
 
     let protectFailed = false;
     try {

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.ts';
+import { forEachLimited } from '../pool.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
@@ -114,19 +115,14 @@ export async function bookmarkBases(
     if (outcome && !outcome.ok) errors.set(i, outcome.error);
   }
 
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < pairs.length; i = next++) {
-      if (errors.has(i)) continue;
-      try {
-        for (const b of (plans[i] as ReturnType<typeof bookmarkPlan>).destroy)
-          await sourceZfs.destroyBookmark(b);
-      } catch (err) {
-        errors.set(i, errorMessage(err));
-      }
+  await forEachLimited(plans, BOOKMARK_CONCURRENCY, async (plan, i) => {
+    if (errors.has(i)) return;
+    try {
+      for (const b of plan.destroy) await sourceZfs.destroyBookmark(b);
+    } catch (err) {
+      errors.set(i, errorMessage(err));
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(BOOKMARK_CONCURRENCY, pairs.length) }, worker));
+  });
   return errors;
 }
 

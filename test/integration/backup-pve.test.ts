@@ -156,9 +156,9 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
     );
   });
 
-  it('sends only the changed blocks the second time (1 MiB written into a 64 MiB zvol)', async () => {
+  it('sends only the changed blocks the second time (1 MiB written into a 64 MiB zvol), four disks at a time', async () => {
     await writeZvol('rpool/data/vm-100-disk-0', 1, 8);
-    const r = await zbm('pve1', [...ORIGINAL, '--json']);
+    const r = await zbm('pve1', [...ORIGINAL, '--jobs', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const gs = guests(r.stdout);
     const d = disk(gs, 'vm-100-disk-0');

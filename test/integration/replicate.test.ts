@@ -53,14 +53,20 @@ describe('replicate on real ZFS', { skip: !labAvailable() }, () => {
     assert.equal(await prop('main/bak-zbm/subvol-103-disk-0', 'mounted', 'zbm-replica'), 'no');
   });
 
-  it('sends only what is new next time, and only the expected holds remain on both sides', async () => {
+  it('sends only what is new next time (three datasets at a time), and only the expected holds remain on both sides', async () => {
     await writeZvol('rpool/data/vm-100-disk-0', 1, 2);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
-    const r = await zbm('zbm-dest', [...REPLICATE, '--json']);
+    const r = await zbm('zbm-dest', [...REPLICATE, '--jobs', '3', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout) as {
-      datasets: { source: string; sent: string[]; mode: string; bytes: number }[];
+      datasets: { source: string; sent: string[]; mode: string; bytes: number; result: string }[];
     };
+    const sources = result.datasets.map((d) => d.source);
+    assert.deepEqual(sources, [...sources].sort(), 'results in the order of the datasets');
+    assert.deepEqual(
+      result.datasets.filter((d) => d.result !== 'ok').map((d) => d.source),
+      [],
+    );
     const vm100 = result.datasets.find((d) => d.source === 'main/bak-zbm/vm-100-disk-0');
     assert.equal(vm100?.mode, 'incremental');
     assert.equal(vm100?.sent.length, 1);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,7 +30,12 @@ class FakeHost implements Host {
   ) {}
   invocation(argv: readonly string[]): Invocation {
     this.calls.push([...argv]);
-    if (argv[0] === 'zfs' && argv[1] === 'send') return { file: 'sh', args: ['-c', 'printf stream'] };
+    if (argv[0] === 'zfs' && argv[1] === 'send') {
+      // With a log file: each send says when it starts and ends, and lasts long enough to overlap.
+      const log = process.env.ZBM_TEST_SEND_LOG;
+      const script = log ? 'echo start >> "$1"; sleep 0.3; echo end >> "$1"; printf stream' : 'printf stream';
+      return { file: 'sh', args: ['-c', script, 'send', log ?? ''] };
+    }
     if (argv[0] === 'zfs' && argv[1] === 'receive') return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
     if (this.fail(argv)) return { file: 'sh', args: ['-c', 'echo refused >&2; exit 1'] };
     return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
@@ -232,6 +237,35 @@ describe('backup-pve: one run over several guests', () => {
     // call per disk (channel programs cannot destroy bookmarks).
     assert.deepEqual([one.bookmark, one.destroyBookmark, one.obsolete], [2, 2, 2]);
     assert.deepEqual([three.bookmark, three.destroyBookmark, three.obsolete], [6, 6, 6]);
+  });
+
+  it('--jobs sends that many disks at a time, and each guest keeps its disks in order', async () => {
+    const gs = [guest(900, 2), guest(901, 2), guest(902, 2)];
+    const maxInFlight = async (jobs: number) => {
+      const log = join(lockDir, `sends-${jobs}`);
+      writeFileSync(log, '');
+      process.env.ZBM_TEST_SEND_LOG = log;
+      try {
+        const w = world(gs);
+        const results = await backupGuests({ ...w.ctx, jobs }, gs, w.source, w.target);
+        assert.deepEqual(
+          results.map((r) => r.disks.map((d) => d.key)),
+          gs.map(() => ['scsi0', 'scsi1']),
+        );
+        assert.ok(results.every((r) => r.result === 'ok'));
+      } finally {
+        delete process.env.ZBM_TEST_SEND_LOG;
+      }
+      let now = 0;
+      let max = 0;
+      for (const line of readFileSync(log, 'utf8').split('\n')) {
+        if (line === 'start') max = Math.max(max, ++now);
+        if (line === 'end') now--;
+      }
+      return max;
+    };
+    assert.equal(await maxInFlight(1), 1);
+    assert.equal(await maxInFlight(3), 3);
   });
 
   it('a frozen guest gets its own snapshot call, the others share one', async () => {

@@ -76,6 +76,8 @@ describe('command line', () => {
       ['verify', '--local-zfs-root', 'main', '--max-age-days', '0'],
       ['verify', '--local-zfs-root', 'main', '--prefix', 'a/b'],
       ['replicate', '--remote', 'x'],
+      [...ORIGINAL['backup-pve'].split(' '), '--jobs', '0'],
+      [...ORIGINAL.replicate.split(' '), '--jobs', '9'],
       ['frobnicate'],
     ];
     for (const line of bad) {
@@ -85,5 +87,8 @@ describe('command line', () => {
     }
     assert.match(parse(bad[0] ?? []).err, /--frobnicate/);
     assert.match(parse(bad[1] ?? []).err, /--keep-last.*two/);
+    assert.match(parse(bad.at(-2) ?? []).err, /--jobs.*from 1 to 8/);
+    const jobs = parse([...ORIGINAL.replicate.split(' '), '--jobs', '4']).result as Invocation;
+    assert.equal(jobs.options.jobs, 4);
   });
 });

@@ -1,0 +1,24 @@
+/**
+ * Calls fn on every item, at most limit at a time, and resolves when all calls have ended. A call
+ * that throws stops nothing else; the first error is rethrown at the end (callers that keep
+ * failures per item catch them inside fn).
+ */
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) {
+      try {
+        await fn(items[i] as T, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw (failure as { error: unknown }).error;
+}
