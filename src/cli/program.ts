@@ -1,6 +1,7 @@
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
+import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion } from './completion.ts';
 import * as v from './values.ts';
@@ -77,7 +78,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           '--lock-wait <seconds>',
           'how long to wait for a guest that another zbm run is backing up',
           v.count,
-          30,
+          DEFAULT_LOCK_WAIT_SECONDS,
         )
         .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)"),
   },
@@ -128,7 +129,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           '--lock-wait <seconds>',
           'how long to wait for a dataset another zbm run works on',
           v.count,
-          30,
+          DEFAULT_LOCK_WAIT_SECONDS,
         ),
   },
   {
@@ -160,7 +161,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           '--lock-wait <seconds>',
           'how long to wait for a dataset that a transfer of another zbm run works on',
           v.count,
-          30,
+          DEFAULT_LOCK_WAIT_SECONDS,
         ),
   },
   {
@@ -295,7 +296,12 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           v.absolutePath,
         )
         .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)")
-        .option('--lock-wait <seconds>', 'how long to wait for a zbm run working on the guest', v.count, 30),
+        .option(
+          '--lock-wait <seconds>',
+          'how long to wait for a zbm run working on the guest',
+          v.count,
+          DEFAULT_LOCK_WAIT_SECONDS,
+        ),
   },
 ];
 

@@ -4,7 +4,13 @@ import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
-import { acquireAll, datasetLockName, describeHolder, receiveLockName } from '../lock/lock.ts';
+import {
+  acquireAll,
+  DEFAULT_LOCK_WAIT_SECONDS,
+  datasetLockName,
+  describeHolder,
+  receiveLockName,
+} from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
 import { type DatasetPlan, type Kept, planDataset, type RemoteFacts, retentionFor } from '../prune/plan.ts';
 import { defaultTimeZone, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
@@ -330,7 +336,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         const acquired = await acquireAll(
           [datasetLockName(o.plan.dataset), receiveLockName(o.plan.dataset)],
           `prune ${o.plan.dataset}`,
-          (opts.lockWait ?? 30) * 1000,
+          (opts.lockWait ?? DEFAULT_LOCK_WAIT_SECONDS) * 1000,
         );
         if ('heldBy' in acquired) {
           o.error = `skipped: ${describeHolder(acquired.heldBy)} is working on it; nothing destroyed, the next prune will`;

@@ -7,7 +7,18 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { holds, labAvailable, receivesDone, reset, sh, tree, vm, writeZvol, zbm } from '../lab/lab.ts';
+import {
+  holds,
+  labAvailable,
+  receivesDone,
+  reset,
+  sh,
+  tree,
+  vm,
+  writeZvol,
+  zbm,
+  zvolHash,
+} from '../lab/lab.ts';
 
 /** The original command, through the restricted key's ssh alias. */
 const BACKUP = [...BACKUP_PVE.map((a) => (a === 'zbm-dest' ? 'zbm-dest-ro' : a)), '--vmid', '102,104'];
@@ -71,6 +82,7 @@ sleep 2; kill -TERM $pid; wait $pid`;
     const attempts: [string, RegExp][] = [
       ['zfs destroy -r main/bak-zbm', /zfs destroy is not allowed/],
       [`zfs destroy ${newest}`, /not allowed/],
+      [`zfs program -j main - destroy-snapshot ${newest}`, /not allowed/],
       [`zfs rollback -r ${newest}`, /not allowed/],
       ['zfs receive -F main/bak-zbm/vm-102-disk-0', /-F is not allowed/],
       ['zfs receive -o mountpoint=/root/.ssh main/bak-zbm/evil', /-o is not allowed/],
@@ -119,7 +131,7 @@ sleep 2; kill -TERM $pid; wait $pid`;
     );
     await sh('zfs destroy -r rpool/evil && zfs destroy -r main/bak-zbm/evil');
   });
-  it('--send-only: a replica pulls through it (full, then incremental, configs too) and can change nothing', async () => {
+  it('--send-only: a replica pulls through it (full, incremental, resumed, configs too) and can change nothing', async () => {
     const PULL_FORCED = 'zbm serve --send-only --root main/bak-zbm --metadata-dir /root/backups_metadata';
     const key = (
       await sh(
@@ -158,6 +170,28 @@ sleep 2; kill -TERM $pid; wait $pid`;
     const [src, dst] = [await tree(ds), await tree(ds, 'zbm-replica')];
     assert.equal(dst.filter((n) => n.includes('@')).at(-1), src.filter((n) => n.includes('@')).at(-1));
     assert.match(await sh('ls /root/backups_metadata/102', 'zbm-replica'), /bak-zbm-\d+T\d+Z\.conf/);
+    // serve refuses channel programs: the bookmarks there were made one zfs call each.
+    assert.match(second.stderr, /zfs program could not run/);
+    assert.match(await sh(`zfs list -H -o name -t bookmark ${ds}`), /#bak-zbm-/);
+
+    // A pull cut mid-stream resumes through serve's check of the token (`zfs send -nvt`).
+    await writeZvol('rpool/data/vm-102-disk-0', 6, 2);
+    assert.equal((await zbm('pve1', [...BACKUP_PVE, '--vmid', '102'])).code, 0);
+    const script = `zbm "$@" & pid=$!
+for i in $(seq 300); do pgrep -f '^/usr/sbin/zfs receive .*${ds}$' >/dev/null && break; sleep 0.1; done
+sleep 2; kill -TERM $pid; wait $pid`;
+    const cut = await vm(
+      shellJoin(['sh', '-c', script, 'zbm-kill', ...PULL, '--bwlimit', '1M']),
+      undefined,
+      'zbm-replica',
+    );
+    assert.notEqual(cut.code, 0);
+    await receivesDone('zbm-replica');
+    assert.match((await sh(`zfs get -H -o value receive_resume_token ${ds}`, 'zbm-replica')).trim(), /^1-/);
+    const third = await zbm('zbm-replica', PULL);
+    assert.equal(third.code, 0, third.stderr);
+    assert.match(third.stdout, /"resumed": "resumed"/);
+    assert.equal(await zvolHash(ds, 'zbm-replica'), await zvolHash(ds));
 
     const before = await tree('main/bak-zbm');
     const newest = src.filter((n) => n.includes('@')).at(-1) ?? '';
@@ -165,6 +199,7 @@ sleep 2; kill -TERM $pid; wait $pid`;
       vm(shellJoin(['ssh', 'zbm-dest-pull', line]), undefined, 'zbm-replica');
     const attempts: [string, RegExp][] = [
       [`zfs destroy ${newest}`, /not allowed/],
+      [`zfs program -j main - destroy-snapshot ${newest}`, /not allowed/],
       ['zfs receive -s -u main/bak-zbm/evil', /writes nothing/],
       ['zfs create main/bak-zbm/evil', /writes nothing/],
       [`zfs release zbm-base:pve:zbm-dest ${newest}`, /replica's base tag/],
