@@ -32,7 +32,7 @@ describe('zbm serve: an append-only backup server (real ZFS, real sshd)', { skip
     await reset();
     await sh(`set -e
       test -f /root/.ssh/node_key || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/node_key
-      grep -q node_key /root/.ssh/config || { printf 'Host zbm-dest-ro\\n    HostName 127.0.0.1\\n    User root\\n    IdentityFile /root/.ssh/node_key\\n    IdentitiesOnly yes\\n    StrictHostKeyChecking no\\n    UserKnownHostsFile /root/.ssh/known_hosts\\n    LogLevel ERROR\\n    KexAlgorithms curve25519-sha256\\n\\n'; cat /root/.ssh/config; } > /root/.ssh/c && mv /root/.ssh/c /root/.ssh/config
+      grep -q node_key /root/.ssh/config || { { printf 'Host zbm-dest-ro\\n    HostName 127.0.0.1\\n    User root\\n    IdentityFile /root/.ssh/node_key\\n    IdentitiesOnly yes\\n    StrictHostKeyChecking no\\n    UserKnownHostsFile /root/.ssh/known_hosts\\n    LogLevel ERROR\\n    KexAlgorithms curve25519-sha256\\n\\n'; cat /root/.ssh/config; } > /root/.ssh/c && mv /root/.ssh/c /root/.ssh/config; }
       grep -q 'zbm serve' /root/.ssh/authorized_keys || echo "command=\\"${FORCED}\\",restrict $(cat /root/.ssh/node_key.pub)" >> /root/.ssh/authorized_keys
       rm -f /tmp/pwned`);
   });
@@ -177,9 +177,11 @@ sleep 2; kill -TERM $pid; wait $pid`;
     // A pull cut mid-stream resumes through serve's check of the token (`zfs send -nvt`).
     await writeZvol('rpool/data/vm-102-disk-0', 6, 2);
     assert.equal((await zbm('pve1', [...BACKUP_PVE, '--vmid', '102'])).code, 0);
+    // Cut once the receive has read 1 MiB: before any data arrives there is nothing to resume.
     const script = `zbm "$@" & pid=$!
-for i in $(seq 300); do pgrep -f '^/usr/sbin/zfs receive .*${ds}$' >/dev/null && break; sleep 0.1; done
-sleep 2; kill -TERM $pid; wait $pid`;
+for i in $(seq 600); do r=$(pgrep -f '^/usr/sbin/zfs receive .*${ds}$') && break; sleep 0.1; done
+for i in $(seq 600); do [ "$(awk '/^rchar/ {print $2}' /proc/$r/io 2>/dev/null || echo 0)" -gt 1048576 ] && break; sleep 0.1; done
+kill -TERM $pid; wait $pid`;
     const cut = await vm(
       shellJoin(['sh', '-c', script, 'zbm-kill', ...PULL, '--bwlimit', '1M']),
       undefined,
