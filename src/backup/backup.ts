@@ -8,7 +8,6 @@ import type { Guest } from '../pve/index.ts';
 import { type BasePair, bookmarkBases, holdTag, moveHolds } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
-import { programFallback } from '../zfs/program.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { withFrozenGuest } from './freeze.ts';
@@ -404,10 +403,7 @@ async function sendAll(
   const work = sending.flatMap((r) => (r.prepared?.disks ?? []).map((disk, slot) => ({ r, disk, slot })));
   // Filled by slot, so that a guest's disks keep their order in its result and manifest whatever
   // order the transfers end in.
-  const done = new Map(
-    sending.map((r) => [r, [] as { disk?: DiskResult; synced?: GuestRun['synced'][0] }[]]),
-  );
-  const left = new Map(sending.map((r) => [r, r.prepared?.disks.length ?? 0]));
+  const done = new Map(sending.map((r) => [r, [] as { disk: DiskResult; synced?: GuestRun['synced'][0] }[]]));
   await forEachLimited(work, ctx.jobs ?? 1, async ({ r, disk, slot }) => {
     const target = r.prepared?.targets.get(disk.dataset) ?? '';
     const source = fresh.get(disk.dataset) ?? null;
@@ -443,13 +439,12 @@ async function sendAll(
         disk: { key: disk.key, source: disk.dataset, target, mode: 'failed', resumed: null, bytes: 0, error },
       };
     }
-    const remaining = (left.get(r) ?? 1) - 1;
-    left.set(r, remaining);
-    if (remaining === 0) r.finished = Date.now();
+    // The guest's last disk: its own duration ends here, not with the run.
+    if (slots.filter(Boolean).length === r.prepared?.disks.length) r.finished = Date.now();
   });
   for (const r of sending) {
     for (const s of done.get(r) ?? []) {
-      if (s.disk) r.disks.push(s.disk);
+      r.disks.push(s.disk);
       if (s.synced) r.synced.push(s.synced);
     }
     r.finished ??= Date.now();
@@ -458,9 +453,9 @@ async function sendAll(
 
 /**
  * Protects every new base of the run: the holds moved on both sides in one `zfs holds`, `hold` and
- * `release` per side, then every base bookmarked here in one channel program. Only a guest whose every base is protected
- * gets its obsolete snapshots on the list to destroy: without a protected base, nothing is
- * destroyed on the node.
+ * `release` per side, then every base bookmarked here in one channel program. Only a guest whose
+ * every base is protected gets its obsolete snapshots on the list to destroy: without a protected
+ * base, nothing is destroyed on the node.
  */
 async function protectAll(
   ctx: BackupContext,
@@ -494,7 +489,7 @@ async function protectAll(
     ctx.localZfs,
     entries.map((e) => e.pair),
     select,
-    (why) => log.info(programFallback(ctx.local.name, why)),
+    (message) => log.info(message),
   );
   for (const [i, err] of bookmarkErrors) {
     const e = entries[i];

@@ -10,7 +10,6 @@ import { SshHost } from '../host/ssh.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, type Guest, readPveState } from '../pve/index.ts';
 import { planSync } from '../transfer/sync.ts';
-import { programFallback } from '../zfs/program.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -238,7 +237,7 @@ async function cleanupSource(
   }
   const outcomes = await zfs.batch(
     names.map((snapshot) => ({ kind: 'destroy-snapshot', snapshot })),
-    (why) => log.info(programFallback(zfs.host.name, why)),
+    (message) => log.info(message),
   );
   const destroyed = new Map<string, string[]>();
   for (const [i, n] of names.entries()) {

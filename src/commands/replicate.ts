@@ -13,7 +13,6 @@ import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
-import { programFallback } from '../zfs/program.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -203,9 +202,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
 
     let protectFailed = false;
     try {
-      await protectBases(source.zfs, target.zfs, tag, bases, select, (why) =>
-        log.info(programFallback(source.host.name, why)),
-      );
+      await protectBases(source.zfs, target.zfs, tag, bases, select, (message) => log.info(message));
     } catch (err) {
       protectFailed = true;
       log.error(

@@ -101,7 +101,7 @@ export async function bookmarkBases(
   sourceZfs: Zfs,
   pairs: readonly BasePair[],
   ours: (short: string) => boolean,
-  onFallback?: (why: string) => void,
+  onFallback?: (message: string) => void,
 ): Promise<Map<number, string>> {
   const errors = new Map<number, string>();
   const plans = pairs.map((p) => bookmarkPlan(p, ours));
@@ -138,7 +138,7 @@ export async function protectBases(
   tag: string,
   pairs: readonly BasePair[],
   ours: (short: string) => boolean,
-  onFallback?: (why: string) => void,
+  onFallback?: (message: string) => void,
 ): Promise<void> {
   if (pairs.length === 0) return;
   await moveHolds(sourceZfs, targetZfs, tag, pairs);

@@ -11,6 +11,7 @@ import {
   batchArgv,
   parseBatchOutput,
   poolOf,
+  programFallback,
 } from './program.ts';
 import type { Dataset, Hold, PropertyValue, SendEstimate } from './types.ts';
 
@@ -115,14 +116,17 @@ export class Zfs {
   /**
    * Bookmarks and snapshot destroys, one outcome per op in order: one channel program per pool
    * (per BATCH_CHUNK ops). Where the program cannot run at all (not root, an old zfs), each op is
-   * done with its own zfs call instead, and onFallback says why. Never throws for an op's failure.
+   * done with its own zfs call instead, and onFallback gets the sentence saying so (host, why).
+   * Never throws for an op's failure.
    */
-  async batch(ops: readonly BatchOp[], onFallback?: (why: string) => void): Promise<BatchOutcome[]> {
+  async batch(ops: readonly BatchOp[], onFallback?: (message: string) => void): Promise<BatchOutcome[]> {
     const outcomes: BatchOutcome[] = new Array(ops.length);
     const byPool = new Map<string, number[]>();
     for (const [i, op] of ops.entries()) {
       const pool = poolOf(op.snapshot);
-      byPool.set(pool, [...(byPool.get(pool) ?? []), i]);
+      const indexes = byPool.get(pool) ?? [];
+      indexes.push(i);
+      byPool.set(pool, indexes);
     }
     for (const [pool, indexes] of byPool) {
       for (let at = 0; at < indexes.length; at += BATCH_CHUNK) {
@@ -137,7 +141,7 @@ export class Zfs {
               : { ...r, error: `on ${this.host.name}: ${describeOp(partOps[k] as BatchOp)}: ${r.error}` },
           );
         } catch (err) {
-          onFallback?.(errorMessage(err));
+          onFallback?.(programFallback(this.host.name, errorMessage(err)));
           results = [];
           for (const op of partOps) results.push(await this.#one(op));
         }
