@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
-import { acquire, describeHolder } from '../lock/lock.ts';
+import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
@@ -246,7 +246,11 @@ export async function backupGuests(
 
   // All at once, so that the wait for a guest held elsewhere is --lock-wait for the run, not per guest.
   const acquired = await Promise.all(
-    guests.map((g) => acquire(`guest-${g.vmid}`, `backup-pve of guest ${g.vmid}`, ctx.lockWaitMs)),
+    guests.map((g) =>
+      acquire(`guest-${g.vmid}`, `backup-pve of guest ${g.vmid}`, ctx.lockWaitMs, (h, ms) =>
+        log.info(describeWait(`guest ${g.vmid}`, h, ms)),
+      ),
+    ),
   );
   try {
     for (const [i, r] of runs.entries()) {

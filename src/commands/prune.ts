@@ -9,6 +9,7 @@ import {
   DEFAULT_LOCK_WAIT_SECONDS,
   datasetLockName,
   describeHolder,
+  describeWait,
   receiveLockName,
 } from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
@@ -337,6 +338,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
           [datasetLockName(o.plan.dataset), receiveLockName(o.plan.dataset)],
           `prune ${o.plan.dataset}`,
           (opts.lockWait ?? DEFAULT_LOCK_WAIT_SECONDS) * 1000,
+          (holder, ms) => log.info(describeWait(`${local.name}:${o.plan.dataset}`, holder, ms)),
         );
         if ('heldBy' in acquired) {
           o.error = `skipped: ${describeHolder(acquired.heldBy)} is working on it; nothing destroyed, the next prune will`;

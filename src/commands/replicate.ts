@@ -6,7 +6,7 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
-import { acquire, datasetLockName, describeHolder } from '../lock/lock.ts';
+import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/lock.ts';
 import { describeConflict } from '../plan/diff.ts';
 import { forEachLimited } from '../pool.ts';
 import { copyMetadata } from '../replicate/metadata.ts';
@@ -133,7 +133,12 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
       // The lock lives on this host, so it is named after this host's side of the pair.
       const lockName = opts.pull ? targetName : d.name;
-      const acquired = await acquire(datasetLockName(lockName), `replicate ${d.name}`, opts.lockWait * 1000);
+      const acquired = await acquire(
+        datasetLockName(lockName),
+        `replicate ${d.name}`,
+        opts.lockWait * 1000,
+        (h, ms) => log.info(describeWait(lockName, h, ms)),
+      );
       if ('heldBy' in acquired) {
         const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
         log.warn(error);

@@ -94,20 +94,25 @@ function tryAcquire(path: string, command: string): Lock | LockHolder {
   return { pid: 0, command: 'unknown (lock keeps changing)', since: '' };
 }
 
+/** Told once, when a lock is found held and the wait for it begins (a run that waits says so). */
+export type OnWait = (holder: LockHolder, waitMs: number) => void;
+
 /** Takes the lock named name, waiting up to waitMs; returns who holds it when it cannot. */
 export async function acquire(
   name: string,
   command: string,
   waitMs: number,
+  onWait?: OnWait,
 ): Promise<{ lock: Lock } | { heldBy: LockHolder }> {
   const dir = lockDir();
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const path = join(dir, lockFileName(name));
   const deadline = Date.now() + waitMs;
-  for (;;) {
+  for (let first = true; ; first = false) {
     const r = tryAcquire(path, command);
     if ('release' in r) return { lock: r };
     if (Date.now() >= deadline) return { heldBy: r };
+    if (first) onWait?.(r, deadline - Date.now());
     await sleep(Math.min(1000, Math.max(50, deadline - Date.now())));
   }
 }
@@ -117,6 +122,7 @@ export async function acquireAll(
   names: readonly string[],
   command: string,
   waitMs: number,
+  onWait?: OnWait,
 ): Promise<{ lock: Lock } | { heldBy: LockHolder }> {
   const deadline = Date.now() + waitMs;
   const taken: Lock[] = [];
@@ -124,7 +130,7 @@ export async function acquireAll(
     for (const l of taken.reverse()) l.release();
   };
   for (const name of names) {
-    const r = await acquire(name, command, Math.max(0, deadline - Date.now()));
+    const r = await acquire(name, command, Math.max(0, deadline - Date.now()), onWait);
     if ('heldBy' in r) {
       releaseAll();
       return r;
@@ -136,4 +142,9 @@ export async function acquireAll(
 
 export function describeHolder(h: LockHolder): string {
   return h.pid ? `zbm pid ${h.pid} (${h.command}, since ${h.since})` : h.command;
+}
+
+/** The notice of a run that waits for a lock: what it waits for, for whom, and how long at most. */
+export function describeWait(subject: string, h: LockHolder, waitMs: number): string {
+  return `${subject}: waiting up to ${Math.ceil(waitMs / 1000)} s for ${describeHolder(h)} to finish`;
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { acquire, acquireAll, describeHolder } from '../../src/lock/lock.ts';
+import { acquire, acquireAll, describeHolder, describeWait } from '../../src/lock/lock.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'zbm-lock-'));
 const holderFile = (name: string, pid: number) =>
@@ -40,12 +40,18 @@ describe('locks', () => {
   it('gets the lock as soon as the holder releases it', async () => {
     holderFile('dataset-main_x', zbmLike.pid ?? 0);
     const started = Date.now();
-    const waiting = acquire('dataset-main_x', 'prune main/x', 5000);
+    const notices: string[] = [];
+    const waiting = acquire('dataset-main_x', 'prune main/x', 5000, (h, ms) =>
+      notices.push(describeWait('main/x', h, ms)),
+    );
     // The other run finishes: its release removes the file.
     setTimeout(() => rmSync(join(dir, 'dataset-main_x.lock')), 300);
     const r = await waiting;
     assert.ok('lock' in r);
     assert.ok(Date.now() - started >= 300, 'it waited for the holder');
+    assert.deepEqual(notices, [
+      `main/x: waiting up to 5 s for zbm pid ${zbmLike.pid} (backup-pve 100, since 2026-11-26T10:00:00Z) to finish`,
+    ]);
     r.lock.release();
     assert.deepEqual(
       readdirSync(dir).filter((f) => f.startsWith('dataset-')),
