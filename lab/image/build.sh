@@ -59,12 +59,15 @@ NODE_BIN=$(readlink -f "$NODE_BIN")
 
 # --- recipe hash ---------------------------------------------------------------
 # File names and contents under image/ and guest/ (this script included) plus the
-# node version: any change gives a new cache directory, never a stale image.
+# node version: any change gives a new cache directory, never a stale image. The
+# lab's own scripts (guest/usr/local: lab-reset, the qm fake, the zfs and ssh
+# wrappers) are left out: vm.sh copies them into every VM it starts, so editing
+# them needs no rebuild.
 recipe_hash() {
     {
         "$NODE_BIN" --version
         cd "$LAB"
-        find image guest -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+        find image guest -type f ! -path 'guest/usr/local/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-16
 }
 HASH=$(recipe_hash)
