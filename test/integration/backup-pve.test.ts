@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
 import {
   holds,
+  it,
   killMidStream,
-  labAvailable,
   receivesDone,
   reset,
   sh,
+  suite,
   tree,
   vm,
   writeZvol,
@@ -59,7 +60,7 @@ function disk(gs: JsonGuest[], dataset: string): JsonDisk {
 const snapshotsOf = (names: string[], dataset: string) =>
   names.filter((n) => n.startsWith(`${dataset}@`)).map((n) => n.slice(dataset.length + 1));
 
-describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
+suite('backup-pve on real ZFS', 12, () => {
   before(async () => {
     await reset();
     await sh('touch /etc/lab/log-invocations');
@@ -206,20 +207,17 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
 
   it('resumes an interrupted transfer where it stopped, instead of starting over', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
-    // Killed mid-stream: 1 MiB/s for 3 s of an 8 MiB increment.
+    // Interrupted (Ctrl-C) once 1 MiB of the 8 MiB increment has arrived (1 MiB/s).
     const killed = await killMidStream(
       [...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'],
       'main/bak-zbm/vm-102-disk-0',
+      { signal: 'INT' },
     );
     assert.equal(killed.code, 130, killed.stderr);
     await receivesDone('zbm-dest');
     const token = (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim();
     assert.match(token, /^1-/, 'a partial receive was kept');
-    assert.equal(
-      (await vm('pgrep -f "zfs (send|receive)"')).stdout.trim(),
-      '',
-      'no zfs process outlived zbm',
-    );
+    assert.equal((await vm('pgrep -f "[z]fs (send|receive)"')).code, 1, 'no zfs process outlived zbm');
 
     const r = await zbm('pve1', [...ORIGINAL, '--vmid', '102', '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -235,7 +233,13 @@ describe('backup-pve on real ZFS', { skip: !labAvailable() }, () => {
 
   it('clears a stale resume token (its snapshot is gone) and continues from the common base, saying so', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
-    await killMidStream([...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0');
+    // The terminal it ran in went away (SIGHUP).
+    const hungUp = await killMidStream(
+      [...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'],
+      'main/bak-zbm/vm-102-disk-0',
+      { signal: 'HUP' },
+    );
+    assert.equal(hungUp.code, 130, hungUp.stderr);
     await receivesDone('zbm-dest');
     assert.match(
       (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),

@@ -3,16 +3,22 @@
  * while replicate sends, ssh killed mid-stream, the backup server away, an encrypted guest.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
 import {
+  clearFaults,
+  closeGate,
+  gateReached,
+  it,
   type LabHost,
-  labAvailable,
+  openGate,
   prop,
   receivesDone,
   reset,
   sh,
+  streamed,
+  suite,
   tree,
   vm,
   writeZvol,
@@ -33,27 +39,31 @@ const waitFor = (name: string) =>
   sh(
     `for i in $(seq 1800); do [ -s /tmp/${name}.rc ] && cat /tmp/${name}.rc && exit 0; sleep 0.2; done; exit 1`,
   );
-/** Waits until a receive into dataset runs on host. */
-const receiving = (dataset: string, host: LabHost = 'zbm-dest') =>
-  sh(
-    `for i in $(seq 600); do pgrep -f "[z]fs receive.* ${dataset}$" >/dev/null && exit 0; sleep 0.1; done; exit 1`,
-    host,
-  );
+/** Whether the background run `name` is still going. */
+const running = async (name: string) => (await vm(`test -e /tmp/${name}.rc`)).code === 1;
 
-describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip: !labAvailable() }, () => {
+suite('races, broken pipes, an absent server, encryption (real ZFS)', 12, () => {
   before(async () => {
     await reset();
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
   });
+  after(() => Promise.all([clearFaults('zbm-dest'), clearFaults('zbm-replica')]));
 
   it('a second backup of a guest being backed up waits, then skips naming the holder; the first completes', async () => {
-    // Long enough (about 30 s) for the second run to start up and reach the guest while it runs.
-    await writeZvol(`rpool/data/${DS}`, 16);
-    await background('first', [...BACKUP, '--bwlimit', '512K']);
-    await receiving(`main/bak-zbm/${DS}`);
-    const second = await zbm('pve1', [...BACKUP, '--lock-wait', '2']);
-    assert.equal(second.code, 1);
-    assert.match(second.stderr, /guest 102: skipped: zbm pid \d+ \(backup-pve/);
+    await writeZvol(`rpool/data/${DS}`, 1);
+    // The first run's receive is held at its start, so it is under way for as long as needed.
+    await closeGate('receive');
+    try {
+      await background('first', BACKUP);
+      await gateReached('receive');
+      const second = await zbm('pve1', [...BACKUP, '--lock-wait', '2']);
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /guest 102: waiting up to 2 s for zbm pid \d+ \(backup-pve of guest 102/);
+      assert.match(second.stderr, /guest 102: skipped: zbm pid \d+ \(backup-pve/);
+      assert.ok(await running('first'));
+    } finally {
+      await openGate('receive');
+    }
     assert.equal((await waitFor('first')).trim(), '0', await sh('cat /tmp/first.err'));
     assert.equal((await snapsOf(`main/bak-zbm/${DS}`)).length, 2);
   });
@@ -62,9 +72,8 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
     const dest = `main/bak-zbm/${DS}`;
     const before = await snapsOf(dest);
     assert.ok(before.length >= 2, 'an older backup that a prune keeping one would destroy');
-    await writeZvol(`rpool/data/${DS}`, 8, 2);
-    await background('node', [...BACKUP, '--bwlimit', '512K']);
-    await receiving(dest);
+    await writeZvol(`rpool/data/${DS}`, 1, 2);
+    await closeGate('receive');
     const prune = [
       'prune',
       '--local-zfs-root',
@@ -75,12 +84,19 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
       '1',
       '-y',
     ];
-    const during = await zbm('zbm-dest', [...prune, '--lock-wait', '2']);
-    assert.equal(during.code, 1, during.stderr);
-    assert.match(
-      during.stderr,
-      new RegExp(`${dest}: skipped: zbm pid \\d+ \\(backup-pve into ${dest} \\(zbm pid \\d+ on pve1\\)`),
-    );
+    try {
+      await background('node', BACKUP);
+      await gateReached('receive');
+      const during = await zbm('zbm-dest', [...prune, '--lock-wait', '2']);
+      assert.equal(during.code, 1, during.stderr);
+      assert.match(
+        during.stderr,
+        new RegExp(`${dest}: skipped: zbm pid \\d+ \\(backup-pve into ${dest} \\(zbm pid \\d+ on pve1\\)`),
+      );
+      assert.deepEqual(await snapsOf(dest), before, 'nothing destroyed during the receive');
+    } finally {
+      await openGate('receive');
+    }
     assert.equal((await waitFor('node')).trim(), '0', await sh('cat /tmp/node.err'));
     const afterBackup = await snapsOf(dest);
     assert.deepEqual(afterBackup.slice(0, before.length), before, 'nothing destroyed during the receive');
@@ -90,18 +106,43 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
   });
 
   it('during a replicate of a dataset, a backup into it goes on, a prune waits; the chain stays whole', async () => {
+    // Two replicated backups, so that the older one is the prune's to destroy (the newer one is
+    // the base in common with the replica).
     assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
-    await writeZvol(`rpool/data/${DS}`, 4, 4);
+    const [oldest] = await snapsOf(`main/bak-zbm/${DS}`);
+    await writeZvol(`rpool/data/${DS}`, 1, 4);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
-    await background('repl', [...REPLICATE, '--bwlimit', '64K']);
-    await receiving(`main/bak-zbm/${DS}`, 'zbm-replica');
-    // A node's backup into the dataset replicate sends from does not wait for it (different locks).
-    const backup = await zbm('pve1', [...BACKUP, '--lock-wait', '1']);
-    assert.equal(backup.code, 0, backup.stderr);
-    assert.equal((await vm('test -s /tmp/repl.rc')).code, 1, 'replicate was still sending meanwhile');
-    const pruned = await zbm('zbm-dest', [...PRUNE_DEST, '--lock-wait', '300']);
-    assert.equal(pruned.code, 0, pruned.stderr);
+    assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
+    await writeZvol(`rpool/data/${DS}`, 1, 5);
+    assert.equal((await zbm('pve1', BACKUP)).code, 0);
+    // The replica's receive is held at its start: replicate sends from main/bak-zbm/vm-102-disk-0
+    // for as long as this test needs.
+    await closeGate('receive', 'zbm-replica');
+    try {
+      await background('repl', REPLICATE);
+      await gateReached('receive', 'zbm-replica');
+      // A node's backup into the dataset replicate sends from does not wait for it (different locks).
+      const backup = await zbm('pve1', [...BACKUP, '--lock-wait', '1']);
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.ok(await running('repl'), 'replicate was still sending meanwhile');
+      await background('prune', [...PRUNE_DEST, '--lock-wait', '300']);
+      await sh(
+        `for i in $(seq 1200); do grep -q 'waiting up to' /tmp/prune.err && exit 0; [ -e /tmp/prune.rc ] && break; sleep 0.1; done; cat /tmp/prune.err >&2; exit 1`,
+      );
+      assert.match(
+        await sh('cat /tmp/prune.err'),
+        new RegExp(
+          `main/bak-zbm/${DS}: waiting up to 300 s for zbm pid \\d+ \\(replicate main/bak-zbm/${DS}, since`,
+        ),
+      );
+      assert.ok(await running('prune'), 'prune waits for the replicate');
+      assert.ok((await snapsOf(`main/bak-zbm/${DS}`)).includes(oldest ?? '-'), 'nothing destroyed meanwhile');
+    } finally {
+      await openGate('receive', 'zbm-replica');
+    }
     assert.equal((await waitFor('repl')).trim(), '0', await sh('cat /tmp/repl.err'));
+    assert.equal((await waitFor('prune')).trim(), '0', await sh('cat /tmp/prune.err'));
+    assert.ok(!(await snapsOf(`main/bak-zbm/${DS}`)).includes(oldest ?? '-'), 'then the prune did its work');
     // The backup made during the replicate goes with the next one, incrementally.
     const next = await zbm('zbm-dest', [...REPLICATE, '--json']);
     assert.equal(next.code, 0, next.stderr);
@@ -116,8 +157,9 @@ describe('races, broken pipes, an absent server, encryption (real ZFS)', { skip:
   it('ssh killed mid-stream: an error naming the host and the disk, no process left, the next run resumes', async () => {
     await writeZvol(`rpool/data/${DS}`, 6, 8);
     await background('cut', [...BACKUP, '--bwlimit', '1M']);
-    await receiving(`main/bak-zbm/${DS}`);
-    await sh('sleep 2; pkill -f "[s]sh .*zbm-dest.*zfs receive"');
+    await sh(
+      `for i in $(seq 1200); do ${streamed(`main/bak-zbm/${DS}`)} && break; sleep 0.1; done; pkill -KILL -f "[s]sh .*zbm-dest.*zfs receive"`,
+    );
     assert.equal((await waitFor('cut')).trim(), '1');
     const err = await sh('cat /tmp/cut.err');
     assert.match(err, /zbm-dest/);

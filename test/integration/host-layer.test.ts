@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before } from 'node:test';
 import { pipe } from '../../src/host/pipe.ts';
 import { run } from '../../src/host/process.ts';
 import { SshHost } from '../../src/host/ssh.ts';
 import { receiveArgv, sendArgv } from '../../src/zfs/argv.ts';
 import { Zfs } from '../../src/zfs/zfs.ts';
-import { labAvailable, reset, sh, tree, vm, zvolHash } from '../lab/lab.ts';
+import { it, reset, sh, suite, tree, vm, zvolHash } from '../lab/lab.ts';
 import { hostileStrings } from '../support/hostile.ts';
 
 /**
@@ -27,7 +27,7 @@ function labHost(): SshHost {
   });
 }
 
-describe('host and ZFS layers against real OpenZFS', { skip: !labAvailable() }, () => {
+suite('host and ZFS layers against real OpenZFS', 5, () => {
   let a: SshHost;
   let b: SshHost;
   before(async () => {

@@ -4,35 +4,30 @@
  * no process left behind, and the next ordinary run converges (exit 0, incremental, both sides on
  * the same newest snapshot with the same guid, exactly one zbm hold per side, no partial receive).
  *
- * A phase is reached through a zfs wrapper that marks and slows the zfs subcommand named in
- * /etc/lab/slow-zfs, or by waiting for the receive of a rate-limited stream.
+ * A phase is reached through the lab's zfs wrapper, which marks and slows the zfs subcommand named
+ * in /etc/lab/zfs-slow, or once a rate-limited stream has been partly received.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before } from 'node:test';
+import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
 import {
+  clearFaults,
   holds,
+  it,
   type LabHost,
-  labAvailable,
   on,
   prop,
+  qmLog,
   receivesDone,
   reset,
   sh,
+  streamed,
+  suite,
   tree,
-  unwrapZfs,
-  wrapZfs,
   writeZvol,
   zbm,
 } from '../lab/lab.ts';
-
-const WRAPPER = `#!/bin/sh
-if [ -e /etc/lab/slow-zfs ] && [ "$1" = "$(cat /etc/lab/slow-zfs)" ]; then
-  mkdir -p /run/lab && touch "/run/lab/reached-$1"
-  sleep 2
-fi
-exec /usr/local/sbin/zfs.lab "$@"
-`;
 
 const GUEST_DS = 'vm-102-disk-0';
 const NODE = `rpool/data/${GUEST_DS}`;
@@ -41,59 +36,98 @@ const BACKUP = [...BACKUP_PVE, '--vmid', '102'];
 const NODE_TAG = 'zbm-base:pve:zbm-dest';
 const REPLICA_TAG = 'zbm-base:pve1:zbm-replica';
 
-/** Runs zbm on host, SIGKILLs it once condition (sh) holds and delay seconds passed; its exit code. */
-async function killAt(host: LabHost, args: readonly string[], condition: string, delay = 0): Promise<number> {
+/** Runs zbm on host, SIGKILLs it as soon as condition (sh) holds; its exit code. */
+async function killAt(host: LabHost, args: readonly string[], condition: string): Promise<number> {
   const script = `rm -f /run/lab/reached-*; zbm "$@" >/tmp/killed.out 2>/tmp/killed.err & pid=$!
 for i in $(seq 1200); do eval "$C" && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
-sleep "$D"; kill -KILL $pid 2>/dev/null; wait $pid`;
-  const r = await on(host, ['env', `C=${condition}`, `D=${delay}`, 'sh', '-c', script, 'zbm-kill', ...args]);
+kill -KILL $pid 2>/dev/null; wait $pid`;
+  const r = await on(host, ['env', `C=${condition}`, 'sh', '-c', script, 'zbm-kill', ...args]);
   return r.code;
 }
 
 const reached = (subcommand: string) => `[ -e /run/lab/reached-${subcommand} ]`;
-/** The receive itself runs (not only the ssh that carries it), on the main VM or on the replica. */
-const receiving = (dataset: string, on: LabHost = 'zbm-dest') => {
-  const pgrep = `pgrep -f '^/usr/sbin/zfs receive .*${dataset}$' >/dev/null`;
-  return on === 'zbm-replica' ? `ssh zbm-replica "${pgrep}"` : pgrep;
-};
 
-/** Processes a killed zbm leaves end by themselves once their pipes close (within two minutes on a loaded lab). */
-async function nothingLeft(): Promise<void> {
+/** The watchdog of guest 100 may still be waiting while other guests' cases run. */
+const WATCHDOG_100 = 'zbm-thaw-watchdog [0-9]* 100$';
+
+/**
+ * Processes a killed zbm leaves end by themselves once their pipes close (within two minutes on a
+ * loaded lab). `except` names a process that is expected to still run.
+ */
+async function nothingLeft(except = 'no process has this name'): Promise<void> {
   for (const host of ['pve1', 'zbm-replica'] as const) {
     await receivesDone(host);
     const left = await sh(
-      `p='[z]fs (send|receive|snapshot|hold|release|bookmark|destroy)|[s]sh .*zfs|[z]bm-thaw-watchdog'
-      for i in $(seq 1200); do pgrep -f "$p" >/dev/null || exit 0; sleep 0.1; done; pgrep -af "$p"`,
+      `p='[z]fs (send|receive|snapshot|hold|release|bookmark|destroy|program)|[s]sh .*zfs|[z]bm-thaw-watchdog|[z]bm-lock'
+      left() { pgrep -af "$p" | grep -v -- ${shellJoin([except])}; }
+      for i in $(seq 1200); do left >/dev/null || exit 0; sleep 0.1; done; left`,
       host,
     );
     assert.equal(left.trim(), '', `processes left behind on ${host}`);
   }
 }
 
-const newest = async (ds: string, host: LabHost) =>
-  (await tree(ds, host)).filter((n) => n.includes('@')).at(-1);
-const zbmHolds = async (ds: string, host: LabHost) =>
-  (await holds(ds, host)).filter((h) => h.split('\t')[1]?.startsWith('zbm-'));
+interface Snap {
+  readonly name: string;
+  readonly guid: string;
+}
 
-/** The two sides share their newest snapshot (same guid), which alone carries the pair's hold. */
-async function converged(
-  source: { ds: string; host: LabHost },
-  target: { ds: string; host: LabHost },
-  tag: string,
-): Promise<void> {
-  const [s, t] = [await newest(source.ds, source.host), await newest(target.ds, target.host)];
-  assert.ok(s && t);
-  assert.equal(t.split('@')[1], s.split('@')[1], 'the target has the source newest snapshot');
-  assert.equal(await prop(t, 'guid', target.host), await prop(s, 'guid', source.host));
-  assert.deepEqual(
-    (await zbmHolds(source.ds, source.host)).filter((h) => h.endsWith(`\t${tag}`)),
-    [`${s}\t${tag}`],
+async function snapshots(ds: string, host: LabHost): Promise<Snap[]> {
+  const out = await sh(
+    shellJoin(['zfs', 'list', '-H', '-p', '-t', 'snapshot', '-o', 'name,guid', '-s', 'createtxg', ds]),
+    host,
   );
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name = '', guid = ''] = l.split('\t');
+      return { name, guid };
+    });
+}
+
+/** The newest snapshot of `of` whose guid `on` has too. */
+function newestCommon(of: readonly Snap[], on: readonly Snap[]): Snap | undefined {
+  const guids = new Set(on.map((s) => s.guid));
+  return of.filter((s) => guids.has(s.guid)).at(-1);
+}
+
+/**
+ * The three tiers of guest 102's disk agree, as an admin would check after a failure: the backup
+ * server has the node's newest zbm snapshot (same guid); the replica holds nothing the backup server
+ * lacks; every hold on every tier is exactly the one base of each pair (no leaked hold, whatever
+ * its tag); no partial receive is left anywhere.
+ */
+async function converged(): Promise<void> {
+  const [node, dest, replica] = await Promise.all([
+    snapshots(NODE, 'pve1'),
+    snapshots(DEST, 'zbm-dest'),
+    snapshots(DEST, 'zbm-replica'),
+  ]);
+  const newestNode = node.filter((s) => s.name.includes('@bak-zbm-')).at(-1);
+  assert.ok(newestNode, 'the node keeps its newest zbm snapshot');
+  const newestDest = dest.at(-1);
+  assert.equal(newestDest?.name.split('@')[1], newestNode.name.split('@')[1], 'the backup has the newest');
+  assert.equal(newestDest?.guid, newestNode.guid);
+  const replicated = newestCommon(dest, replica);
+  assert.ok(replicated, 'the replica shares a snapshot with the backup server');
+  assert.equal(replica.at(-1)?.guid, replicated.guid, 'the replica has nothing the backup server lacks');
+  const short = (s: Snap) => s.name.split('@')[1];
+  assert.deepEqual(await holds(NODE, 'pve1'), [`${newestNode.name}\t${NODE_TAG}`]);
   assert.deepEqual(
-    (await zbmHolds(target.ds, target.host)).filter((h) => h.endsWith(`\t${tag}`)),
-    [`${t}\t${tag}`],
+    await holds(DEST, 'zbm-dest'),
+    [`${DEST}@${short(newestNode)}\t${NODE_TAG}`, `${DEST}@${short(replicated)}\t${REPLICA_TAG}`].sort(),
   );
-  assert.equal(await prop(target.ds, 'receive_resume_token', target.host), '-', 'no partial receive left');
+  assert.deepEqual(await holds(DEST, 'zbm-replica'), [`${DEST}@${short(replicated)}\t${REPLICA_TAG}`]);
+  for (const host of ['zbm-dest', 'zbm-replica'] as const)
+    assert.equal(await prop(DEST, 'receive_resume_token', host), '-', `no partial receive left on ${host}`);
+}
+
+/** The replica is on the backup server's newest snapshot (then `converged` holds its base there). */
+async function replicaCaughtUp(): Promise<void> {
+  const [dest, replica] = await Promise.all([snapshots(DEST, 'zbm-dest'), snapshots(DEST, 'zbm-replica')]);
+  assert.equal(replica.at(-1)?.guid, dest.at(-1)?.guid, 'the replica has the newest backup');
 }
 
 /** The ordinary run after the kill: exit 0, and no full send (the chain held). */
@@ -104,58 +138,68 @@ async function rerun(host: LabHost, args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-const backupConverged = () => converged({ ds: NODE, host: 'pve1' }, { ds: DEST, host: 'zbm-dest' }, NODE_TAG);
-const replicaConverged = () =>
-  converged({ ds: DEST, host: 'zbm-dest' }, { ds: DEST, host: 'zbm-replica' }, REPLICA_TAG);
-
-describe('SIGKILL at each phase, then the next run converges (real ZFS)', { skip: !labAvailable() }, () => {
+suite('SIGKILL at each phase, then the next run converges (real ZFS)', 20, () => {
   before(async () => {
     await reset();
-    await wrapZfs(WRAPPER);
     assert.equal((await zbm('pve1', BACKUP)).code, 0);
     assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
   });
-  after(async () => {
-    await sh('rm -f /etc/lab/slow-zfs');
-    await unwrapZfs();
+  after(() => clearFaults());
+
+  // The watchdog's minute runs while the cases of guest 102 below go on; its own test comes after.
+  it('backup-pve killed while guest 100 is frozen: it stays frozen for now, and nothing else of it runs', async () => {
+    await sh('echo snapshot > /etc/lab/zfs-slow');
+    try {
+      const code = await killAt('pve1', [...BACKUP_PVE, '--vmid', '100'], '[ -e /run/lab/frozen/100 ]');
+      assert.equal(code, 137);
+    } finally {
+      await sh('rm -f /etc/lab/zfs-slow');
+    }
+    await sh('test -e /run/lab/frozen/100');
+    await nothingLeft(WATCHDOG_100);
+    assert.match(await sh('pgrep -af "[z]bm-thaw-watchdog"'), /zbm-thaw-watchdog 60 100$/m);
   });
 
   for (const phase of ['snapshot', 'hold', 'release', 'program', 'destroy']) {
     it(`backup-pve killed at zfs ${phase}`, async () => {
       await writeZvol(NODE, 1);
-      await sh(`echo ${phase} > /etc/lab/slow-zfs`);
+      await sh(`echo ${phase} > /etc/lab/zfs-slow`);
       try {
-        assert.equal(await killAt('pve1', BACKUP, reached(phase), 0.5), 137);
+        assert.equal(await killAt('pve1', BACKUP, reached(phase)), 137);
       } finally {
-        await sh('rm -f /etc/lab/slow-zfs');
+        await sh('rm -f /etc/lab/zfs-slow');
       }
-      await nothingLeft();
+      await nothingLeft(WATCHDOG_100);
       await rerun('pve1', BACKUP);
-      await backupConverged();
+      await converged();
     });
   }
 
   it('backup-pve killed mid-stream: the next run resumes the transfer', async () => {
     await writeZvol(NODE, 4, 4);
-    assert.equal(await killAt('pve1', [...BACKUP, '--bwlimit', '512K'], receiving(DEST), 2), 137);
-    await nothingLeft();
+    assert.equal(await killAt('pve1', [...BACKUP, '--bwlimit', '512K'], streamed(DEST)), 137);
+    await nothingLeft(WATCHDOG_100);
     assert.notEqual(await prop(DEST, 'receive_resume_token'), '-', 'the cut transfer left a resumable state');
     assert.match(await rerun('pve1', BACKUP), /"resumed": "resumed"/);
-    await backupConverged();
+    await converged();
   });
 
-  it('backup-pve killed while the guest is frozen: the watchdog thaws it without any other run', async () => {
-    await sh('echo snapshot > /etc/lab/slow-zfs');
-    try {
-      const code = await killAt('pve1', [...BACKUP_PVE, '--vmid', '100'], '[ -e /run/lab/frozen/100 ]', 0.5);
-      assert.equal(code, 137);
-    } finally {
-      await sh('rm -f /etc/lab/slow-zfs');
-    }
+  it('the watchdog thawed guest 100 60 s after the freeze, with no other run; its next backup is normal', async () => {
     const thawed = await sh(
       'for i in $(seq 1200); do [ -e /run/lab/frozen/100 ] || { echo thawed; exit 0; }; sleep 0.1; done; echo frozen',
     );
     assert.equal(thawed.trim(), 'thawed', 'thawed within two minutes of the kill');
+    const calls = (await qmLog()).filter((l) => l.split(' ')[1] === '100');
+    assert.deepEqual(
+      calls.map((l) => l.split(' ').slice(2).join(' ')),
+      ['ping ok', 'fsfreeze-freeze 2', 'fsfreeze-thaw 2'],
+      'pinged and frozen by the killed run, thawed once by its watchdog',
+    );
+    const [frozenAt, thawedAt] = [Number(calls[1]?.split(' ')[0]), Number(calls[2]?.split(' ')[0])];
+    assert.ok(
+      Math.abs(thawedAt - frozenAt - 60) <= 3,
+      `thawed ${(thawedAt - frozenAt).toFixed(1)} s after the freeze`,
+    );
     await nothingLeft();
     const r = await zbm('pve1', [...BACKUP_PVE, '--vmid', '100']);
     assert.equal(r.code, 0, r.stderr);
@@ -163,30 +207,27 @@ describe('SIGKILL at each phase, then the next run converges (real ZFS)', { skip
   });
 
   it('replicate killed mid-stream, then its ssh killed mid-stream: each next run resumes', async () => {
-    // One increment to send, so that the cut lands inside it and not between two small ones (guest
-    // 100's disks, new since the frozen case, go in full here).
+    // One increment to send, so that the cut lands inside it and not between two small ones.
     assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
     await writeZvol(NODE, 6);
     await rerun('pve1', BACKUP);
-    assert.equal(
-      await killAt('zbm-dest', [...REPLICATE, '--bwlimit', '512K'], receiving(DEST, 'zbm-replica'), 4),
-      137,
-    );
+    assert.equal(await killAt('zbm-dest', [...REPLICATE, '--bwlimit', '512K'], streamed(DEST)), 137);
     await nothingLeft();
     assert.notEqual(await prop(DEST, 'receive_resume_token', 'zbm-replica'), '-');
     assert.match(await rerun('zbm-dest', REPLICATE), /"resumed": "resumed"/);
-    await replicaConverged();
+    await replicaCaughtUp();
+    await converged();
 
     await writeZvol(NODE, 6, 8);
     await rerun('pve1', BACKUP);
     const cut = await on('zbm-dest', [
       'env',
-      `C=${receiving(DEST, 'zbm-replica')}`,
+      `C=${streamed(DEST)}`,
       'sh',
       '-c',
       `zbm "$@" >/dev/null 2>&1 & pid=$!
 for i in $(seq 1200); do eval "$C" && break; sleep 0.05; done
-sleep 3; pkill -KILL -f "[s]sh -o BatchMode=yes .*zbm-replica .*zfs receive"; wait $pid`,
+pkill -KILL -f "[s]sh -o BatchMode=yes .*zbm-replica .*zfs receive"; wait $pid`,
       'zbm-cut',
       ...REPLICATE,
       '--bwlimit',
@@ -196,21 +237,23 @@ sleep 3; pkill -KILL -f "[s]sh -o BatchMode=yes .*zbm-replica .*zfs receive"; wa
     await nothingLeft();
     assert.notEqual(await prop(DEST, 'receive_resume_token', 'zbm-replica'), '-');
     assert.match(await rerun('zbm-dest', REPLICATE), /"resumed": "resumed"/);
-    await replicaConverged();
+    await replicaCaughtUp();
+    await converged();
   });
 
   it('replicate killed at zfs hold: the next run leaves one hold per side', async () => {
     await writeZvol(NODE, 1);
     await rerun('pve1', BACKUP);
-    await sh('echo hold > /etc/lab/slow-zfs');
+    await sh('echo hold > /etc/lab/zfs-slow');
     try {
-      assert.equal(await killAt('zbm-dest', REPLICATE, reached('hold'), 0.5), 137);
+      assert.equal(await killAt('zbm-dest', REPLICATE, reached('hold')), 137);
     } finally {
-      await sh('rm -f /etc/lab/slow-zfs');
+      await sh('rm -f /etc/lab/zfs-slow');
     }
     await nothingLeft();
     await rerun('zbm-dest', REPLICATE);
-    await replicaConverged();
+    await replicaCaughtUp();
+    await converged();
   });
 
   it('prune killed at zfs destroy: nothing it had to keep is gone, and the next prune finishes', async () => {
@@ -219,22 +262,25 @@ sleep 3; pkill -KILL -f "[s]sh -o BatchMode=yes .*zbm-replica .*zfs receive"; wa
       await rerun('pve1', BACKUP);
     }
     await rerun('zbm-dest', REPLICATE);
-    const [before, keptByReplica] = [await tree(DEST), await newest(DEST, 'zbm-replica')];
-    await sh('echo destroy > /etc/lab/slow-zfs');
+    const [before, keptByReplica] = [await tree(DEST), (await snapshots(DEST, 'zbm-replica')).at(-1)];
+    await sh('echo destroy > /etc/lab/zfs-slow');
     try {
-      assert.equal(await killAt('zbm-dest', PRUNE_DEST, reached('destroy'), 0.5), 137);
+      assert.equal(await killAt('zbm-dest', PRUNE_DEST, reached('destroy')), 137);
     } finally {
-      await sh('rm -f /etc/lab/slow-zfs');
+      await sh('rm -f /etc/lab/zfs-slow');
     }
     await nothingLeft();
     const r = await zbm('zbm-dest', PRUNE_DEST);
     assert.equal(r.code, 0, r.stderr);
     const afterPrune = await tree(DEST);
     assert.ok(afterPrune.length < before.length, 'the prune did its work');
-    assert.ok(afterPrune.includes(keptByReplica ?? ''), 'the snapshot in common with the replica is kept');
-    await backupConverged();
-    await replicaConverged();
+    assert.ok(
+      afterPrune.includes(keptByReplica?.name ?? '-'),
+      'the snapshot in common with the replica is kept',
+    );
+    await converged();
     await rerun('pve1', BACKUP);
     await rerun('zbm-dest', REPLICATE);
+    await converged();
   });
 });

@@ -4,9 +4,9 @@
  * `zbm install-timers` makes, triggered the way systemd triggers them.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { labAvailable, reset, sh, vm, zbm } from '../lab/lab.ts';
+import { it, reset, sh, suite, vm, zbm } from '../lab/lab.ts';
 
 const CONFIG = `# zbm jobs of the lab's node pve1
 defaults:
@@ -35,9 +35,7 @@ const destSnapshots = async () =>
     .split('\n')
     .filter(Boolean);
 
-describe('config file, zbm run and systemd timers (real ZFS, real systemd)', {
-  skip: !labAvailable(),
-}, () => {
+suite('config file, zbm run and systemd timers (real ZFS, real systemd)', 6, () => {
   before(async () => {
     await reset();
     await sh('mkdir -p /etc/zbm && cat > /etc/zbm/zbm.yaml', 'pve1', CONFIG);
@@ -90,7 +88,9 @@ describe('config file, zbm run and systemd timers (real ZFS, real systemd)', {
     // What the timer does when it elapses: start the service (twice, the second while the first runs).
     const before = (await destSnapshots()).length;
     await sh(
-      'sleep 1; systemctl start --no-block zbm-backup.service; sleep 1; systemctl start zbm-backup.service',
+      `sleep 1; systemctl start --no-block zbm-backup.service
+      until [ "$(systemctl show -p ActiveState --value zbm-backup.service)" = activating ]; do sleep 0.1; done
+      systemctl start zbm-backup.service`,
       'pve1',
     );
     assert.equal((await sh('systemctl show -p Result --value zbm-backup.service', 'pve1')).trim(), 'success');

@@ -6,15 +6,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE, PRUNE_DEST, REPLICATE, verifyCommand } from '../lab/commands.ts';
-import { labAvailable, reset, sh, vm } from '../lab/lab.ts';
+import { holds, it, reset, sh, suite, tree, vm } from '../lab/lab.ts';
 
 const ZBM = '/usr/bin/zbm';
 const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
 
-describe('the .deb package (real dpkg, systemd and ZFS)', { skip: !labAvailable() }, () => {
+suite('the .deb package (real dpkg, systemd and ZFS)', 8, () => {
   before(async () => {
     await reset();
     const deb = execFileSync('bash', ['scripts/build-deb.sh'], {
@@ -49,6 +49,36 @@ describe('the .deb package (real dpkg, systemd and ZFS)', { skip: !labAvailable(
       const r = await vm(shellJoin([ZBM, ...args]));
       assert.equal(r.code, 0, `${args[0]}: ${r.stderr}`);
     }
+    // What the workflow left, as an admin would look: one backup on every tier, the node's base
+    // snapshot bookmarked, every base held by its pair, the config and manifest on both servers.
+    const [snap] = (await tree('main/bak-zbm/subvol-104-disk-0'))
+      .filter((n) => n.includes('@'))
+      .map((n) => n.split('@')[1]);
+    assert.match(snap ?? '', /^bak-zbm-\d{8}T\d{6}Z$/);
+    const node = 'rpool/data/subvol-104-disk-0';
+    assert.deepEqual(
+      (await tree(node)).filter((n) => n.includes('bak-zbm-')),
+      [`${node}#${snap}`, `${node}@${snap}`],
+    );
+    for (const host of ['zbm-dest', 'zbm-replica'] as const) {
+      assert.deepEqual(
+        await tree('main/bak-zbm', host),
+        ['main/bak-zbm', 'main/bak-zbm/subvol-104-disk-0', `main/bak-zbm/subvol-104-disk-0@${snap}`],
+        host,
+      );
+      assert.equal(
+        await sh('cd /root/backups_metadata && find . -type f | sort', host),
+        `./104/${snap}.conf\n./104/${snap}.json\n`,
+        host,
+      );
+    }
+    assert.deepEqual(await holds(node, 'pve1'), [`${node}@${snap}\tzbm-base:pve:zbm-dest`]);
+    const ds = `main/bak-zbm/subvol-104-disk-0@${snap}`;
+    assert.deepEqual(await holds('main/bak-zbm'), [
+      `${ds}\tzbm-base:pve1:zbm-replica`,
+      `${ds}\tzbm-base:pve:zbm-dest`,
+    ]);
+    assert.deepEqual(await holds('main/bak-zbm', 'zbm-replica'), [`${ds}\tzbm-base:pve1:zbm-replica`]);
   });
 
   it('upgrades keeping the timers, and a purge removes exactly what zbm made', async () => {

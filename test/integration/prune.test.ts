@@ -4,9 +4,9 @@
  * an unreachable next tier. Snapshot names carry past timestamps, which is what prune reads.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
-import { holds, labAvailable, reset, sh, tree, vm, zbm } from '../lab/lab.ts';
+import { holds, it, reset, sh, suite, tree, vm, zbm } from '../lab/lab.ts';
 
 const DS = 'main/bak-zbm/vm-100-disk-0';
 const META = '/root/backups_metadata';
@@ -54,7 +54,7 @@ async function metadataHours(): Promise<string[]> {
 const files = (hours: readonly number[]) =>
   hours.flatMap((h) => [`${snap(h)}.conf`, `${snap(h)}.json`]).sort();
 
-describe('prune on real ZFS', { skip: !labAvailable() }, () => {
+suite('prune on real ZFS', 6, () => {
   before(async () => {
     const poolGuid = async (host: 'zbm-dest' | 'zbm-replica') =>
       (await vm('zpool get -H -o value guid main', undefined, host)).stdout.trim();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { BACKUP_PVE, REPLICATE } from '../lab/commands.ts';
-import { holds, type LabHost, labAvailable, prop, reset, sh, tree, writeZvol, zbm } from '../lab/lab.ts';
+import { holds, it, type LabHost, prop, reset, sh, suite, tree, writeZvol, zbm } from '../lab/lab.ts';
 
 /** Two small guests keep this file quick: VM 102 (one zvol) and CT 104 (one file system). */
 const BACKUP = [...BACKUP_PVE, '--vmid', '102,104'];
@@ -26,9 +26,7 @@ async function snapshotGuids(root: string, host: LabHost): Promise<string[]> {
     .map((l) => l.slice(root.length));
 }
 
-describe('replicate: pull mode, several replicas, deleted guests, metadata placement (real ZFS)', {
-  skip: !labAvailable(),
-}, () => {
+suite('replicate: pull mode, several replicas, deleted guests, metadata placement (real ZFS)', 10, () => {
   before(async () => {
     await reset();
     await sh('rm -rf /root/pulled_metadata', 'zbm-replica');

@@ -4,15 +4,17 @@
  * destroy, roll back, overwrite or read outside its root, nor run anything else.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
 import {
   holds,
-  labAvailable,
+  it,
+  killMidStream,
   receivesDone,
   reset,
   sh,
+  suite,
   tree,
   vm,
   writeZvol,
@@ -27,7 +29,7 @@ const FORCED = 'zbm serve --root main/bak-zbm --metadata-dir /root/backups_metad
 /** Runs a command line through the restricted key, as a taken-over node could. */
 const attack = (line: string) => vm(shellJoin(['ssh', 'zbm-dest-ro', line]));
 
-describe('zbm serve: an append-only backup server (real ZFS, real sshd)', { skip: !labAvailable() }, () => {
+suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 12, () => {
   before(async () => {
     await reset();
     await sh(`set -e
@@ -55,13 +57,8 @@ describe('zbm serve: an append-only backup server (real ZFS, real sshd)', { skip
 
   it('an interrupted backup resumes through it', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 6, 2);
-    // Not killMidStream: it waits for the client's ssh, and here the receive starts only after
-    // zbm serve has started on the server.
-    const script = `zbm "$@" & pid=$!
-for i in $(seq 300); do pgrep -f "[z]fs receive -s -u -x mountpoint" >/dev/null && break; sleep 0.1; done
-sleep 2; kill -TERM $pid; wait $pid`;
-    const killed = await vm(shellJoin(['sh', '-c', script, 'zbm-kill', ...BACKUP, '--bwlimit', '1M']));
-    assert.notEqual(killed.code, 0);
+    const killed = await killMidStream([...BACKUP, '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0');
+    assert.equal(killed.code, 130, killed.stderr);
     await receivesDone('zbm-dest');
     assert.match(
       (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before } from 'node:test';
 import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
-import { labAvailable, type Result, reset, sh, tree, vm, zbm } from '../lab/lab.ts';
+import { it, prop, type Result, reset, sh, suite, tree, vm, zbm } from '../lab/lab.ts';
 
 /** The original design's verify command, word for word. */
 const VERIFY = verifyCommand(2);
@@ -120,9 +120,9 @@ interface Hook {
   type: string;
   body: string;
 }
+/** The requests the webhook receiver got since HOOK_LOG was last emptied (made empty, never removed). */
 async function hooks(): Promise<Hook[]> {
-  const r = await vm(`cat ${HOOK_LOG} 2>/dev/null`);
-  return r.stdout
+  return (await sh(`cat ${HOOK_LOG}`))
     .trim()
     .split('\n')
     .filter(Boolean)
@@ -151,7 +151,7 @@ const SENDMAIL_SCRIPT = `#!/bin/sh
 { echo "ARGS: $*"; cat; echo "--END--"; } >> ${MAIL_LOG}
 `;
 
-describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable() }, () => {
+suite('verify, alerts, metrics and status on real ZFS', 12, () => {
   let hookPid = '';
   let hadSendmail = false;
 
@@ -199,7 +199,11 @@ describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable
 
     // verify reads each snapshot's creation time from ZFS: with a 3.6 s limit, backups that are
     // more than 4 s old are stale.
-    await sh('sleep 4');
+    const newest = Number(
+      await sh('zfs list -H -p -t snapshot -o creation -s creation main/bak-zbm/vm-100-disk-0 | tail -n 1'),
+    );
+    assert.ok(newest > 0);
+    await sh(`while [ "$(date +%s)" -lt ${newest + 4} ]; do sleep 0.2; done`);
     const stale = await zbm('zbm-dest', [...VERIFY, '--max-age-hours', '0.001', '--json']);
     assert.equal(stale.code, 2, stale.stdout);
     assert.equal(checksOf(stale).state, 'CRITICAL');
@@ -251,7 +255,7 @@ describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable
     hadSendmail = (await vm(`test -e ${SENDMAIL}`)).code === 0;
     if (hadSendmail) await sh(`mv ${SENDMAIL} ${SENDMAIL}.zbm-test`);
     await sh(
-      `cat > ${SENDMAIL} && chmod 755 ${SENDMAIL} && rm -f ${MAIL_LOG} ${HOOK_LOG}`,
+      `cat > ${SENDMAIL} && chmod 755 ${SENDMAIL} && rm -f ${MAIL_LOG} && : > ${HOOK_LOG}`,
       'zbm-dest',
       SENDMAIL_SCRIPT,
     );
@@ -332,7 +336,7 @@ describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable
   });
 
   it('alerts: verify notifies a warning unless told to notify failures only; its metrics per dataset', async () => {
-    await sh(`rm -f ${HOOK_LOG}`);
+    await sh(`: > ${HOOK_LOG}`);
     const url = `http://127.0.0.1:${HOOK_PORT}/hook`;
     const quiet = await zbm('zbm-dest', [
       ...VERIFY,
@@ -383,10 +387,15 @@ describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable
     const rep = await zbm('zbm-dest', REPLICATE);
     assert.equal(rep.code, 0, rep.stderr);
     const replicated = (await tree('main/bak-zbm/vm-100-disk-0')).filter((n) => n.includes('@')).at(-1) ?? '';
+    const replicatedAt = Number(await prop(replicated, 'creation'));
+    // The next backup at least 30 s newer than the replicated one, so that a limit between the two
+    // ages tells them apart however fast the machine runs verify (under emulation, long past).
+    await sh(`while [ "$(date +%s)" -lt ${replicatedAt + 30} ]; do sleep 0.2; done`);
     const b = await zbm('pve1', [...BACKUP_PVE, '--vmid', '100']);
     assert.equal(b.code, 0, b.stderr);
     const newest = (await tree('main/bak-zbm/vm-100-disk-0')).filter((n) => n.includes('@')).at(-1) ?? '';
     assert.notEqual(newest, replicated);
+    const newestAt = Number(await prop(newest, 'creation'));
 
     const remote = ['--remote', 'zbm-replica', '--remote-zfs-root', 'main/bak-zbm'];
     const r = await zbm('zbm-dest', [...VERIFY, ...remote, '--json']);
@@ -403,10 +412,13 @@ describe('verify, alerts, metrics and status on real ZFS', { skip: !labAvailable
     assert.equal(lag.figures.common, replicated.split('@')[1]);
     const fresh = Number(check(r, 'main/bak-zbm/vm-100-disk-0').figures.age_seconds);
     const behind = Number(lag.figures.lag_seconds);
-    assert.ok(behind > fresh + 20, `lag ${behind} s, newest ${fresh} s old`);
+    // Both ages from one clock reading: the lag is exactly how much older the replicated backup is.
+    assert.equal(behind - fresh, newestAt - replicatedAt, `lag ${behind} s, newest ${fresh} s old`);
 
-    // A limit between the two: the backup is fresh, its copy on the replica is not.
-    const hours = ((fresh + behind) / 2 / 3600).toFixed(6);
+    // A limit between the two ages as they will be when verify runs: the backup is fresh, its copy
+    // on the replica is not.
+    const now = Number((await sh('date +%s')).trim());
+    const hours = ((now - (newestAt + replicatedAt) / 2) / 3600).toFixed(6);
     const tight = await zbm('zbm-dest', [...VERIFY, ...remote, '--max-age-hours', hours]);
     assert.equal(tight.code, 2, tight.stdout);
     assert.match(

@@ -1,10 +1,18 @@
 /**
- * Test helpers for the real-ZFS lab VM (lab/vm.sh). The tests run on the host; every command runs
- * inside the VM through one ssh master connection. Inside the VM, `ssh pve1|zbm-dest|zbm-replica`
- * reach the three "hosts", and zbm is installed as /usr/local/bin/zbm, so zbm runs there exactly as
- * an administrator would run it.
+ * Test helpers for the real-ZFS lab VMs (lab/vm.sh). The tests run on the host; every command runs
+ * inside a VM through one ssh master connection per VM: the main VM is the Proxmox node `pve1` and
+ * the backup server `zbm-dest`, the replica VM is `zbm-replica`. zbm is installed in both as
+ * /usr/local/bin/zbm and runs there exactly as an administrator would run it.
+ *
+ * Every call is bounded (ssh time-outs and a limit per call), so a wedged VM fails the test that
+ * waits on it, naming the command, instead of hanging the run. With $ZBM_TEST_REPORT_DIR set (by
+ * scripts/lab-tests.sh), each call's duration is appended to calls.jsonl there, from which
+ * scripts/test-report.mjs breaks the run's time down.
  */
 import { spawn } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { describe, it as nodeIt } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 
 export type LabHost = 'pve1' | 'zbm-dest' | 'zbm-replica';
@@ -15,74 +23,108 @@ export interface Result {
   readonly code: number;
 }
 
-function env(name: string): string {
-  const v = process.env[name];
-  if (!v)
+interface Lab {
+  readonly state: string;
+  readonly key: string;
+  readonly mainPort: string;
+  readonly replicaPort: string;
+}
+
+/**
+ * The lab this run was started with, or an error saying how to start one: an integration test
+ * run without the lab must fail, never pass by skipping.
+ */
+function labFromEnv(): Lab {
+  const { LAB_STATE: state, LAB_SSH_KEY: key, LAB_SSH_PORT: mainPort } = process.env;
+  if (!state || !key || !mainPort)
     throw new Error(
-      `${name} is not set: run the integration tests through \`npm test\` (lab/vm.sh with ...)`,
+      'the real-ZFS lab is not running: run the integration tests through `npm test`, or start a lab ' +
+        'and run one file in it: bash lab/vm.sh with /tmp/zbm-lab-XXXX bash scripts/run-tests.sh <file>',
     );
-  return v;
+  let replicaPort = '';
+  try {
+    replicaPort = /^LAB_SSH_PORT=(\d+)$/m.exec(readFileSync(`${state}/replica/env`, 'utf8'))?.[1] ?? '';
+  } catch {}
+  if (!replicaPort) throw new Error(`the lab in ${state} has no replica VM (${state}/replica/env)`);
+  return { state, key, mainPort, replicaPort };
 }
 
-export function labAvailable(): boolean {
-  return Boolean(process.env.LAB_SSH_PORT && process.env.LAB_STATE);
-}
+const lab = labFromEnv();
 
-function sshArgs(): string[] {
-  const state = env('LAB_STATE');
+/** No single lab call may take longer than this (the slowest, a throttled transfer, takes ~2 min). */
+const CALL_LIMIT_MS = 10 * 60_000;
+
+function sshArgs(vm: 'main' | 'replica'): string[] {
+  const [port, sock] = vm === 'main' ? [lab.mainPort, 'ssh.sock'] : [lab.replicaPort, 'replica/ssh.sock'];
   return [
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'Ciphers=aes128-gcm@openssh.com',
-    '-o',
-    'ControlMaster=auto',
-    '-o',
-    `ControlPath=${state}/ssh.sock`,
-    '-o',
-    'ControlPersist=300',
-    '-i',
-    env('LAB_SSH_KEY'),
-    '-p',
-    env('LAB_SSH_PORT'),
-    'root@127.0.0.1',
+    ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'],
+    ...['-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'Ciphers=aes128-gcm@openssh.com'],
+    ...['-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4'],
+    ...['-o', 'ControlMaster=auto', '-o', `ControlPath=${lab.state}/${sock}`, '-o', 'ControlPersist=600'],
+    ...['-i', lab.key, '-p', port, 'root@127.0.0.1'],
   ];
+}
+
+const testFile = basename(process.argv[1] ?? '?');
+
+function record(call: { target: string; ms: number; command: string }): void {
+  const dir = process.env.ZBM_TEST_REPORT_DIR;
+  if (dir)
+    appendFileSync(
+      `${dir}/calls.jsonl`,
+      `${JSON.stringify({ lab: process.env.ZBM_LAB_ID ?? '1', file: testFile, ...call })}\n`,
+    );
+}
+
+const minutes = (m: number) => m * 60_000;
+
+/**
+ * A file's tests, bounded as a whole: past `limit` minutes the file fails naming the test that was
+ * running. node:test gives no test a default time limit of its own, hence `it` below.
+ */
+export function suite(name: string, limit: number, body: () => void): void {
+  describe(name, { timeout: minutes(limit) }, body);
+}
+
+/** A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM. */
+export function it(name: string, body: () => Promise<void>, limit = 5): void {
+  nodeIt(name, { timeout: minutes(limit) }, body);
 }
 
 /**
  * Runs a shell command line on a lab host (as root). pve1 and zbm-dest are the main VM itself;
- * zbm-replica is a second VM (so that it can have its own pool `main`, as in the original design),
- * reached through the main VM's ssh alias. Never throws on exit codes.
+ * zbm-replica is a second VM (so that it can have its own pool `main`, as in the original design).
+ * Never throws on exit codes; throws if the call outlives its limit.
  */
 export function vm(command: string, input?: string, host: LabHost = 'zbm-dest'): Promise<Result> {
-  if (host === 'zbm-replica') return direct(shellJoin(['ssh', 'zbm-replica', command]), input);
-  return direct(command, input);
+  return direct(host === 'zbm-replica' ? 'replica' : 'main', command, input);
 }
 
-function direct(command: string, input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ssh', [...sshArgs(), '--', command], { stdio: ['pipe', 'pipe', 'pipe'] });
+function direct(target: 'main' | 'replica', command: string, input?: string): Promise<Result> {
+  const started = Date.now();
+  return new Promise<Result>((resolve, reject) => {
+    const child = spawn('ssh', [...sshArgs(target), '--', command], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    const limit = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(`lab command on ${target} VM still running after ${CALL_LIMIT_MS / 1000} s: ${command}`),
+      );
+    }, CALL_LIMIT_MS);
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', reject);
     child.stdin.end(input ?? '');
-    child.on('close', (code) =>
+    child.on('close', (code) => {
+      clearTimeout(limit);
+      record({ target, ms: Date.now() - started, command: command.slice(0, 300) });
       resolve({
         stdout: Buffer.concat(out).toString(),
         stderr: Buffer.concat(err).toString(),
         code: code ?? -1,
-      }),
-    );
+      });
+    });
   });
 }
 
@@ -93,9 +135,9 @@ export async function sh(command: string, host: LabHost = 'zbm-dest', input?: st
   return r.stdout;
 }
 
-/** Runs argv on one of the lab's hosts, through ssh inside the VM as zbm would reach it. */
+/** Runs argv as root on one of the lab's hosts, in a login environment as ssh gives it. */
 export function on(host: LabHost, argv: readonly string[], input?: string): Promise<Result> {
-  return direct(shellJoin(['ssh', host, shellJoin(argv)]), input);
+  return vm(shellJoin(argv), input, host);
 }
 
 /** Runs zbm with args on a lab host, exactly as an admin would type it there. */
@@ -123,18 +165,20 @@ export async function tree(root: string, host: LabHost = 'zbm-dest'): Promise<st
     undefined,
     host,
   );
-  if (r.code !== 0) return [];
+  if (r.code === 1 && /dataset does not exist/.test(r.stderr)) return [];
+  if (r.code !== 0) throw new Error(`zfs list of ${root} on ${host} failed (${r.code}): ${r.stderr}`);
   return r.stdout.trim().split('\n').filter(Boolean);
+}
+
+/** Whether a dataset (or snapshot, or bookmark) exists on host; any other failure is an error. */
+export async function exists(name: string, host: LabHost = 'zbm-dest'): Promise<boolean> {
+  return (await tree(name, host)).length > 0;
 }
 
 /** Every hold under root as `snapshot\ttag`, sorted. */
 export async function holds(root: string, host: LabHost = 'zbm-dest'): Promise<string[]> {
-  const snaps = await vm(
-    shellJoin(['zfs', 'list', '-H', '-t', 'snapshot', '-r', '-o', 'name', root]),
-    undefined,
-    host,
-  );
-  const names = snaps.stdout.trim().split('\n').filter(Boolean);
+  const snaps = await sh(shellJoin(['zfs', 'list', '-H', '-t', 'snapshot', '-r', '-o', 'name', root]), host);
+  const names = snaps.trim().split('\n').filter(Boolean);
   if (names.length === 0) return [];
   const out = await sh(shellJoin(['zfs', 'holds', '-H', ...names]), host);
   return out
@@ -166,20 +210,34 @@ export async function writeZvol(dataset: string, mib: number, offsetMib = 0): Pr
 
 /** The qm fake's call log: `<epoch.ns> <vmid> <subcommand> <result>` lines. */
 export async function qmLog(): Promise<string[]> {
-  const r = await vm('cat /var/log/lab/qm.log 2>/dev/null');
-  return r.stdout.trim().split('\n').filter(Boolean);
+  // lab-reset leaves the log absent until qm first runs.
+  return (await sh('cat /var/log/lab/qm.log 2>/dev/null || true')).trim().split('\n').filter(Boolean);
 }
 
-/** Runs zbm on a lab host and sends it SIGTERM two seconds into the receive of target. */
+/**
+ * A shell condition that holds once the receive into target has read `bytes` of its stream, on the
+ * host it is evaluated on: whichever process carries the stream there (the ssh to the receiving
+ * host, or `zfs receive` itself) has read that much. A cut made then lands inside the transfer,
+ * whatever the machine's speed.
+ */
+export function streamed(target: string, bytes = 1024 * 1024): string {
+  return `n=0; for p in $(pgrep -f ${shellJoin([`zfs receive .*${target}$`])}); do r=$(awk '/^rchar/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${r:-0}" -gt "$n" ] && n=$r; done; [ "$n" -ge ${bytes} ]`;
+}
+
+/**
+ * Runs zbm on a lab host and sends it `signal` once `bytes` of the stream into target have been
+ * received (see streamed); gives up waiting if zbm ends first.
+ */
 export function killMidStream(
   args: readonly string[],
   target: string,
-  host: LabHost = 'pve1',
+  opts: { host?: LabHost; signal?: 'TERM' | 'INT' | 'HUP' | 'KILL'; bytes?: number } = {},
 ): Promise<Result> {
   const script = `zbm "$@" & pid=$!
-for i in $(seq 300); do pgrep -f "zfs receive -s -u $T" >/dev/null && break; sleep 0.1; done
-sleep 2; kill -TERM $pid; wait $pid`;
-  return on(host, ['env', `T=${target}`, 'sh', '-c', script, 'zbm-kill', ...args]);
+for i in $(seq 1200); do eval "$C" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -$S $pid; wait $pid`;
+  const env = [`C=${streamed(target, opts.bytes)}`, `S=${opts.signal ?? 'TERM'}`];
+  return on(opts.host ?? 'pve1', ['env', ...env, 'sh', '-c', script, 'zbm-kill', ...args]);
 }
 
 /** Waits until no `zfs receive` runs on host: a receive cut off mid-stream saves its state last. */
@@ -191,18 +249,26 @@ export async function receivesDone(host: LabHost): Promise<void> {
 }
 
 /**
- * Puts script in front of the lab's zfs wrapper on the main VM (it ends with
- * `exec /usr/local/sbin/zfs.lab "$@"`), for a test that injects a fault into some zfs calls.
+ * Holds every `zfs <subcommand>` on host at its start until openGate: a transfer or a step then
+ * waits at a known point for as long as a test needs (lab/guest/usr/local/sbin/zfs).
  */
-export async function wrapZfs(script: string): Promise<void> {
+export async function closeGate(subcommand: string, host: LabHost = 'zbm-dest'): Promise<void> {
+  await sh(`rm -f /run/lab/gated-${subcommand} && touch /etc/lab/zfs-gate-${subcommand}`, host);
+}
+
+/** Waits until a `zfs <subcommand>` is held at the gate on host. */
+export async function gateReached(subcommand: string, host: LabHost = 'zbm-dest'): Promise<void> {
   await sh(
-    'mv /usr/local/sbin/zfs /usr/local/sbin/zfs.lab && cat > /usr/local/sbin/zfs && chmod 755 /usr/local/sbin/zfs',
-    'zbm-dest',
-    script,
+    `for i in $(seq 1200); do [ -e /run/lab/gated-${subcommand} ] && exit 0; sleep 0.1; done; echo "no zfs ${subcommand} reached the gate" >&2; exit 1`,
+    host,
   );
 }
 
-/** Undoes wrapZfs. */
-export async function unwrapZfs(): Promise<void> {
-  await sh('mv /usr/local/sbin/zfs.lab /usr/local/sbin/zfs');
+export async function openGate(subcommand: string, host: LabHost = 'zbm-dest'): Promise<void> {
+  await sh(`rm -f /etc/lab/zfs-gate-${subcommand}`, host);
+}
+
+/** Ends every fault injected into the zfs wrapper on host (a test's `after`). */
+export async function clearFaults(host: LabHost = 'zbm-dest'): Promise<void> {
+  await sh('rm -f /etc/lab/zfs-slow /etc/lab/zfs-gate-* /etc/lab/zfs-fail-* /etc/lab/zfs-sleep-*', host);
 }

@@ -1,0 +1,27 @@
+/**
+ * A node:test reporter that records each test's time, for scripts/test-report.mjs: one JSON line
+ * per test and per file (its top-level suite) appended to $ZBM_TEST_REPORT_DIR/tests.jsonl, with
+ * the lab that ran it ($ZBM_LAB_ID). It prints nothing: the spec reporter beside it does.
+ */
+import { appendFileSync } from 'node:fs';
+import { basename } from 'node:path';
+
+/** @param {AsyncIterable<{ type: string, data: { name: string, nesting: number, file?: string, details?: { duration_ms?: number, type?: string } } }>} source */
+export default async function* durations(source) {
+  const dir = process.env.ZBM_TEST_REPORT_DIR;
+  const lab = process.env.ZBM_LAB_ID ?? '1';
+  for await (const event of source) {
+    if (!dir || (event.type !== 'test:pass' && event.type !== 'test:fail')) continue;
+    const { nesting, file, name, details } = event.data;
+    const row = {
+      lab,
+      file: basename(file ?? '?'),
+      name,
+      kind: nesting === 0 ? 'file' : details?.type === 'suite' ? 'suite' : 'test',
+      ms: Math.round(details?.duration_ms ?? 0),
+      failed: event.type === 'test:fail',
+    };
+    appendFileSync(`${dir}/tests.jsonl`, `${JSON.stringify(row)}\n`);
+  }
+  yield '';
+}
