@@ -22,7 +22,8 @@ export ZBM_TEST_REPORT_DIR=$report
 queue=$report/queue
 # Longest first; files without a recorded duration (new ones) before all others.
 for f in "$@"; do
-    d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { print $2 }' "$known" 2>/dev/null | tail -n 1)
+    d=
+    [[ -f $known ]] && d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { d = $2 } END { print d }' "$known")
     printf '%s\t%s\n' "${d:-999999}" "$f"
 done | sort -t$'\t' -k1,1nr | cut -f2 >"$queue"
 
