@@ -1,5 +1,5 @@
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../backup/metadata.ts';
-import { lockFileName, receiveLockName } from '../lock/lock.ts';
+import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
 
@@ -253,7 +253,10 @@ function lockedReceive(argv: readonly string[], policy: ServePolicy): Decision {
   const target = inner.argv.at(-1) ?? '';
   if (inner.argv[1] !== 'receive' || inner.argv[2] === '-A')
     return refuse('only a zfs receive runs under a lock');
-  if (file !== lockFileName(receiveLockName(target)))
+  // serve takes the lock under its own name whatever the client calls it; the name only has to be
+  // the target's, in this version's encoding or in the one of a node not upgraded yet.
+  const name = receiveLockName(target);
+  if (file !== lockFileName(name) && file !== legacyLockFileName(name))
     return refuse(`the lock ${file} is not the lock of ${target}`);
   if (!/^\d{1,5}$/.test(wait)) return refuse(`lock wait ${wait}: not a number of seconds`);
   return { ...inner, lock: { dataset: target, waitSeconds: Number(wait), holder } };
