@@ -2,6 +2,7 @@ import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../serve/stream.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion } from './completion.ts';
 import * as v from './values.ts';
@@ -447,6 +448,18 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .option(
       '--send-only',
       'serve a replica that pulls (zbm replicate --pull): list, send, read configs, hold its own base; no writes',
+    )
+    .option(
+      '--tag <tag>',
+      'the one hold tag the client may hold and release (zbm-base:pve:<server> for a node, zbm-base:<server>:<replica> for a pulling replica); without it, no hold',
+      v.holdTag,
+    )
+    .option('--prefix <prefix>', 'name prefix of the snapshots a node may send', v.prefix, 'bak-zbm-')
+    .option(
+      '--clock-skew <seconds>',
+      "how far a node's clock may be ahead of this server's: a snapshot named later is refused",
+      v.count,
+      DEFAULT_CLOCK_SKEW_SECONDS,
     )
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
