@@ -2,7 +2,7 @@ import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../serve/stream.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion } from './completion.ts';
 import * as v from './values.ts';

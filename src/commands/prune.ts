@@ -12,8 +12,21 @@ import {
   receiveLockName,
 } from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
-import { type DatasetPlan, type Kept, planDataset, type RemoteFacts, retentionFor } from '../prune/plan.ts';
-import { defaultTimeZone, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
+import {
+  type DatasetPlan,
+  type Kept,
+  orderAnomalies,
+  planDataset,
+  type RemoteFacts,
+  retentionFor,
+} from '../prune/plan.ts';
+import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  defaultTimeZone,
+  hasRules,
+  type KeepRules,
+  RULE_ORDER,
+} from '../prune/retention.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -44,6 +57,8 @@ export interface PruneIO {
   /** Asks on the terminal; undefined when there is no terminal to ask on. */
   readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
   readonly timeZone?: string;
+  /** This host's clock, seconds since the epoch: a snapshot named later is an anomaly. */
+  readonly now?: () => number;
 }
 
 /**
@@ -272,6 +287,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
       );
     }
 
+    const now = io.now?.() ?? Math.floor(Date.now() / 1000);
     const outcomes: DatasetOutcome[] = [];
     for (const d of datasets) {
       const rel = relativeTo(opts.localZfsRoot, d.name) ?? '';
@@ -289,13 +305,20 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
               }
             : { kind: 'unreachable', remote: opts.remote, error: unreachable ?? 'not listed' };
       }
+      const anomalies = orderAnomalies(d, opts.prefix, now, DEFAULT_CLOCK_SKEW_SECONDS);
+      for (const a of anomalies) {
+        log.warn(
+          `${local.name}:${d.name}@${a.short} is an anomaly: ${a.why}; it is kept and counts for no rule`,
+        );
+      }
       const plan = planDataset({
         dataset: d,
         prefix: opts.prefix,
-        retention: retentionFor(d, opts.prefix, rules, tz),
+        retention: retentionFor(d, opts.prefix, rules, tz, anomalies),
         holds: holds.get(d.name) ?? new Map(),
         clones: clones.get(d.name) ?? new Map(),
         remote: facts,
+        anomalies,
       });
       outcomes.push({ plan, remoteDataset, destroyed: [], heldLate: [], error: null });
     }
@@ -396,6 +419,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
             destroy: o.plan.destroy.filter((s) => !o.heldLate.some((k) => k.short === s)),
             destroyed: o.destroyed,
             foreign: o.plan.foreign,
+            anomalies: o.plan.anomalies.map((a) => ({ snapshot: a.short, why: a.why })),
             error: o.error,
           })),
         metadata,

@@ -10,14 +10,9 @@ import { LocalHost } from '../host/local.ts';
 import { run as runCommand } from '../host/process.ts';
 import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import { authorize, type Decision, insideRoot, METADATA_FILE_LIMIT } from '../serve/policy.ts';
-import {
-  BEGIN_RECORD_BYTES,
-  DEFAULT_CLOCK_SKEW_SECONDS,
-  parseBeginRecord,
-  receiveCommand,
-  refuseIncoming,
-} from '../serve/stream.ts';
+import { BEGIN_RECORD_BYTES, parseBeginRecord, receiveCommand, refuseIncoming } from '../serve/stream.ts';
 import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
 import { Zfs } from '../zfs/zfs.ts';

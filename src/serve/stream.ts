@@ -117,9 +117,6 @@ export interface IncomingRules {
   readonly skew: number;
 }
 
-/** The default --clock-skew of serve, and the margin prune and verify give a name before it is "in the future". */
-export const DEFAULT_CLOCK_SKEW_SECONDS = 300;
-
 function iso(seconds: number): string {
   return new Date(seconds * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
