@@ -152,6 +152,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'dataset on the next tier mirroring --local-zfs-root',
           v.dataset,
         )
+        .option(
+          '--metadata-dir <path>',
+          'where the guest configs and manifests of these backups are (default: the zbm:metadata-dir property of --local-zfs-root)',
+          v.absolutePath,
+        )
         .option('-y, --yes', 'destroy without asking')
         .option(
           '--dry-run',
@@ -200,6 +205,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .option('--vmid <ids>', 'with --pve: check only these guests (comma-separated, repeatable)', v.vmids)
         .option('--exclude <ids>', 'with --pve: skip these guests, as backup-pve does', v.vmids)
         .option('--node <name>', "with --pve: this Proxmox node's name (default: from /etc/pve/local)")
+        .option(
+          '--metadata-dir <path>',
+          'where the manifests of the backups under --local-zfs-root are (default: its zbm:metadata-dir property)',
+          v.absolutePath,
+        )
         .option(
           '--max-scrub-age-days <days>',
           "the pool's last scrub must be younger than this",

@@ -1,3 +1,4 @@
+import { chooseMetadataDir } from '../backup/metadata.ts';
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
@@ -42,6 +43,8 @@ export interface PruneOptions {
   readonly keepYearly?: number;
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
+  /** The guest configs and manifests of the backups (default: the root's zbm:metadata-dir). */
+  readonly metadataDir?: string;
   readonly yes?: boolean;
   readonly dryRun?: boolean;
   readonly json?: boolean;
@@ -378,19 +381,22 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
     }
 
     let metadata: { dir: string; removed: string[]; errors: string[] } | null = null;
-    const dir = root.props[METADATA_DIR_PROPERTY];
-    if (go && dir !== undefined) {
-      if (!dir.startsWith('/')) {
-        log.warn(
-          `${opts.localZfsRoot} has ${METADATA_DIR_PROPERTY}=${dir}, not an absolute path: configs left as they are`,
-        );
-      } else {
-        const byName = new Map(outcomes.map((o) => [o.plan.dataset, o]));
-        const r = await pruneMetadata(dir, opts.prefix, guestSnapshots(datasets, byName));
-        metadata = { dir, ...r };
-        for (const e of r.errors) log.error(`pruning configs and manifests: ${e}`);
-        if (r.removed.length > 0) log.info(`removed ${r.removed.length} config/manifest file(s) from ${dir}`);
-      }
+    const place = chooseMetadataDir(opts.metadataDir, root.props[METADATA_DIR_PROPERTY], opts.localZfsRoot);
+    if ('warning' in place && place.warning) log.warn(place.warning);
+    if (go && 'dir' in place) {
+      const byName = new Map(outcomes.map((o) => [o.plan.dataset, o]));
+      const r = await pruneMetadata(
+        place.dir,
+        opts.prefix,
+        guestSnapshots(datasets, byName),
+        now + DEFAULT_CLOCK_SKEW_SECONDS,
+      );
+      metadata = { dir: place.dir, ...r };
+      for (const e of r.errors) log.error(`pruning configs and manifests: ${e}`);
+      if (r.removed.length > 0)
+        log.info(`removed ${r.removed.length} config/manifest file(s) from ${place.dir}`);
+    } else if (go && 'error' in place && root.props[METADATA_DIR_PROPERTY] !== undefined) {
+      log.warn(`${place.error}: configs left as they are`);
     }
 
     if (opts.json) {

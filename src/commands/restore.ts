@@ -31,7 +31,7 @@ import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, type Tier, tierFromOptions } from './list-backups.ts';
+import { loadTier, readConfigArgv, type Tier, tierFromOptions } from './list-backups.ts';
 
 export interface RestoreOptions {
   readonly remote: string;
@@ -267,11 +267,10 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
         `newer backups are incomplete on ${where} and were passed over: ${choice.skipped.map((p) => p.snapshot).join(', ')}`,
       );
     }
-    const { stdout: configText } = await run(tier.host, [
-      'cat',
-      '--',
-      `${tierState.metadataDir}/${point.vmid}/${point.snapshot}.conf`,
-    ]);
+    const { stdout: configText } = await run(
+      tier.host,
+      readConfigArgv(tierState.metadataDir, point.vmid, point.snapshot),
+    );
 
     const poolRoots = [
       ...new Set([...pools.values()].filter((p) => p.pool !== '' && !p.disabled).map((p) => p.pool)),

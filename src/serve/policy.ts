@@ -1,4 +1,9 @@
-import { METADATA_DIR_PROPERTY, WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../backup/metadata.ts';
+import {
+  METADATA_DIR_PROPERTY,
+  METADATA_FILE_LIMIT,
+  WRITE_FILE_ARGV,
+  WRITE_FILES_ARGV,
+} from '../backup/metadata.ts';
 import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
@@ -306,8 +311,6 @@ function readDecision(argv: readonly string[], policy: ServePolicy): Decision | 
     : refuse(`${bad} is not a guest config or manifest`);
 }
 
-/** The largest config or manifest a client may write: PVE's own config files stay far below. */
-export const METADATA_FILE_LIMIT = 1024 * 1024;
 /** The largest batch: backup-pve's 200 files per command are about a megabyte. */
 export const METADATA_BATCH_LIMIT = 16 * 1024 * 1024;
 

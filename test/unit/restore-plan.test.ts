@@ -142,6 +142,10 @@ describe('restore points', () => {
     // The same snapshot name with another guid is another backup: not this one.
     const other = restorePoints([manifest(S1, ['99', '21'])], TIER, 'tank/bak');
     assert.equal(other[0]?.disks[0]?.present, false);
+    // A manifest without a guid could name any snapshot of that name: it names none.
+    const guidless = restorePoints([manifest(S1, ['', '21'])], TIER, 'tank/bak');
+    assert.equal(guidless[0]?.disks[0]?.present, false);
+    assert.equal(guidless[0]?.complete, false);
     assert.equal(p1.disks[1]?.newest, true);
     assert.equal(p1.disks[0]?.newest, false);
   });
