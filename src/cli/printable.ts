@@ -25,7 +25,7 @@ function escaped(text: string, keep: (code: number) => boolean): string {
   for (const c of text) {
     const code = c.codePointAt(0) ?? 0;
     if (!isControl(code) || keep(code)) out += c;
-    else out += code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
+    else out += `\\u${code.toString(16).padStart(4, '0')}`;
   }
   return out;
 }
@@ -35,7 +35,15 @@ export function printable(text: string): string {
   return escaped(text, () => false);
 }
 
-/** Several lines: newlines and tabs kept, every other control character escaped. */
+/**
+ * Several lines: newlines and tabs kept, every other control character escaped. The escape is
+ * JSON's (`\\u001b`), so JSON text stays valid JSON with the same meaning.
+ */
 export function printableLines(text: string): string {
   return escaped(text, (code) => code === 0x0a || code === 0x09);
+}
+
+/** What a command prints on stdout (tables, plans, JSON), with no control character of another host's. */
+export function writeOut(text: string): void {
+  process.stdout.write(printableLines(text));
 }

@@ -292,6 +292,10 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           v.diskKey,
         )
         .option('--new-macs', 'give the restored guest new MAC addresses')
+        .option(
+          '--keep-host-keys',
+          'restore hookscript:, args: (qemu) and lxc.* keys too: they run code or open host resources on this node (default: shown and left out)',
+        )
         .option('--force', 'replace an existing guest or dataset (moved aside, never destroyed); asks first')
         .option('-y, --yes', 'confirm --force without asking')
         .option('--dry-run', 'print the plan (disks, sizes, target datasets, config) and change nothing')

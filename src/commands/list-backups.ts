@@ -1,5 +1,6 @@
 import { chooseMetadataDir, METADATA_DIR_PROPERTY, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { formatBytes } from '../cli/progress.ts';
 import { ExitCode, UsageError, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -129,7 +130,7 @@ function row(p: RestorePoint, host: string) {
 /** Lists the restore points of every guest (or of --vmid) on one tier. */
 export async function listBackups(opts: ListBackupsOptions, log: Logger): Promise<number> {
   const tier = tierFromOptions(opts);
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   try {
     const vmid = opts.vmid?.length === 1 ? opts.vmid[0] : undefined;
     const state = await loadTier(tier, { metadataDir: opts.metadataDir, vmid }, log);

@@ -1,6 +1,7 @@
 import { chooseMetadataDir } from '../backup/metadata.ts';
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -239,7 +240,7 @@ function guestSnapshots(
  * the next tier still needs nor anything held. Without -y it only shows the plan.
  */
 export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): Promise<number> {
-  const out = io.out ?? ((s: string) => process.stdout.write(s));
+  const out = io.out ?? writeOut;
   if (opts.remoteZfsRoot !== undefined && opts.remote === undefined) {
     throw new UsageError('--remote-zfs-root needs --remote (the ssh destination of the next tier)');
   }

@@ -1,5 +1,6 @@
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -78,7 +79,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
   const at = (side: Side, dataset: string) => ({ host: side.host.name, dataset });
   const select = (short: string) => opts.prefix === undefined || short.startsWith(opts.prefix);
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   try {
     const sourceList = await source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] });
     if (sourceList.length === 0) {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import { printableLines, writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -43,6 +44,7 @@ export interface RestoreOptions {
   readonly targetStorage?: string;
   readonly disk?: string;
   readonly newMacs?: boolean;
+  readonly keepHostKeys?: boolean;
   readonly force?: boolean;
   readonly yes?: boolean;
   readonly dryRun?: boolean;
@@ -222,7 +224,7 @@ function printResult(
   extra: Record<string, unknown>,
   opts: RestoreOptions,
 ): void {
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   if (opts.json) {
     out(
       `${JSON.stringify({ fromVmid: plan.fromVmid, vmid: plan.vmid, snapshot: plan.snapshot, tier: plan.tier, config: `${PVE}/${plan.configPath}`, disks: received, ...extra, warnings: plan.warnings }, null, 2)}\n`,
@@ -290,6 +292,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
       newMac: opts.newMacs ? () => generateMac(prefix, randomBytes(6)) : undefined,
       newUuid: randomUUID,
       now: new Date(),
+      keepHostKeys: opts.keepHostKeys === true,
     };
     const planned =
       opts.disk === undefined
@@ -304,11 +307,10 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
     for (const w of plan.warnings) log.warn(w);
     if (opts.dryRun) {
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ dryRun: true, plan }, null, 2)}\n`);
+        writeOut(`${JSON.stringify({ dryRun: true, plan }, null, 2)}\n`);
       } else {
-        process.stdout.write(`plan (dry run, nothing is changed):\n${describePlan(plan)}`);
-        if (plan.kind === 'guest')
-          process.stdout.write(`config:\n${`${plan.configText.trimEnd().replace(/^/gm, '  | ')}\n`}`);
+        writeOut(`plan (dry run, nothing is changed):\n${describePlan(plan)}`);
+        if (plan.kind === 'guest') writeOut(`config:\n${plan.configText.trimEnd().replace(/^/gm, '  | ')}\n`);
       }
       return ExitCode.ok;
     }
@@ -316,7 +318,9 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
     if (replacing && !opts.yes) {
       const asked =
         process.stdin.isTTY === true &&
-        (await confirm(`${describePlan(plan)}Replace guest ${plan.vmid} and these datasets?`));
+        (await confirm(
+          printableLines(`${describePlan(plan)}Replace guest ${plan.vmid} and these datasets?`),
+        ));
       if (!asked) {
         log.error(
           `restore over guest ${plan.vmid} not confirmed: nothing was changed (run with -y to confirm)`,

@@ -1,5 +1,6 @@
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
@@ -56,14 +57,12 @@ export async function status(opts: StatusOptions, log: Logger): Promise<number> 
 
   const rows = buildStatus(listing, root, opts.prefix, Math.floor(Date.now() / 1000), names, remote);
   if (opts.json) {
-    process.stdout.write(
+    writeOut(
       `${JSON.stringify({ host: local.name, root, remote: remote ? `${remote.name}:${remote.root}` : null, guests: rows }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(
-      `${root} on ${local.name}${remote ? `, replicated to ${remote.name}:${remote.root}` : ''}\n`,
-    );
-    process.stdout.write(rows.length ? renderStatusTable(rows, remote?.name) : 'no backups\n');
+    writeOut(`${root} on ${local.name}${remote ? `, replicated to ${remote.name}:${remote.root}` : ''}\n`);
+    writeOut(rows.length ? renderStatusTable(rows, remote?.name) : 'no backups\n');
   }
   return failed ? ExitCode.failure : ExitCode.ok;
 }

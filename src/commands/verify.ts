@@ -1,6 +1,7 @@
 import { targetDataset } from '../backup/backup.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -327,11 +328,11 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
+    writeOut(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
   } else {
     // The first line is what monitoring systems show; the rest is their long output.
-    process.stdout.write(`${summary}\n`);
-    for (const c of checks) process.stdout.write(`${c.state} ${c.subject}: ${c.message}\n`);
+    writeOut(`${summary}\n`);
+    for (const c of checks) writeOut(`${c.state} ${c.subject}: ${c.message}\n`);
   }
   return STATE_CODE[state];
 }

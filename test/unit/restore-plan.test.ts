@@ -223,6 +223,20 @@ describe('restore plan: whole guest', () => {
     assert.match(describePlan(plan), /as new guest 200/);
   });
 
+  it('shows the hookscript of the backed-up config and leaves it out, unless asked for', () => {
+    const configText = `${CONFIG.replace(/^name: .*$/m, 'hookscript: local:snippets/owned.sh\n$&')}`;
+    const plan = guestPlan(planGuestRestore(request(p1, { asVmid: 200, configText }), local()));
+    assert.doesNotMatch(plan.configText, /hookscript/);
+    assert.match(
+      plan.warnings.join('\n'),
+      /hookscript left out of the restored config: "hookscript: local:snippets\/owned.sh" runs code/,
+    );
+    const kept = guestPlan(
+      planGuestRestore(request(p1, { asVmid: 200, configText, keepHostKeys: true }), local()),
+    );
+    assert.match(kept.configText, /^hookscript: local:snippets\/owned.sh$/m);
+  });
+
   it('refuses an existing guest (and says how out), a guest on another node even when forced, a running one', () => {
     const ex = { node: 'pve1', type: 'qemu' as const, configText: 'name: web\n', running: false };
     const r = planGuestRestore(request(p1), local([], ex));
