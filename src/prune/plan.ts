@@ -135,8 +135,9 @@ function iso(seconds: number): string {
 
 /**
  * The zbm snapshots whose time (from the name, else `creation`, both chosen by the sender) lies
- * beyond now + skew, or is not later than that of a snapshot the pool received before it
- * (createtxg): a name can be chosen to look newer or older than it is, the createtxg cannot. Pure.
+ * beyond now + skew, or is earlier than that of a snapshot the pool received before it
+ * (createtxg): a name can be chosen to look newer or older than it is, the createtxg cannot. Two
+ * snapshots of the same second (names without a time, made by hand) are no anomaly. Pure.
  */
 export function orderAnomalies(dataset: DatasetInfo, prefix: string, now: number, skew: number): Anomaly[] {
   const ours = dataset.snapshots
@@ -150,10 +151,10 @@ export function orderAnomalies(dataset: DatasetInfo, prefix: string, now: number
       const when =
         time > now + skew ? `named for ${iso(time)}` : `created ${iso(s.creation)}, its stream says`;
       out.push({ short: s.short, why: `${when}, in the future (this host's clock says ${iso(now)})` });
-    } else if (latest !== null && time <= latest.time) {
+    } else if (latest !== null && time < latest.time) {
       out.push({
         short: s.short,
-        why: `named for ${iso(time)}, not after ${latest.short}, which this pool received before it (createtxg)`,
+        why: `named for ${iso(time)}, earlier than ${latest.short}, which this pool received before it (createtxg)`,
       });
     } else {
       latest = { short: s.short, time };

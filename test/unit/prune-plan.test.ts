@@ -373,7 +373,7 @@ describe('planDataset: the pool orders, not the names', () => {
     assert.deepEqual(p.anomalies, [
       {
         short: day(-30),
-        why: `named for 2025-12-02T00:00:00Z, not after ${day(2)}, which this pool received before it (createtxg)`,
+        why: `named for 2025-12-02T00:00:00Z, earlier than ${day(2)}, which this pool received before it (createtxg)`,
       },
     ]);
     assert.deepEqual(p.destroy, [day(0)]);
@@ -400,5 +400,16 @@ describe('planDataset: the pool orders, not the names', () => {
     assert.deepEqual(orderAnomalies(ds, PREFIX, NOW, 300), []);
     const ahead = received([day(0), `${PREFIX}20260301T120400Z`]);
     assert.deepEqual(orderAnomalies(ahead, PREFIX, NOW, 300), []);
+    // Names without a time fall back to creation: two made in the same second are in order.
+    const sameSecond: DatasetInfo = {
+      name: DS,
+      snapshots: ['a', 'b'].map((x, i) => ({
+        short: `${PREFIX}${x}`,
+        guid: x,
+        createtxg: i,
+        creation: NOW - 60,
+      })),
+    };
+    assert.deepEqual(orderAnomalies(sameSecond, PREFIX, NOW, 300), []);
   });
 });

@@ -62,7 +62,7 @@ describe('verify checks', () => {
     assert.equal(planted.figures.newest, stamp(NOW - 2 * day));
     const backwards = checkDataset(ds([...old, snap(stamp(NOW - 10 * day), 60)]), rules, NOW);
     assert.equal(backwards.state, 'CRITICAL');
-    assert.match(backwards.message, /not after .*which this pool received before it/);
+    assert.match(backwards.message, /earlier than .*which this pool received before it/);
     const honest = checkDataset(ds([...old, snap(stamp(NOW - 60), 60)]), rules, NOW);
     assert.equal(honest.state, 'OK');
   });
