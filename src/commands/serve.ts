@@ -1,5 +1,15 @@
 import { spawn } from 'node:child_process';
-import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -197,14 +207,18 @@ async function writeNewFiles(decision: WriteDecision, opts: ServeOptions, log: L
     return fail(
       `${early.path}: no snapshot ${early.snapshot} under ${opts.root}: a config is written only for a backup that arrived`,
     );
-  for (const f of decision.files) {
-    const problem = placeProblem(f.path, opts.metadataDir ?? '');
-    if (problem) return fail(problem);
-  }
+  // Guest folders this call made: removed again when nothing is written, so a refusal leaves the
+  // directory as it was.
+  const made: string[] = [];
   const temps: { fd: number; tmp: string; path: string; limit: number; exact: boolean; written: number }[] =
     [];
   const linked: string[] = [];
+  let done = false;
   try {
+    for (const f of decision.files) {
+      const problem = placeProblem(f.path, opts.metadataDir ?? '', made);
+      if (problem) return fail(problem);
+    }
     for (const f of decision.files) {
       const tmp = `${f.path}.tmp.${process.pid}`;
       temps.push({
@@ -231,30 +245,42 @@ async function writeNewFiles(decision: WriteDecision, opts: ServeOptions, log: L
       }
       linked.push(t.path);
     }
-    linked.length = 0;
+    done = true;
     return ExitCode.ok;
   } catch (err) {
     return fail(`writing the configs: ${errorMessage(err)}`);
   } finally {
-    // All or none: what this call linked before one file failed goes again (it was new).
-    for (const path of linked) rmSync(path, { force: true });
     for (const t of temps) {
       closeSync(t.fd);
       rmSync(t.tmp, { force: true });
+    }
+    if (!done) {
+      // All or none: what this call linked before one file failed goes again (it was new).
+      for (const path of linked) rmSync(path, { force: true });
+      for (const folder of made.reverse()) {
+        try {
+          rmdirSync(folder);
+        } catch {
+          // Not empty: another writer's file arrived meanwhile.
+        }
+      }
     }
   }
 }
 
 /**
  * Why path cannot be written: its guest folder is not a plain directory of the metadata
- * directory (a symlink would lead the write elsewhere), or the file exists. Makes the folder.
+ * directory (a symlink would lead the write elsewhere), or the file exists. Makes the folder (and
+ * the metadata directory itself on the first write), adding what it made to made.
  */
-function placeProblem(path: string, metadataDir: string): string | null {
+function placeProblem(path: string, metadataDir: string, made: string[]): string | null {
   const folder = dirname(path);
   try {
-    mkdirSync(metadataDir, { recursive: true, mode: 0o700 });
+    const first = mkdirSync(metadataDir, { recursive: true, mode: 0o700 });
+    if (first !== undefined) made.push(metadataDir);
     try {
       mkdirSync(folder, { mode: 0o700 });
+      made.push(folder);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }

@@ -184,6 +184,14 @@ describe('zbm serve: what reaches zfs and the metadata directory', { concurrency
     assert.equal(again.code, 1);
     assert.match(again.stderr, /exists: configs are append-only/);
     assert.deepEqual(readdirSync(join(meta, '100')), [`${snap}.json`]);
+    // A new guest folder with one new file and one existing: neither, and no folder left.
+    const [mixed] = writeFilesCommands([
+      { path: `${meta}/101/${snap}.conf`, content: 'name: new\n' },
+      { path: `${meta}/100/${snap}.json`, content: '{}\n' },
+    ]);
+    const both = await serve(at, mixed?.argv ?? [], mixed?.input ?? '');
+    assert.equal(both.code, 1);
+    assert.deepEqual(readdirSync(meta), ['100']);
   });
 
   it('refuses a config ahead of its snapshot, one too large, a short batch, and a symlinked guest folder', async () => {
@@ -210,8 +218,9 @@ describe('zbm serve: what reaches zfs and the metadata directory', { concurrency
     const cut = await serve(at, cmd?.argv ?? [], 'name');
     assert.match(cut.stderr, /4 bytes on stdin, 8 announced/);
     for (const r of [later, big, cut]) assert.equal(r.code, 1);
-    assert.deepEqual(readdirSync(join(meta, '100')), []);
-    assert.deepEqual(readdirSync(join(meta, '101')), []);
+    // Not even the folders (nor the metadata directory) they made are left.
+    assert.equal(existsSync(meta), false);
+    mkdirSync(meta);
 
     const elsewhere = join(work, 'elsewhere');
     mkdirSync(elsewhere, { recursive: true });
