@@ -152,16 +152,18 @@ export function refuseIncoming(
   if (begin.creation > latest)
     return `the stream says ${short} was created at ${iso(begin.creation)}, in the future: this server's clock says ${iso(rules.now)}`;
   const snapshots = state?.snapshots ?? [];
+  let last: { short: string; time: number } | null = null;
   for (const s of snapshots) {
     const t = snapshotTime(s.short, rules.prefix, s.creation);
-    if (t >= time)
-      return (
-        `${short} is not newer than ${s.short}, which ${target} already has: a backup is only ever added after the newest one` +
-        (t > latest
-          ? ` (${s.short} lies in the future, so it is not a real backup: destroy it on this server)`
-          : '')
-      );
+    if (last === null || t > last.time) last = { short: s.short, time: t };
   }
+  if (last !== null && last.time >= time)
+    return (
+      `${short} is not newer than ${last.short}, which ${target} already has: a backup is only ever added after the newest one` +
+      (last.time > latest
+        ? ` (${last.short} lies in the future, so it is not a real backup: destroy it on this server)`
+        : '')
+    );
   const newest = snapshots.at(-1);
   if (begin.fromguid === '0') {
     if (newest)

@@ -169,7 +169,7 @@ describe('refuseIncoming: one new zbm snapshot that continues the target, nothin
     );
     assert.match(named('x@bak-zbm-20261126T120501Z'), /lies in the future/);
     assert.match(named('x@bak-zbm-20261126T110503Z'), /not newer than bak-zbm-20261126T110503Z/);
-    assert.match(named('x@bak-zbm-20261101T000000Z'), /not newer than bak-zbm-20261125T110503Z/);
+    assert.match(named('x@bak-zbm-20261101T000000Z'), /not newer than bak-zbm-20261126T110503Z/);
     const futureCreation = incremental({ creation: BigInt(t('2099-01-01T00:00:00Z')) });
     assert.match(
       refuseIncoming(futureCreation, target, state, rules) ?? '',
