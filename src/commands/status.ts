@@ -1,4 +1,4 @@
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -30,9 +30,11 @@ export async function status(opts: StatusOptions, log: Logger): Promise<number> 
     return ExitCode.failure;
   }
   const names = new Map<number, string>();
-  const metadataDir = rootDataset.props[METADATA_DIR_PROPERTY];
-  if (metadataDir) {
-    const { manifests, errors } = await newestManifests(metadataDir);
+  const property = rootDataset.props[METADATA_DIR_PROPERTY];
+  const place = chooseMetadataDir(undefined, property, root);
+  if ('error' in place && property !== undefined) log.warn(place.error);
+  if ('dir' in place) {
+    const { manifests, errors } = await newestManifests(place.dir);
     for (const e of errors) log.warn(e);
     for (const m of manifests) names.set(m.vmid, m.name);
   }
