@@ -452,10 +452,13 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .command('serve')
     .summary("answer a Proxmox node's backup-pve on the backup server, append-only (an ssh forced command)")
     .description(
-      "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
-        'backup-pve needs inside --root: list, receive, resume, its own holds and new guest configs.\n' +
-        'No destroy, rollback, receive -F, nothing outside --root, no shell. With --send-only, what a\n' +
-        'pulling replica needs instead: list, send, read configs, its own holds; no writes. See docs/serve.md.',
+      "Runs as the forced command of a node's ssh key on the backup server and allows only what " +
+        'backup-pve needs inside --root: list; receive one new zbm snapshot per stream, checked before ' +
+        'zfs reads it (named --prefix and a UTC time after the target newest, at most --clock-skew ' +
+        'ahead); resume; hold its --tag; new configs of backups that arrived. No destroy, rollback, ' +
+        'receive -F, property of its choosing, nothing outside --root, no shell. With --send-only, what ' +
+        'a pulling replica needs instead: list, send, read configs, hold its --tag; no writes. ' +
+        'See docs/serve.md (threat model).',
     )
     .requiredOption('--root <dataset>', "the node's subtree on this server", v.dataset)
     .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
