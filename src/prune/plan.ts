@@ -223,6 +223,11 @@ export function planDataset(input: PlanInput): DatasetPlan {
     const i = index.get(k.name);
     if (i !== undefined) addAt(i, { kind: 'rule', rule: k.rule });
   }
+  // First among the reasons: what an administrator must look at.
+  for (const a of input.anomalies ?? []) {
+    const i = index.get(a.short);
+    if (i !== undefined) addAt(i, { kind: 'anomaly', why: a.why });
+  }
 
   if (remote?.kind === 'listed') {
     const name = remote.remote;
@@ -291,10 +296,6 @@ export function planDataset(input: PlanInput): DatasetPlan {
   for (const [short, clones] of input.clones ?? []) {
     const i = index.get(short);
     if (i !== undefined && clones.length > 0) addAt(i, { kind: 'clones', clones: [...clones] });
-  }
-  for (const a of input.anomalies ?? []) {
-    const i = index.get(a.short);
-    if (i !== undefined) addAt(i, { kind: 'anomaly', why: a.why });
   }
 
   const keep: Kept[] = [];
