@@ -9,8 +9,42 @@ import { VERSION } from '../version.ts';
  * One pair of files per guest and snapshot name: prune removes the pair with its snapshot, and
  * replicate copies the files of the snapshots it copies.
  */
-/** Set by backup-pve on the backup server's root: where the metadata of the datasets below lives. */
+/**
+ * Set by backup-pve on the backup server's root: where the metadata of the datasets below lives.
+ * Through zbm serve a node can only set it to serve's own --metadata-dir, so on a server whose
+ * nodes go through serve it names a directory the administrator chose; a command given the
+ * directory explicitly (--metadata-dir) uses that and says when the property disagrees.
+ */
 export const METADATA_DIR_PROPERTY = 'zbm:metadata-dir';
+
+/** The largest config or manifest zbm writes, accepts through serve, or reads: PVE's own stay far below. */
+export const METADATA_FILE_LIMIT = 1024 * 1024;
+
+/**
+ * The metadata directory a command works in: the one it was given, else the root's property.
+ * Returns the reason when there is none usable. Pure.
+ */
+export function chooseMetadataDir(
+  given: string | undefined,
+  property: string | undefined,
+  where: string,
+): { dir: string; warning?: string } | { error: string } {
+  if (given !== undefined) {
+    const differs = property !== undefined && property !== given;
+    return differs
+      ? {
+          dir: given,
+          warning: `${where} has ${METADATA_DIR_PROPERTY}=${property}; using --metadata-dir ${given}`,
+        }
+      : { dir: given };
+  }
+  if (property === undefined) return { error: `${where} has no ${METADATA_DIR_PROPERTY} property` };
+  if (!property.startsWith('/') || /[\n\0]/.test(property) || property.split('/').includes('..'))
+    return {
+      error: `${where} has ${METADATA_DIR_PROPERTY}=${JSON.stringify(property)}, not an absolute path`,
+    };
+  return { dir: property };
+}
 
 const VOLUME = /^(?:vm|subvol|base|basevol)-([1-9]\d*)-./;
 

@@ -1,3 +1,5 @@
+import { printableLines } from './printable.ts';
+
 /**
  * Messages go to stderr (stdout is for data such as --json). Under systemd (JOURNAL_STREAM set)
  * each line carries a `<N>` syslog priority prefix, which journald turns into the entry's priority,
@@ -43,7 +45,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const messages: Problem[] = [];
   const emit = (level: Level, msg: string) => {
     const label = level === 'error' ? 'error: ' : level === 'warning' ? 'warning: ' : '';
-    for (const line of msg.split('\n')) {
+    // Messages quote other hosts (stderr, lock holders): no control character reaches the terminal.
+    for (const line of printableLines(msg).split('\n')) {
       write(`${journal ? `<${PRIORITY[level]}>` : ''}${label}${line}\n`);
     }
   };

@@ -2,6 +2,7 @@ import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion } from './completion.ts';
 import * as v from './values.ts';
@@ -151,6 +152,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'dataset on the next tier mirroring --local-zfs-root',
           v.dataset,
         )
+        .option(
+          '--metadata-dir <path>',
+          'where the guest configs and manifests of these backups are (default: the zbm:metadata-dir property of --local-zfs-root)',
+          v.absolutePath,
+        )
         .option('-y, --yes', 'destroy without asking')
         .option(
           '--dry-run',
@@ -199,6 +205,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .option('--vmid <ids>', 'with --pve: check only these guests (comma-separated, repeatable)', v.vmids)
         .option('--exclude <ids>', 'with --pve: skip these guests, as backup-pve does', v.vmids)
         .option('--node <name>', "with --pve: this Proxmox node's name (default: from /etc/pve/local)")
+        .option(
+          '--metadata-dir <path>',
+          'where the manifests of the backups under --local-zfs-root are (default: its zbm:metadata-dir property)',
+          v.absolutePath,
+        )
         .option(
           '--max-scrub-age-days <days>',
           "the pool's last scrub must be younger than this",
@@ -281,6 +292,10 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           v.diskKey,
         )
         .option('--new-macs', 'give the restored guest new MAC addresses')
+        .option(
+          '--keep-host-keys',
+          'restore hookscript:, args: (qemu) and lxc.* keys too: they run code or open host resources on this node (default: shown and left out)',
+        )
         .option('--force', 'replace an existing guest or dataset (moved aside, never destroyed); asks first')
         .option('-y, --yes', 'confirm --force without asking')
         .option('--dry-run', 'print the plan (disks, sizes, target datasets, config) and change nothing')
@@ -437,16 +452,31 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .command('serve')
     .summary("answer a Proxmox node's backup-pve on the backup server, append-only (an ssh forced command)")
     .description(
-      "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
-        'backup-pve needs inside --root: list, receive, resume, its own holds and new guest configs.\n' +
-        'No destroy, rollback, receive -F, nothing outside --root, no shell. With --send-only, what a\n' +
-        'pulling replica needs instead: list, send, read configs, its own holds; no writes. See docs/serve.md.',
+      "Runs as the forced command of a node's ssh key on the backup server and allows only what " +
+        'backup-pve needs inside --root: list; receive one new zbm snapshot per stream, checked before ' +
+        'zfs reads it (named --prefix and a UTC time after the target newest, at most --clock-skew ' +
+        'ahead); resume; hold its --tag; new configs of backups that arrived. No destroy, rollback, ' +
+        'receive -F, property of its choosing, nothing outside --root, no shell. With --send-only, what ' +
+        'a pulling replica needs instead: list, send, read configs, hold its --tag; no writes. ' +
+        'See docs/serve.md (threat model).',
     )
     .requiredOption('--root <dataset>', "the node's subtree on this server", v.dataset)
     .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
     .option(
       '--send-only',
       'serve a replica that pulls (zbm replicate --pull): list, send, read configs, hold its own base; no writes',
+    )
+    .option(
+      '--tag <tag>',
+      'the one hold tag the client may hold and release (zbm-base:pve:<server> for a node, zbm-base:<server>:<replica> for a pulling replica); without it, no hold',
+      v.holdTag,
+    )
+    .option('--prefix <prefix>', 'name prefix of the snapshots a node may send', v.prefix, 'bak-zbm-')
+    .option(
+      '--clock-skew <seconds>',
+      "how far a node's clock may be ahead of this server's: a snapshot named later is refused",
+      v.count,
+      DEFAULT_CLOCK_SKEW_SECONDS,
     )
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {

@@ -21,6 +21,13 @@ export const prefix = parser((v) => checkSnapshotShortName(v, 'snapshot prefix')
 
 export const remote = parser(parseSshDestination);
 
+/** A hold tag zbm puts on a base: `zbm-base:<source>:<target>`. */
+export const holdTag = parser((v) => {
+  if (!/^zbm-base:[A-Za-z0-9_.@-]+:[A-Za-z0-9_:.@-]+$/.test(v))
+    throw new Error('expected zbm-base:<source>:<target> (letters, digits and ._@-)');
+  return v;
+});
+
 export const count = parser((v) => {
   if (!/^\d+$/.test(v)) throw new Error('expected a whole number (0 or more)');
   return Number(v);

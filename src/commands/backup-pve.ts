@@ -2,6 +2,7 @@ import { type BackupContext, backupGuests, type GuestResult, targetDataset } fro
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -104,7 +105,7 @@ function printSummary(results: readonly GuestResult[], out: (s: string) => void)
 }
 
 export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: Metrics): Promise<number> {
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   const state = await readPveState('/etc/pve', opts.node);
   const found = discover(state, { localZfsRoot: opts.localZfsRoot, vmids: opts.vmid, exclude: opts.exclude });
   for (const w of found.warnings) log.warn(w);

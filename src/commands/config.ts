@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { configPath, loadConfig } from '../config/load.ts';
 import { GENERATED_MARK, type UnitFile, unitsFor } from '../config/units.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -18,13 +19,11 @@ export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promis
   const path = configPath(opts.config);
   const config = loadConfig(path);
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
+    writeOut(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
   } else {
-    process.stdout.write(`${path}: ${config.jobs.length} job(s), valid\n`);
+    writeOut(`${path}: ${config.jobs.length} job(s), valid\n`);
     for (const j of config.jobs)
-      process.stdout.write(
-        `${j.name} (${j.schedule ?? 'not scheduled'}): ${shellJoin(['zbm', ...j.argv])}\n`,
-      );
+      writeOut(`${j.name} (${j.schedule ?? 'not scheduled'}): ${shellJoin(['zbm', ...j.argv])}\n`);
   }
   log.debug(`checked ${path}`);
   return ExitCode.ok;
@@ -67,8 +66,8 @@ export async function installTimers(opts: InstallTimersOptions, log: Logger): Pr
   const wanted = new Set(units.map((u) => u.name));
   const stale = generatedUnits(opts.unitDir).filter((n) => !wanted.has(n));
   if (opts.dryRun) {
-    for (const u of units) process.stdout.write(`# ${join(opts.unitDir, u.name)}\n${u.text}\n`);
-    for (const n of stale) process.stdout.write(`# would remove ${join(opts.unitDir, n)}\n`);
+    for (const u of units) writeOut(`# ${join(opts.unitDir, u.name)}\n${u.text}\n`);
+    for (const n of stale) writeOut(`# would remove ${join(opts.unitDir, n)}\n`);
     return ExitCode.ok;
   }
   const local = new LocalHost();
@@ -96,7 +95,7 @@ export async function installTimers(opts: InstallTimersOptions, log: Logger): Pr
     log.error(`the units are written, but systemd did not take them: ${errorMessage(err)}`);
     return ExitCode.failure;
   }
-  process.stdout.write(
+  writeOut(
     timers.length === 0
       ? `no job of ${path} has a schedule: no timer installed\n`
       : `enabled ${timers.join(', ')}; see them with: systemctl list-timers 'zbm-*'\n`,

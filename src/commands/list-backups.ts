@@ -1,5 +1,6 @@
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { formatBytes } from '../cli/progress.ts';
 import { ExitCode, UsageError, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -58,10 +59,32 @@ export function tierFromOptions(opts: {
 
 /**
  * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest (of one guest, or of all):
- * the whole metadata in one command, whatever the number of backups.
+ * the whole metadata in one command, whatever the number of backups. Only regular files in guest
+ * folders that are directories (never through a symlink), each cut at the size zbm writes at most.
  */
 const DUMP = `cd -- "$1" 2>/dev/null || exit 0
-for f in $2/*.json; do [ -f "$f" ] || continue; printf '%s\\n' "$f"; cat -- "$f"; printf '\\000'; done`;
+for f in $2/*.json; do [ -f "$f" ] && [ ! -L "$f" ] && [ ! -L "\${f%/*}" ] || continue; printf '%s\\n' "$f"; head -c ${METADATA_FILE_LIMIT} -- "$f"; printf '\\000'; done`;
+
+/** The command that prints the manifests of one guest, or of all, under metadataDir (DUMP). */
+export function dumpManifestsArgv(metadataDir: string, vmid?: number): string[] {
+  return ['sh', '-c', DUMP, 'zbm-manifests', metadataDir, vmid === undefined ? '[1-9]*' : String(vmid)];
+}
+
+/**
+ * Prints one guest config of the tier: a regular file in a guest folder that is a directory,
+ * never through a symlink, at most the size zbm writes.
+ */
+export function readConfigArgv(metadataDir: string, vmid: number, snapshot: string): string[] {
+  return [
+    'sh',
+    '-c',
+    `f="$1/$2/$3.conf"; if [ -L "$1/$2" ] || [ -L "$f" ] || [ ! -f "$f" ]; then echo "zbm: $f is not a regular file (a symlink is never followed)" >&2; exit 1; fi; head -c ${METADATA_FILE_LIMIT} -- "$f"`,
+    'zbm-config',
+    metadataDir,
+    String(vmid),
+    snapshot,
+  ];
+}
 
 /** One listing and one metadata read of a tier: its datasets, where its metadata is, its restore points. */
 export async function loadTier(
@@ -73,21 +96,16 @@ export async function loadTier(
   const rootDs = datasets.find((d) => d.name === tier.root);
   if (!rootDs)
     throw new ZbmError(`${tier.root} does not exist on ${tier.host.name}: is it the root of the backups?`);
-  const metadataDir = opts.metadataDir ?? rootDs.props[METADATA_DIR_PROPERTY] ?? '';
-  if (!metadataDir.startsWith('/') || /[\n\0]/.test(metadataDir)) {
-    throw new ZbmError(
-      `${tier.host.name}:${tier.root} has no usable ${METADATA_DIR_PROPERTY} property (${JSON.stringify(metadataDir)}): ` +
-        'name the directory of the configs and manifests with --metadata-dir',
-    );
-  }
-  const { stdout } = await run(tier.host, [
-    'sh',
-    '-c',
-    DUMP,
-    'zbm-manifests',
-    metadataDir,
-    opts.vmid === undefined ? '[0-9]*' : String(opts.vmid),
-  ]);
+  const place = chooseMetadataDir(
+    opts.metadataDir,
+    rootDs.props[METADATA_DIR_PROPERTY],
+    `${tier.host.name}:${tier.root}`,
+  );
+  if ('error' in place)
+    throw new ZbmError(`${place.error}: name the directory of the configs and manifests with --metadata-dir`);
+  if (place.warning) log.warn(place.warning);
+  const metadataDir = place.dir;
+  const { stdout } = await run(tier.host, dumpManifestsArgv(metadataDir, opts.vmid));
   const { manifests, errors } = parseManifestDump(stdout);
   for (const e of errors) log.warn(`${tier.host.name}:${metadataDir}: ${e}`);
   return { datasets, metadataDir, points: restorePoints(manifests, datasets, tier.root) };
@@ -112,7 +130,7 @@ function row(p: RestorePoint, host: string) {
 /** Lists the restore points of every guest (or of --vmid) on one tier. */
 export async function listBackups(opts: ListBackupsOptions, log: Logger): Promise<number> {
   const tier = tierFromOptions(opts);
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   try {
     const vmid = opts.vmid?.length === 1 ? opts.vmid[0] : undefined;
     const state = await loadTier(tier, { metadataDir: opts.metadataDir, vmid }, log);

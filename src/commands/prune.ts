@@ -1,5 +1,7 @@
+import { chooseMetadataDir } from '../backup/metadata.ts';
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -13,8 +15,21 @@ import {
   receiveLockName,
 } from '../lock/lock.ts';
 import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
-import { type DatasetPlan, type Kept, planDataset, type RemoteFacts, retentionFor } from '../prune/plan.ts';
-import { defaultTimeZone, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
+import {
+  type DatasetPlan,
+  type Kept,
+  orderAnomalies,
+  planDataset,
+  type RemoteFacts,
+  retentionFor,
+} from '../prune/plan.ts';
+import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  defaultTimeZone,
+  hasRules,
+  type KeepRules,
+  RULE_ORDER,
+} from '../prune/retention.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -30,6 +45,8 @@ export interface PruneOptions {
   readonly keepYearly?: number;
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
+  /** The guest configs and manifests of the backups (default: the root's zbm:metadata-dir). */
+  readonly metadataDir?: string;
   readonly yes?: boolean;
   readonly dryRun?: boolean;
   readonly json?: boolean;
@@ -45,6 +62,8 @@ export interface PruneIO {
   /** Asks on the terminal; undefined when there is no terminal to ask on. */
   readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
   readonly timeZone?: string;
+  /** This host's clock, seconds since the epoch: a snapshot named later is an anomaly. */
+  readonly now?: () => number;
 }
 
 /**
@@ -222,7 +241,7 @@ function guestSnapshots(
  * the next tier still needs nor anything held. Without -y it only shows the plan.
  */
 export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): Promise<number> {
-  const out = io.out ?? ((s: string) => process.stdout.write(s));
+  const out = io.out ?? writeOut;
   if (opts.remoteZfsRoot !== undefined && opts.remote === undefined) {
     throw new UsageError('--remote-zfs-root needs --remote (the ssh destination of the next tier)');
   }
@@ -273,6 +292,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
       );
     }
 
+    const now = io.now?.() ?? Math.floor(Date.now() / 1000);
     const outcomes: DatasetOutcome[] = [];
     for (const d of datasets) {
       const rel = relativeTo(opts.localZfsRoot, d.name) ?? '';
@@ -290,13 +310,20 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
               }
             : { kind: 'unreachable', remote: opts.remote, error: unreachable ?? 'not listed' };
       }
+      const anomalies = orderAnomalies(d, opts.prefix, now, DEFAULT_CLOCK_SKEW_SECONDS);
+      for (const a of anomalies) {
+        log.warn(
+          `${local.name}:${d.name}@${a.short} is an anomaly: ${a.why}; it is kept and counts for no rule`,
+        );
+      }
       const plan = planDataset({
         dataset: d,
         prefix: opts.prefix,
-        retention: retentionFor(d, opts.prefix, rules, tz),
+        retention: retentionFor(d, opts.prefix, rules, tz, anomalies),
         holds: holds.get(d.name) ?? new Map(),
         clones: clones.get(d.name) ?? new Map(),
         remote: facts,
+        anomalies,
       });
       outcomes.push({ plan, remoteDataset, destroyed: [], heldLate: [], error: null });
     }
@@ -357,19 +384,22 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
     }
 
     let metadata: { dir: string; removed: string[]; errors: string[] } | null = null;
-    const dir = root.props[METADATA_DIR_PROPERTY];
-    if (go && dir !== undefined) {
-      if (!dir.startsWith('/')) {
-        log.warn(
-          `${opts.localZfsRoot} has ${METADATA_DIR_PROPERTY}=${dir}, not an absolute path: configs left as they are`,
-        );
-      } else {
-        const byName = new Map(outcomes.map((o) => [o.plan.dataset, o]));
-        const r = await pruneMetadata(dir, opts.prefix, guestSnapshots(datasets, byName));
-        metadata = { dir, ...r };
-        for (const e of r.errors) log.error(`pruning configs and manifests: ${e}`);
-        if (r.removed.length > 0) log.info(`removed ${r.removed.length} config/manifest file(s) from ${dir}`);
-      }
+    const place = chooseMetadataDir(opts.metadataDir, root.props[METADATA_DIR_PROPERTY], opts.localZfsRoot);
+    if ('warning' in place && place.warning) log.warn(place.warning);
+    if (go && 'dir' in place) {
+      const byName = new Map(outcomes.map((o) => [o.plan.dataset, o]));
+      const r = await pruneMetadata(
+        place.dir,
+        opts.prefix,
+        guestSnapshots(datasets, byName),
+        now + DEFAULT_CLOCK_SKEW_SECONDS,
+      );
+      metadata = { dir: place.dir, ...r };
+      for (const e of r.errors) log.error(`pruning configs and manifests: ${e}`);
+      if (r.removed.length > 0)
+        log.info(`removed ${r.removed.length} config/manifest file(s) from ${place.dir}`);
+    } else if (go && 'error' in place && root.props[METADATA_DIR_PROPERTY] !== undefined) {
+      log.warn(`${place.error}: configs left as they are`);
     }
 
     if (opts.json) {
@@ -398,6 +428,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
             destroy: o.plan.destroy.filter((s) => !o.heldLate.some((k) => k.short === s)),
             destroyed: o.destroyed,
             foreign: o.plan.foreign,
+            anomalies: o.plan.anomalies.map((a) => ({ snapshot: a.short, why: a.why })),
             error: o.error,
           })),
         metadata,

@@ -1,5 +1,6 @@
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -78,7 +79,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
   const at = (side: Side, dataset: string) => ({ host: side.host.name, dataset });
   const select = (short: string) => opts.prefix === undefined || short.startsWith(opts.prefix);
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   try {
     const sourceList = await source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] });
     if (sourceList.length === 0) {
@@ -251,15 +252,15 @@ async function replicateMetadata(
   sourceList: readonly Dataset[],
   log: Logger,
 ): Promise<boolean> {
-  const from =
-    source.metadataDir ?? sourceList.find((d) => d.name === source.root)?.props[METADATA_DIR_PROPERTY];
-  if (!from) {
-    if (target.metadataDir)
-      log.warn(
-        `${source.host.name}:${source.root} has no ${METADATA_DIR_PROPERTY} property and no metadata directory was given for it: no guest configs copied`,
-      );
+  const property = sourceList.find((d) => d.name === source.root)?.props[METADATA_DIR_PROPERTY];
+  const place = chooseMetadataDir(source.metadataDir, property, `${source.host.name}:${source.root}`);
+  if ('error' in place) {
+    if (target.metadataDir || property !== undefined)
+      log.warn(`${place.error} and no metadata directory was given for it: no guest configs copied`);
     return true;
   }
+  if (place.warning) log.warn(place.warning);
+  const from = place.dir;
   const to = target.metadataDir ?? from;
   try {
     const replicated = await target.zfs.list({ roots: [target.root] });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import { printableLines, writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -31,7 +32,7 @@ import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, type Tier, tierFromOptions } from './list-backups.ts';
+import { loadTier, readConfigArgv, type Tier, tierFromOptions } from './list-backups.ts';
 
 export interface RestoreOptions {
   readonly remote: string;
@@ -43,6 +44,7 @@ export interface RestoreOptions {
   readonly targetStorage?: string;
   readonly disk?: string;
   readonly newMacs?: boolean;
+  readonly keepHostKeys?: boolean;
   readonly force?: boolean;
   readonly yes?: boolean;
   readonly dryRun?: boolean;
@@ -222,7 +224,7 @@ function printResult(
   extra: Record<string, unknown>,
   opts: RestoreOptions,
 ): void {
-  const out = (s: string) => process.stdout.write(s);
+  const out = writeOut;
   if (opts.json) {
     out(
       `${JSON.stringify({ fromVmid: plan.fromVmid, vmid: plan.vmid, snapshot: plan.snapshot, tier: plan.tier, config: `${PVE}/${plan.configPath}`, disks: received, ...extra, warnings: plan.warnings }, null, 2)}\n`,
@@ -267,11 +269,10 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
         `newer backups are incomplete on ${where} and were passed over: ${choice.skipped.map((p) => p.snapshot).join(', ')}`,
       );
     }
-    const { stdout: configText } = await run(tier.host, [
-      'cat',
-      '--',
-      `${tierState.metadataDir}/${point.vmid}/${point.snapshot}.conf`,
-    ]);
+    const { stdout: configText } = await run(
+      tier.host,
+      readConfigArgv(tierState.metadataDir, point.vmid, point.snapshot),
+    );
 
     const poolRoots = [
       ...new Set([...pools.values()].filter((p) => p.pool !== '' && !p.disabled).map((p) => p.pool)),
@@ -291,6 +292,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
       newMac: opts.newMacs ? () => generateMac(prefix, randomBytes(6)) : undefined,
       newUuid: randomUUID,
       now: new Date(),
+      keepHostKeys: opts.keepHostKeys === true,
     };
     const planned =
       opts.disk === undefined
@@ -305,11 +307,10 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
     for (const w of plan.warnings) log.warn(w);
     if (opts.dryRun) {
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ dryRun: true, plan }, null, 2)}\n`);
+        writeOut(`${JSON.stringify({ dryRun: true, plan }, null, 2)}\n`);
       } else {
-        process.stdout.write(`plan (dry run, nothing is changed):\n${describePlan(plan)}`);
-        if (plan.kind === 'guest')
-          process.stdout.write(`config:\n${`${plan.configText.trimEnd().replace(/^/gm, '  | ')}\n`}`);
+        writeOut(`plan (dry run, nothing is changed):\n${describePlan(plan)}`);
+        if (plan.kind === 'guest') writeOut(`config:\n${plan.configText.trimEnd().replace(/^/gm, '  | ')}\n`);
       }
       return ExitCode.ok;
     }
@@ -317,7 +318,9 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
     if (replacing && !opts.yes) {
       const asked =
         process.stdin.isTTY === true &&
-        (await confirm(`${describePlan(plan)}Replace guest ${plan.vmid} and these datasets?`));
+        (await confirm(
+          printableLines(`${describePlan(plan)}Replace guest ${plan.vmid} and these datasets?`),
+        ));
       if (!asked) {
         log.error(
           `restore over guest ${plan.vmid} not confirmed: nothing was changed (run with -y to confirm)`,

@@ -1,20 +1,42 @@
 import { spawn } from 'node:child_process';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { METADATA_FILE_LIMIT } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { run as runCommand } from '../host/process.ts';
 import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
-import { authorize, insideRoot } from '../serve/policy.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { authorize, type Decision, insideRoot } from '../serve/policy.ts';
+import { BEGIN_RECORD_BYTES, parseBeginRecord, receiveCommand, refuseIncoming } from '../serve/stream.ts';
+import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
+import { Zfs } from '../zfs/zfs.ts';
 
 export interface ServeOptions {
   readonly root: string;
   readonly metadataDir?: string;
   readonly sendOnly?: boolean;
+  readonly tag?: string;
+  /** zbm's snapshot name prefix: a received snapshot must be `<prefix>YYYYMMDDTHHMMSSZ`. */
+  readonly prefix?: string;
+  /** Seconds a node's clock may be ahead of this server's. */
+  readonly clockSkew?: number;
 }
 
 /**
@@ -36,23 +58,34 @@ export async function serve(opts: ServeOptions, log: Logger): Promise<number> {
           kind: 'refuse' as const,
           reason: 'not a command line zbm sends (only plain and single-quoted words)',
         }
-      : authorize(argv, { root: opts.root, metadataDir: opts.metadataDir ?? null, sendOnly: opts.sendOnly });
+      : authorize(argv, {
+          root: opts.root,
+          metadataDir: opts.metadataDir ?? null,
+          sendOnly: opts.sendOnly,
+          tag: opts.tag,
+        });
   if (decision.kind === 'refuse') {
     const shown = JSON.stringify(line.length > 300 ? `${line.slice(0, 300)}...` : line);
     log.error(`zbm serve on ${opts.root}: refused ${shown}: ${decision.reason}`);
     return ExitCode.failure;
   }
-  if (decision.kind === 'write') return writeNewFiles(decision.files, log);
+  if (decision.kind === 'write') return writeNewFiles(decision, opts, log);
+  if (decision.kind === 'receive') return locked(decision, opts, log);
   if (decision.resumeToken !== undefined) {
-    const resumes = await tokenSnapshot(decision.resumeToken);
-    if (resumes === null || !insideRoot(resumes, opts.root)) {
-      log.error(
-        `zbm serve on ${opts.root}: refused zfs send -t: its token resumes ${resumes ?? 'nothing zfs can read'}, not a snapshot under ${opts.root}`,
-      );
+    const why = await refuseResume(decision.resumeToken, opts.root);
+    if (why !== null) {
+      log.error(`zbm serve on ${opts.root}: refused zfs send -t: ${why}`);
       return ExitCode.failure;
     }
   }
-  if (!decision.lock) return run(decision.argv, log);
+  return run(decision.argv, log);
+}
+
+type ReceiveDecision = Extract<Decision, { kind: 'receive' }>;
+
+/** A receive, under the target's lock when the client asked for it (the lock prune takes). */
+async function locked(decision: ReceiveDecision, opts: ServeOptions, log: Logger): Promise<number> {
+  if (!decision.lock) return receive(decision, opts, log);
   const { dataset, waitSeconds, holder } = decision.lock;
   const acquired = await acquire(receiveLockName(dataset), `${holder} through zbm serve`, waitSeconds * 1000);
   if ('heldBy' in acquired) {
@@ -62,10 +95,78 @@ export async function serve(opts: ServeOptions, log: Logger): Promise<number> {
     return LOCK_HELD_EXIT;
   }
   try {
-    return await run(decision.argv, log);
+    return await receive(decision, opts, log);
   } finally {
     acquired.lock.release();
   }
+}
+
+/**
+ * Reads the stream's first record before zfs does, refuses anything but one zbm snapshot that
+ * continues the target, then hands zfs the exact bytes: the record it read, and the rest of
+ * stdin as it arrives (never the whole stream in memory).
+ */
+async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logger): Promise<number> {
+  const { target } = decision;
+  const refused = (why: string) => {
+    log.error(`zbm serve on ${opts.root}: refused the stream into ${target}: ${why}; nothing was received`);
+    return ExitCode.failure;
+  };
+  const head = await readHead(process.stdin, BEGIN_RECORD_BYTES);
+  const begin = parseBeginRecord(head);
+  if ('error' in begin) return refused(begin.error);
+  let listing: Awaited<ReturnType<Zfs['list']>>;
+  try {
+    listing = await new Zfs(new LocalHost()).list({ roots: [target], depth: 1 });
+  } catch (err) {
+    return refused(`cannot list ${target}: ${errorMessage(err)}`);
+  }
+  const state = listing.find((d) => d.name === target) ?? null;
+  const why = refuseIncoming(begin, target, state, {
+    prefix: opts.prefix ?? 'bak-zbm-',
+    now: Math.floor(Date.now() / 1000),
+    skew: opts.clockSkew ?? DEFAULT_CLOCK_SKEW_SECONDS,
+  });
+  if (why !== null) return refused(why);
+  const argv = receiveCommand(target, decision.flags, begin.type ?? 'volume');
+  const child = spawn(argv[0] ?? 'zfs', argv.slice(1), { stdio: ['pipe', 'inherit', 'inherit'] });
+  const exited = new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      log.error(`zbm serve: cannot run zfs receive: ${errorMessage(err)}`);
+      resolve(ExitCode.failure);
+    });
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+  });
+  const { stdin } = child;
+  if (stdin) {
+    stdin.write(head);
+    // A receive that stops early (an error) closes its end: stop reading the client then.
+    pipeline(process.stdin, stdin).catch(() => process.stdin.destroy());
+  }
+  return exited;
+}
+
+/** At least size bytes from the start of input (less only when it ended first); input is left paused. */
+function readHead(input: Readable, size: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const done = () => {
+      input.pause();
+      input.off('data', onData);
+      input.off('end', done);
+      input.off('error', done);
+      resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= size) done();
+    };
+    input.on('data', onData);
+    input.once('end', done);
+    input.once('error', done);
+  });
 }
 
 function run(argv: readonly string[], log: Logger): Promise<number> {
@@ -81,68 +182,162 @@ function run(argv: readonly string[], log: Logger): Promise<number> {
   });
 }
 
+type WriteDecision = Extract<Decision, { kind: 'write' }>;
+
 /**
- * Writes stdin to new files, each atomically, never over an existing one: what a node wrote once (a
- * backup's config) it cannot replace later. stdin is read whole and its size checked first, so a
- * cut connection writes nothing.
+ * Writes stdin to new files, all or none, never over an existing one: what a node wrote once (a
+ * backup's config) it cannot replace later, nor can it write a config ahead for a backup that has
+ * not arrived. stdin is streamed into temporary files beside their targets, each bounded; only
+ * when all of it arrived, with the sizes announced, are they linked into place.
  */
-async function writeNewFiles(
-  files: readonly { readonly path: string; readonly bytes: number | null }[],
-  log: Logger,
-): Promise<number> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  const input = Buffer.concat(chunks);
-  const expected = files.reduce((n, f) => n + (f.bytes ?? input.length), 0);
-  if (expected !== input.length) {
-    log.error(`zbm serve: ${input.length} bytes on stdin, ${expected} expected: nothing written`);
+async function writeNewFiles(decision: WriteDecision, opts: ServeOptions, log: Logger): Promise<number> {
+  const fail = (why: string) => {
+    log.error(`zbm serve on ${opts.root}: ${why}; nothing written`);
     return ExitCode.failure;
-  }
-  let offset = 0;
-  for (const f of files) {
-    const end = offset + (f.bytes ?? input.length);
-    if (!writeNewFile(f.path, input.subarray(offset, end), log)) return ExitCode.failure;
-    offset = end;
-  }
-  return ExitCode.ok;
-}
-
-function writeNewFile(path: string, content: Buffer, log: Logger): boolean {
-  const tmp = `${path}.tmp.${process.pid}`;
+  };
+  let shorts: Set<string>;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, content);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(tmp, path);
-    return true;
+    const listing = await new Zfs(new LocalHost()).list({ roots: [opts.root] });
+    shorts = new Set(listing.flatMap((d) => d.snapshots.map((s) => s.short)));
   } catch (err) {
-    const exists = (err as NodeJS.ErrnoException).code === 'EEXIST';
-    log.error(
-      exists
-        ? `zbm serve: ${path} exists: configs are append-only through zbm serve`
-        : `zbm serve: writing ${path}: ${errorMessage(err)}`,
+    return fail(`cannot list ${opts.root}: ${errorMessage(err)}`);
+  }
+  const early = decision.files.find((f) => !shorts.has(f.snapshot));
+  if (early)
+    return fail(
+      `${early.path}: no snapshot ${early.snapshot} under ${opts.root}: a config is written only for a backup that arrived`,
     );
-    return false;
+  // Guest folders this call made: removed again when nothing is written, so a refusal leaves the
+  // directory as it was.
+  const made: string[] = [];
+  const temps: { fd: number; tmp: string; path: string; limit: number; exact: boolean; written: number }[] =
+    [];
+  const linked: string[] = [];
+  let done = false;
+  try {
+    for (const f of decision.files) {
+      const problem = placeProblem(f.path, opts.metadataDir ?? '', made);
+      if (problem) return fail(problem);
+    }
+    for (const f of decision.files) {
+      const tmp = `${f.path}.tmp.${process.pid}`;
+      temps.push({
+        fd: openSync(tmp, 'wx', 0o600),
+        tmp,
+        path: f.path,
+        limit: f.bytes ?? METADATA_FILE_LIMIT,
+        exact: f.bytes !== null,
+        written: 0,
+      });
+    }
+    const problem = await streamInto(process.stdin, temps);
+    if (problem) return fail(problem);
+    for (const t of temps) fsyncSync(t.fd);
+    for (const t of temps) {
+      try {
+        linkSync(t.tmp, t.path);
+      } catch (err) {
+        return fail(
+          (err as NodeJS.ErrnoException).code === 'EEXIST'
+            ? `${t.path} exists: configs are append-only through zbm serve`
+            : `writing ${t.path}: ${errorMessage(err)}`,
+        );
+      }
+      linked.push(t.path);
+    }
+    done = true;
+    return ExitCode.ok;
+  } catch (err) {
+    return fail(`writing the configs: ${errorMessage(err)}`);
   } finally {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Already gone or never made.
+    for (const t of temps) {
+      closeSync(t.fd);
+      rmSync(t.tmp, { force: true });
+    }
+    if (!done) {
+      // All or none: what this call linked before one file failed goes again (it was new).
+      for (const path of linked) rmSync(path, { force: true });
+      for (const folder of made.reverse()) {
+        try {
+          rmdirSync(folder);
+        } catch {
+          // Not empty: another writer's file arrived meanwhile.
+        }
+      }
     }
   }
 }
 
-/** The snapshot a resume token resumes (its `toname`), as zfs itself decodes it; null if it cannot. */
-async function tokenSnapshot(token: string): Promise<string | null> {
+/**
+ * Why path cannot be written: its guest folder is not a plain directory of the metadata
+ * directory (a symlink would lead the write elsewhere), or the file exists. Makes the folder (and
+ * the metadata directory itself on the first write), adding what it made to made.
+ */
+function placeProblem(path: string, metadataDir: string, made: string[]): string | null {
+  const folder = dirname(path);
   try {
-    const { stdout, stderr } = await runCommand(new LocalHost(), ['zfs', 'send', '-n', '-v', '-t', token]);
-    return /^\s*toname = (.+)$/m.exec(`${stdout}\n${stderr}`)?.[1] ?? null;
+    const first = mkdirSync(metadataDir, { recursive: true, mode: 0o700 });
+    if (first !== undefined) made.push(metadataDir);
+    try {
+      mkdirSync(folder, { mode: 0o700 });
+      made.push(folder);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (!lstatSync(folder).isDirectory()) return `${folder} is not a directory (a symlink is never followed)`;
+  } catch (err) {
+    return `${folder}: ${errorMessage(err)}`;
+  }
+  try {
+    lstatSync(path);
+    return `${path} exists: configs are append-only through zbm serve`;
   } catch {
     return null;
   }
+}
+
+/** Spreads input over the files in order, each up to its limit; the reason when the sizes do not match. */
+async function streamInto(
+  input: Readable,
+  files: { fd: number; path: string; limit: number; exact: boolean; written: number }[],
+): Promise<string | null> {
+  let i = 0;
+  for await (const chunk of input) {
+    let data = chunk as Buffer;
+    while (data.length > 0) {
+      const f = files[i];
+      if (!f) return 'more bytes on stdin than the files announced';
+      const room = f.limit - f.written;
+      if (room === 0) {
+        if (!f.exact) return `${f.path}: more than ${METADATA_FILE_LIMIT} bytes, more than a config may have`;
+        i++;
+        continue;
+      }
+      const part = data.subarray(0, room);
+      writeSync(f.fd, part);
+      f.written += part.length;
+      data = data.subarray(part.length);
+    }
+  }
+  const short = files.find((f) => f.exact && f.written !== f.limit);
+  return short ? `${short.path}: ${short.written} bytes on stdin, ${short.limit} announced` : null;
+}
+
+/**
+ * Why the snapshot a resume token would send is not one of the root's: zfs decodes the token (`zfs
+ * send -n -v -t`), serve reads the guid of the snapshot it names. Null when it may be sent.
+ */
+async function refuseResume(token: string, root: string): Promise<string | null> {
+  const host = new LocalHost();
+  let contents: ReturnType<typeof parseTokenContents>;
+  try {
+    const { stdout, stderr } = await runCommand(host, ['zfs', 'send', '-n', '-v', '-t', token]);
+    contents = parseTokenContents(`${stdout}\n${stderr}`);
+  } catch (err) {
+    return `zfs cannot read its token: ${errorMessage(err)}`;
+  }
+  if ('error' in contents) return contents.error;
+  if (!insideRoot(contents.toname, root)) return refuseToken(contents, root, null);
+  const [guid] = await new Zfs(host).get(['guid'], [contents.toname]).catch(() => []);
+  return refuseToken(contents, root, guid?.value ?? null);
 }

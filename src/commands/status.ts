@@ -1,5 +1,6 @@
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
@@ -29,9 +30,11 @@ export async function status(opts: StatusOptions, log: Logger): Promise<number> 
     return ExitCode.failure;
   }
   const names = new Map<number, string>();
-  const metadataDir = rootDataset.props[METADATA_DIR_PROPERTY];
-  if (metadataDir) {
-    const { manifests, errors } = await newestManifests(metadataDir);
+  const property = rootDataset.props[METADATA_DIR_PROPERTY];
+  const place = chooseMetadataDir(undefined, property, root);
+  if ('error' in place && property !== undefined) log.warn(place.error);
+  if ('dir' in place) {
+    const { manifests, errors } = await newestManifests(place.dir);
     for (const e of errors) log.warn(e);
     for (const m of manifests) names.set(m.vmid, m.name);
   }
@@ -56,14 +59,12 @@ export async function status(opts: StatusOptions, log: Logger): Promise<number> 
 
   const rows = buildStatus(listing, root, opts.prefix, Math.floor(Date.now() / 1000), names, remote);
   if (opts.json) {
-    process.stdout.write(
+    writeOut(
       `${JSON.stringify({ host: local.name, root, remote: remote ? `${remote.name}:${remote.root}` : null, guests: rows }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(
-      `${root} on ${local.name}${remote ? `, replicated to ${remote.name}:${remote.root}` : ''}\n`,
-    );
-    process.stdout.write(rows.length ? renderStatusTable(rows, remote?.name) : 'no backups\n');
+    writeOut(`${root} on ${local.name}${remote ? `, replicated to ${remote.name}:${remote.root}` : ''}\n`);
+    writeOut(rows.length ? renderStatusTable(rows, remote?.name) : 'no backups\n');
   }
   return failed ? ExitCode.failure : ExitCode.ok;
 }

@@ -1,6 +1,7 @@
 import { targetDataset } from '../backup/backup.ts';
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import { writeOut } from '../cli/printable.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -38,6 +39,8 @@ export interface VerifyOptions {
   readonly exclude?: number[];
   readonly node?: string;
   readonly maxScrubAgeDays: number;
+  /** The manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir). */
+  readonly metadataDir?: string;
   readonly json?: boolean;
 }
 
@@ -128,8 +131,12 @@ async function serverChecks(ctx: Context, opts: VerifyOptions, root: string): Pr
   }
   for (const d of datasets) checks.push(datasetCheck(ctx, d));
 
-  const metadataDir = rootDataset?.props[METADATA_DIR_PROPERTY];
-  if (metadataDir) {
+  const property = rootDataset?.props[METADATA_DIR_PROPERTY];
+  const place = chooseMetadataDir(opts.metadataDir, property, root);
+  if ('warning' in place && place.warning) checks.push(unknown(`metadata of ${root}`, place.warning));
+  if ('error' in place && property !== undefined) checks.push(unknown(`metadata of ${root}`, place.error));
+  if ('dir' in place) {
+    const metadataDir = place.dir;
     const names = new Set(listing.map((d) => d.name));
     const { manifests, errors } = await newestManifests(metadataDir);
     for (const e of errors) checks.push(unknown(`metadata ${metadataDir}`, e));
@@ -264,6 +271,8 @@ function checkUsage(opts: VerifyOptions): void {
     if (!opts.remote || !opts.remoteZfsRoot) {
       throw new UsageError('verify --pve needs --remote (the backup server) and --remote-zfs-root');
     }
+    if (opts.metadataDir !== undefined)
+      throw new UsageError('--metadata-dir goes with --local-zfs-root on the backup server, not with --pve');
     return;
   }
   if (!opts.localZfsRoot) throw new UsageError('verify needs --local-zfs-root (or --pve on a Proxmox node)');
@@ -319,11 +328,11 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
+    writeOut(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
   } else {
     // The first line is what monitoring systems show; the rest is their long output.
-    process.stdout.write(`${summary}\n`);
-    for (const c of checks) process.stdout.write(`${c.state} ${c.subject}: ${c.message}\n`);
+    writeOut(`${summary}\n`);
+    for (const c of checks) writeOut(`${c.state} ${c.subject}: ${c.message}\n`);
   }
   return STATE_CODE[state];
 }

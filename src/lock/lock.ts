@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { printable } from '../cli/printable.ts';
 
 /**
  * Per-object lock files (O_EXCL) on this host. A lock whose holder died is recovered
@@ -40,8 +41,16 @@ export function receiveLockName(dataset: string): string {
   return `receive-${dataset}`;
 }
 
-/** The file of the lock named name, in the lock directory. */
+/**
+ * The file of the lock named name, in the lock directory. The encoding is one-to-one (`%` and `/`
+ * escaped), so that two datasets never share a lock file (`a/b` and `a_b` did).
+ */
 export function lockFileName(name: string): string {
+  return `${name.replaceAll('%', '%25').replaceAll('/', '%2F')}.lock`;
+}
+
+/** The file name older zbm versions gave a lock: a node not yet upgraded still names its receive lock so. */
+export function legacyLockFileName(name: string): string {
   return `${name.replaceAll('/', '_')}.lock`;
 }
 
@@ -140,8 +149,10 @@ export async function acquireAll(
   return { lock: { path: taken.map((l) => l.path).join(' '), release: releaseAll } };
 }
 
+/** Who holds a lock, for a message: the holder's text may come from another host (zbm serve's locks). */
 export function describeHolder(h: LockHolder): string {
-  return h.pid ? `zbm pid ${h.pid} (${h.command}, since ${h.since})` : h.command;
+  const command = printable(h.command);
+  return h.pid ? `zbm pid ${h.pid} (${command}, since ${printable(h.since)})` : command;
 }
 
 /** The notice of a run that waits for a lock: what it waits for, for whom, and how long at most. */

@@ -3,7 +3,7 @@
  * (`<metadata-dir>/<vmid>/<snapshot>.conf|.json`, see src/backup/metadata.ts) go with their
  * snapshot: once no dataset of the guest has that snapshot any more, its files are removed.
  */
-import { readdir, unlink } from 'node:fs/promises';
+import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
 import { snapshotTime } from './retention.ts';
@@ -23,13 +23,19 @@ export interface GuestSnapshots {
  * Which metadata files of one guest's folder to remove: those of a zbm snapshot that no dataset
  * of the guest has any more, when this run destroyed it, or when it is older than the guest's
  * newest zbm snapshot (a leftover of an interrupted prune). A file newer than everything listed
- * belongs to a backup arriving while prune runs and is never touched. Pure.
+ * belongs to a backup arriving while prune runs and is never touched; a snapshot named for a time
+ * after latest (this host's clock and its skew) is no measure of "newer". Pure.
  */
-export function metadataToRemove(files: readonly string[], prefix: string, guest: GuestSnapshots): string[] {
+export function metadataToRemove(
+  files: readonly string[],
+  prefix: string,
+  guest: GuestSnapshots,
+  latest = Number.POSITIVE_INFINITY,
+): string[] {
   let newest = Number.NEGATIVE_INFINITY;
   for (const s of guest.remaining) {
     const t = snapshotTime(s, prefix, Number.NaN);
-    if (Number.isFinite(t)) newest = Math.max(newest, t);
+    if (Number.isFinite(t) && t <= latest) newest = Math.max(newest, t);
   }
   return files.filter((f) => {
     const m = FILE.exec(f);
@@ -46,11 +52,16 @@ export interface MetadataResult {
   readonly errors: string[];
 }
 
-/** Removes the metadata files of snapshots gone from every dataset of their guest, with node fs. */
+/**
+ * Removes the metadata files of snapshots gone from every dataset of their guest, with node fs:
+ * only regular files directly in a guest folder that is itself a directory of dir, never through
+ * a symlink (which could lead the removal out of dir).
+ */
 export async function pruneMetadata(
   dir: string,
   prefix: string,
   guests: ReadonlyMap<number, GuestSnapshots>,
+  latest = Number.POSITIVE_INFINITY,
 ): Promise<MetadataResult> {
   const removed: string[] = [];
   const errors: string[] = [];
@@ -58,6 +69,10 @@ export async function pruneMetadata(
     const folder = join(dir, String(vmid));
     let names: string[];
     try {
+      if (!(await lstat(folder)).isDirectory()) {
+        errors.push(`${folder} is not a directory (a symlink is never followed): left as it is`);
+        continue;
+      }
       const entries = await readdir(folder, { withFileTypes: true });
       names = entries.filter((e) => e.isFile()).map((e) => e.name);
     } catch (err) {
@@ -65,7 +80,7 @@ export async function pruneMetadata(
       errors.push(`reading ${folder}: ${errorMessage(err)}`);
       continue;
     }
-    for (const name of metadataToRemove(names, prefix, guest)) {
+    for (const name of metadataToRemove(names, prefix, guest, latest)) {
       const path = join(folder, name);
       try {
         await unlink(path);

@@ -3,6 +3,8 @@
  * facts (the next tier's copy, holds) to the snapshots to destroy and, for every one kept, why.
  * Safety always wins over the rules: a snapshot the next tier still needs, or that is held, is
  * never destroyed, whatever the rules say. Identity across hosts is the guid, never the name.
+ * Order is the receiving pool's (createtxg), never the name: a name that disagrees with it, or
+ * lies in the future, is an anomaly that takes no rule's slot and is itself kept.
  */
 import {
   type KeepRule,
@@ -22,7 +24,7 @@ export interface SnapInfo {
 
 export interface DatasetInfo {
   readonly name: string;
-  /** Oldest first (by createtxg), as Zfs.list returns them. */
+  /** In any order: the plan orders them by createtxg. */
   readonly snapshots: readonly SnapInfo[];
 }
 
@@ -49,7 +51,8 @@ export type KeepReason =
   | { readonly kind: 'after-last-base'; readonly remote: string; readonly base: string }
   | { readonly kind: 'remote-unknown'; readonly remote: string }
   | { readonly kind: 'held'; readonly tags: readonly string[] }
-  | { readonly kind: 'clones'; readonly clones: readonly string[] };
+  | { readonly kind: 'clones'; readonly clones: readonly string[] }
+  | { readonly kind: 'anomaly'; readonly why: string };
 
 export interface Kept {
   readonly short: string;
@@ -68,6 +71,8 @@ export interface DatasetPlan {
   readonly foreign: readonly string[];
   /** Dataset-wide facts that decided the plan (no copy on the remote, remote unreachable...). */
   readonly notes: readonly string[];
+  /** Snapshots whose name disagrees with the pool's order or lies in the future: kept, reported. */
+  readonly anomalies: readonly Anomaly[];
   /** Every snapshot oldest first, with its verdict: the prune-simulator view. */
   readonly verdicts: readonly Verdict[];
 }
@@ -104,6 +109,8 @@ export function describeReason(r: KeepReason): string {
       return `held by ${r.tags.join(', ')}`;
     case 'clones':
       return `has clones (${r.clones.join(', ')}): destroy or promote them to let it go`;
+    case 'anomaly':
+      return `ANOMALY: ${r.why}; kept, and no reason to destroy any other (check it, destroy it by hand if it is no real backup)`;
   }
 }
 
@@ -116,10 +123,59 @@ export function isBaseTagFor(tag: string, remote: string): boolean {
   );
 }
 
-/** The retention input of a dataset: zbm's snapshots (the prefix) with the time each stands for. */
-export function retentionCandidates(dataset: DatasetInfo, prefix: string): { name: string; time: number }[] {
-  return dataset.snapshots
+/** A zbm snapshot whose name cannot be trusted to say when it was taken. */
+export interface Anomaly {
+  readonly short: string;
+  readonly why: string;
+}
+
+function iso(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+/**
+ * The zbm snapshots whose time (from the name, else `creation`, both chosen by the sender) lies
+ * beyond now + skew, or is earlier than that of a snapshot the pool received before it
+ * (createtxg): a name can be chosen to look newer or older than it is, the createtxg cannot. Two
+ * snapshots of the same second (names without a time, made by hand) are no anomaly. Pure.
+ */
+export function orderAnomalies(dataset: DatasetInfo, prefix: string, now: number, skew: number): Anomaly[] {
+  const ours = dataset.snapshots
     .filter((s) => s.short.startsWith(prefix))
+    .sort((a, b) => a.createtxg - b.createtxg);
+  const out: Anomaly[] = [];
+  let latest: { short: string; time: number } | null = null;
+  for (const s of ours) {
+    const time = snapshotTime(s.short, prefix, s.creation);
+    if (time > now + skew || s.creation > now + skew) {
+      const when =
+        time > now + skew ? `named for ${iso(time)}` : `created ${iso(s.creation)}, its stream says`;
+      out.push({ short: s.short, why: `${when}, in the future (this host's clock says ${iso(now)})` });
+    } else if (latest !== null && time < latest.time) {
+      out.push({
+        short: s.short,
+        why: `named for ${iso(time)}, earlier than ${latest.short}, which this pool received before it (createtxg)`,
+      });
+    } else {
+      latest = { short: s.short, time };
+    }
+  }
+  return out;
+}
+
+/**
+ * The retention input of a dataset: zbm's snapshots (the prefix) but the anomalies, with the time
+ * each stands for, in createtxg order (which their times follow).
+ */
+export function retentionCandidates(
+  dataset: DatasetInfo,
+  prefix: string,
+  anomalies: readonly Anomaly[] = [],
+): { name: string; time: number }[] {
+  const skip = new Set(anomalies.map((a) => a.short));
+  return dataset.snapshots
+    .filter((s) => s.short.startsWith(prefix) && !skip.has(s.short))
+    .sort((a, b) => a.createtxg - b.createtxg)
     .map((s) => ({ name: s.short, time: snapshotTime(s.short, prefix, s.creation) }));
 }
 
@@ -128,8 +184,9 @@ export function retentionFor(
   prefix: string,
   rules: KeepRules,
   tz?: string,
+  anomalies: readonly Anomaly[] = [],
 ): RetentionResult {
-  return planRetention(retentionCandidates(dataset, prefix), rules, tz);
+  return planRetention(retentionCandidates(dataset, prefix, anomalies), rules, tz);
 }
 
 export interface PlanInput {
@@ -143,11 +200,15 @@ export interface PlanInput {
   readonly remote?: RemoteFacts;
   /** Clones per short name: ZFS refuses to destroy their origin (and the whole batch with it). */
   readonly clones?: ReadonlyMap<string, readonly string[]>;
+  /** orderAnomalies of the dataset: left out of the retention input, kept here. */
+  readonly anomalies?: readonly Anomaly[];
 }
 
 export function planDataset(input: PlanInput): DatasetPlan {
   const { dataset, prefix, retention, holds, remote } = input;
-  const ours = dataset.snapshots.filter((s) => s.short.startsWith(prefix));
+  // The pool's order: a listing not sorted by createtxg (a caller's) must not change the plan.
+  const byTxg = [...dataset.snapshots].sort((a, b) => a.createtxg - b.createtxg);
+  const ours = byTxg.filter((s) => s.short.startsWith(prefix));
   const index = new Map(ours.map((s, i) => [s.short, i]));
   // Reasons per position in ours; most snapshots get one or none, so arrays are made lazily.
   const reasons: (KeepReason[] | undefined)[] = new Array(ours.length);
@@ -161,6 +222,11 @@ export function planDataset(input: PlanInput): DatasetPlan {
   for (const k of retention.keep) {
     const i = index.get(k.name);
     if (i !== undefined) addAt(i, { kind: 'rule', rule: k.rule });
+  }
+  // First among the reasons: what an administrator must look at.
+  for (const a of input.anomalies ?? []) {
+    const i = index.get(a.short);
+    if (i !== undefined) addAt(i, { kind: 'anomaly', why: a.why });
   }
 
   if (remote?.kind === 'listed') {
@@ -238,7 +304,7 @@ export function planDataset(input: PlanInput): DatasetPlan {
   const verdicts: Verdict[] = [];
   const foreignWhy = `not a zbm snapshot (no prefix ${prefix}): never touched`;
   const whys = new Map<KeepReason, string>();
-  for (const s of dataset.snapshots) {
+  for (const s of byTxg) {
     const i = index.get(s.short);
     if (i === undefined) {
       foreign.push(s.short);
@@ -261,5 +327,5 @@ export function planDataset(input: PlanInput): DatasetPlan {
       verdicts.push({ short: s.short, action: 'destroy', why: 'no rule keeps it' });
     }
   }
-  return { dataset: dataset.name, destroy, keep, foreign, notes, verdicts };
+  return { dataset: dataset.name, destroy, keep, foreign, notes, verdicts, anomalies: input.anomalies ?? [] };
 }

@@ -33,8 +33,36 @@ export function tarMetadataArgv(dir: string, files: readonly string[]): string[]
   return ['tar', '-C', dir, '-cf', '-', '--', ...files];
 }
 
-/** What a metadata file's path relative to its directory looks like. */
-export const METADATA_FILE = /^\d+\/[^/]+\.(conf|json)$/;
+/** What a metadata file's path relative to its directory looks like (a VMID has no leading zero). */
+export const METADATA_FILE = /^[1-9]\d*\/[^/]+\.(conf|json)$/;
+
+/**
+ * Unpacks the tar stream of another host into dir: into a fresh directory first, from which only
+ * regular files `<vmid>/<name>.conf|json` move into dir, into guest folders that are directories
+ * (never through a symlink), never over a file already there. A symlink, a device or a path
+ * with `..` in the stream stays behind and is removed with the rest.
+ */
+export function untarMetadataArgv(dir: string): string[] {
+  const script = [
+    'set -e',
+    'mkdir -p -- "$1"',
+    't=$(mktemp -d "$1/.zbm-untar.XXXXXX")',
+    'trap \'rm -rf -- "$t"\' EXIT',
+    'tar -C "$t" --no-same-owner --no-same-permissions -xf -',
+    'cd -- "$t"',
+    'find . -mindepth 2 -maxdepth 2 -type f | while IFS= read -r f; do',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
+    ' f=${f#./}; v=${f%%/*}',
+    ' case $v in [1-9]*) ;; *) continue ;; esac',
+    ' case $v in *[!0-9]*) continue ;; esac',
+    ' case $f in *.conf|*.json) ;; *) continue ;; esac',
+    ' if [ -L "$1/$v" ]; then echo "zbm: $1/$v is a symlink: $f not copied" >&2; continue; fi',
+    ' mkdir -p -- "$1/$v"',
+    ' [ -e "$1/$f" ] || [ -L "$1/$f" ] || mv -- "$f" "$1/$f"',
+    'done',
+  ].join('\n');
+  return ['sh', '-c', script, 'zbm-untar', dir];
+}
 
 async function metadataFiles(host: Host, dir: string): Promise<string[]> {
   const { stdout } = await run(host, listMetadataArgv(dir));
@@ -71,7 +99,7 @@ export async function copyMetadata(
   if (missing.length === 0) return 0;
   await pipe(
     { host: from.host, argv: tarMetadataArgv(from.dir, missing) },
-    { host: to.host, argv: ['sh', '-c', 'mkdir -p -- "$1" && tar -C "$1" -xf -', 'zbm-untar', to.dir] },
+    { host: to.host, argv: untarMetadataArgv(to.dir) },
   );
   return missing.length;
 }

@@ -149,6 +149,19 @@ export interface RewriteInput {
   /** Set: every netN gets a new MAC address from it. */
   readonly newMac?: () => string;
   readonly newUuid: () => string;
+  /** Restore the keys that run code or open host resources on this node (isHostKey) as they are. */
+  readonly keepHostKeys?: boolean;
+}
+
+/**
+ * Keys of a guest config that make the restore host run code or hand the guest its resources:
+ * `hookscript` (a script PVE runs at every start and stop), QEMU's raw `args` (`-netdev
+ * tap,script=...` runs a program) and every raw `lxc.*` key (`lxc.hook.*` runs programs,
+ * `lxc.mount.entry` and `lxc.cgroup*` expose the host's files and devices). A config comes from
+ * the backup server, where whoever took over a node could have written it: restored only on request.
+ */
+export function isHostKey(type: GuestType, key: string): boolean {
+  return key === 'hookscript' || (type === 'qemu' ? key === 'args' : key.startsWith('lxc.'));
 }
 
 export interface Rewritten {
@@ -181,6 +194,14 @@ export function rewriteConfig(input: RewriteInput): Rewritten {
     }
     const value = m[2] ?? '';
     if (key === 'parent') continue;
+    if (!input.keepHostKeys && isHostKey(type, key)) {
+      dropped.push({
+        key,
+        value,
+        reason: `"${key}: ${value}" runs code or opens host resources on this node (restore it with --keep-host-keys once checked)`,
+      });
+      continue;
+    }
     const restored = input.volumes.get(key);
     if (restored !== undefined) {
       out.push(`${key}: ${replaceVolume(type, value, restored)}`);

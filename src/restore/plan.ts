@@ -56,6 +56,8 @@ export interface RestoreRequest {
   readonly newMac?: () => string;
   readonly newUuid: () => string;
   readonly now: Date;
+  /** Restore hookscript:, QEMU args: and lxc.* keys (config.ts isHostKey); default: shown, left out. */
+  readonly keepHostKeys?: boolean;
 }
 
 export type TempState = 'absent' | 'partial' | 'complete';
@@ -314,6 +316,7 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
     volumes: new Map(disks.map((d) => [d.key, d.volume])),
     newMac: req.newMac,
     newUuid: req.newUuid,
+    keepHostKeys: req.keepHostKeys,
   });
   for (const x of rewritten.dropped) warnings.push(`${x.key} left out of the restored config: ${x.reason}`);
   for (const x of rewritten.untouched) {

@@ -123,7 +123,7 @@ export function parseManifestDump(dump: string): { manifests: Manifest[]; errors
     if (record.trim() === '') continue;
     const nl = record.indexOf('\n');
     const path = (nl < 0 ? record : record.slice(0, nl)).replace(/^\n+/, '');
-    const m = /^(\d+)\/(.+)\.json$/.exec(path);
+    const m = /^([1-9]\d*)\/(.+)\.json$/.exec(path);
     if (!m) {
       errors.push(`${JSON.stringify(path)} is not <vmid>/<snapshot>.json`);
       continue;
@@ -157,9 +157,10 @@ export function restorePoints(
     const disks = m.disks.map((d): PointDisk => {
       const dataset = datasetOnTier(root, d.target);
       const listing = byName.get(dataset);
-      // Identity is the guid: a snapshot of the same name from another chain is another backup.
+      // Identity is the guid: a snapshot of the same name from another chain is another backup,
+      // and a manifest without one (written by whoever could write there) names no backup at all.
       const snap = listing?.snapshots.find(
-        (s) => s.short === m.snapshot && (d.guid === '' || s.guid === d.guid),
+        (s) => s.short === m.snapshot && d.guid !== '' && s.guid === d.guid,
       );
       return {
         key: d.key,

@@ -1,15 +1,20 @@
-import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../backup/metadata.ts';
-import { lockFileName, receiveLockName } from '../lock/lock.ts';
+import {
+  METADATA_DIR_PROPERTY,
+  METADATA_FILE_LIMIT,
+  WRITE_FILE_ARGV,
+  WRITE_FILES_ARGV,
+} from '../backup/metadata.ts';
+import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
- * its root (list, receive, resume, abort a stale receive, create the root, set zbm's properties,
- * hold and release the node's own base, write new guest configs) and nothing else — no destroy, no
- * rollback, no `receive -F`, no property that could mount a dataset over the server's files, no
- * name outside the root, no shell. A compromised node can add backups, never remove or damage them.
- * Pure: argv in, decision out.
+ * its root (list, receive, resume, abort a stale receive, create the root, record serve's own
+ * metadata directory, hold and release its one tag, write new guest configs) and nothing else — no
+ * destroy, no rollback, no `receive -F`, no property of the client's choosing, no name outside the
+ * root, no shell. What a receive brings is checked by serve when the stream arrives (stream.ts).
+ * A compromised node can add backups, never remove or damage them. Pure: argv in, decision out.
  */
 export interface ServePolicy {
   /** The node's subtree, e.g. main/bak-zbm/pve1. */
@@ -22,31 +27,40 @@ export interface ServePolicy {
    * set or write anything.
    */
   readonly sendOnly?: boolean;
+  /** The one hold tag this client may hold and release; absent: none. */
+  readonly tag?: string;
 }
-
-/** The hold tag backup-pve uses on the backup server (`zbm-base:pve:<remote>`). */
-export const HOLD_PREFIX = 'zbm-base:';
-export const NODE_HOLD_PREFIX = `${HOLD_PREFIX}pve:`;
-
-/**
- * Properties a received stream may never set here: a mountpoint could shadow the server's own
- * directories at the next `zfs mount -a`, and shares would publish the data.
- */
-export const FORCED_RECEIVE_EXCLUDES = ['mountpoint', 'canmount', 'sharenfs', 'sharesmb'] as const;
 
 export type Decision =
   | {
       readonly kind: 'exec';
       readonly argv: readonly string[];
-      /** A receive that runs under the target dataset's lock (lock.ts), as the client asked. */
-      readonly lock?: { readonly dataset: string; readonly waitSeconds: number; readonly holder: string };
       /** A `zfs send -t`: the snapshot its token names must be inside the root (checked by serve). */
       readonly resumeToken?: string;
     }
   | {
+      /**
+       * A `zfs receive` into target: serve reads the stream's first record, checks it
+       * (stream.ts refuseIncoming) and only then hands the stream to zfs, with its forced `-x`.
+       */
+      readonly kind: 'receive';
+      readonly target: string;
+      /** The client's `-s`, `-u` and `-x <property>` flags, in its order. */
+      readonly flags: readonly string[];
+      /** Under the target dataset's lock (lock.ts), as the client asked. */
+      readonly lock?: { readonly dataset: string; readonly waitSeconds: number; readonly holder: string };
+    }
+  | {
       readonly kind: 'write';
-      /** New files to write from stdin, in order; bytes null: the whole of stdin. */
-      readonly files: readonly { readonly path: string; readonly bytes: number | null }[];
+      /**
+       * New files to write from stdin, in order, all or none; bytes null: the whole of stdin (at
+       * most METADATA_FILE_LIMIT). Each is of a snapshot that must already exist under the root.
+       */
+      readonly files: readonly {
+        readonly path: string;
+        readonly snapshot: string;
+        readonly bytes: number | null;
+      }[];
     }
   | { readonly kind: 'refuse'; readonly reason: string };
 
@@ -145,21 +159,22 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     case 'hold':
     case 'release': {
       const [tag, ...snaps] = rest;
-      // A replica holds its own base (`zbm-base:<this server>:<replica>`), never the nodes' one.
-      const node = tag?.startsWith(NODE_HOLD_PREFIX) === true;
-      const allowed = sendOnly ? tag?.startsWith(HOLD_PREFIX) === true && !node : node;
-      if (tag === undefined || !allowed || !/^[A-Za-z0-9_:.@-]+$/.test(tag))
+      if (tag === undefined || snaps.length === 0) return refuse(`zfs ${sub} takes a tag and snapshots`);
+      // Exactly the tag of this key: a node's base, or a pulling replica's; never a tag of another
+      // client or of this server's own replication (whose name may share any prefix).
+      if (policy.tag === undefined)
         return refuse(
-          sendOnly
-            ? `zfs ${sub}: only a replica's base tag (${HOLD_PREFIX}<server>:<replica>) is allowed`
-            : `zfs ${sub}: only the node's own base tag (${NODE_HOLD_PREFIX}...) is allowed`,
+          `zfs ${sub}: this key may hold no tag; if ${tag} is the tag of this client, add --tag ${tag} to its forced command (docs/serve.md)`,
         );
+      if (tag !== policy.tag) return refuse(`zfs ${sub}: only the tag ${policy.tag} is allowed`);
       if (snaps.some((s) => !s.includes('@'))) return refuse(`zfs ${sub} takes snapshots only`);
       return names(snaps, 'snapshot') ?? exec();
     }
     case 'send': {
       if (!sendOnly) return refuse('zfs send is not allowed (only with zbm serve --send-only)');
       if (rest[0] === '-t' || (rest[0] === '-n' && rest.includes('-t'))) {
+        // zfs uses the last -t it is given: one token, the one serve checks.
+        if (rest.filter((w) => w === '-t').length !== 1) return refuse('zfs send takes one -t');
         const r = flags(['-n', '-v', '-P'], {
           '-t': (v) => /^[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$/.test(v),
         });
@@ -205,11 +220,16 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     case 'set': {
       const no = writes('zfs set');
       if (no) return no;
-      const target = rest.at(-1);
-      const assignments = rest.slice(0, -1);
-      if (assignments.length === 0 || assignments.some((a) => !/^zbm:[a-z0-9_.:-]+=/.test(a)))
-        return refuse("zfs set: only zbm's own properties (zbm:...) may be set");
-      return names(target === undefined ? [] : [target], 'dataset') ?? exec();
+      // Commands on this server find the guest configs through this property: it may only ever
+      // name the directory this key writes to, never one a client chose.
+      const wanted = `${METADATA_DIR_PROPERTY}=${policy.metadataDir ?? ''}`;
+      if (rest.length !== 2 || policy.metadataDir === null || rest[0] !== wanted)
+        return refuse(
+          policy.metadataDir === null
+            ? 'zfs set: nothing may be set (zbm serve has no --metadata-dir)'
+            : `zfs set: only ${METADATA_DIR_PROPERTY}=${policy.metadataDir}, the --metadata-dir of zbm serve`,
+        );
+      return names(rest.slice(1), 'dataset') ?? exec();
     }
     case 'receive': {
       const no = writes('zfs receive');
@@ -223,10 +243,15 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
       if (r.operands.length !== 1) return refuse('zfs receive takes one target');
       const target = r.operands[0] as string;
       if (target.includes('@') || target.includes('#')) return refuse('zfs receive into a dataset only');
+      // The root itself holds no backup (backup-pve sends into <root>/<volume>): its properties,
+      // zbm:metadata-dir among them, stay what was set on it.
+      if (target === policy.root)
+        return refuse(`zfs receive into ${policy.root} itself: only into datasets below it`);
       return (
         names(r.operands, 'dataset') ?? {
-          kind: 'exec',
-          argv: [...argv.slice(0, -1), ...FORCED_RECEIVE_EXCLUDES.flatMap((p) => ['-x', p]), target],
+          kind: 'receive',
+          target,
+          flags: rest.slice(0, rest.length - 1),
         }
       );
     }
@@ -249,13 +274,18 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
 function lockedReceive(argv: readonly string[], policy: ServePolicy): Decision {
   const [file = '', wait = '', holder = ''] = argv.slice(4, 7);
   const inner = authorize(argv.slice(7), policy);
-  if (inner.kind !== 'exec') return inner;
-  const target = inner.argv.at(-1) ?? '';
-  if (inner.argv[1] !== 'receive' || inner.argv[2] === '-A')
-    return refuse('only a zfs receive runs under a lock');
-  if (file !== lockFileName(receiveLockName(target)))
+  if (inner.kind === 'refuse') return inner;
+  if (inner.kind !== 'receive') return refuse('only a zfs receive runs under a lock');
+  const { target } = inner;
+  // serve takes the lock under its own name whatever the client calls it; the name only has to be
+  // the target's, in this version's encoding or in the one of a node not upgraded yet.
+  const name = receiveLockName(target);
+  if (file !== lockFileName(name) && file !== legacyLockFileName(name))
     return refuse(`the lock ${file} is not the lock of ${target}`);
   if (!/^\d{1,5}$/.test(wait)) return refuse(`lock wait ${wait}: not a number of seconds`);
+  // The holder is shown by whoever finds the lock taken (prune on this server): zbm's own text only.
+  if (!/^[A-Za-z0-9 ._:/@+()-]{1,1000}$/.test(holder))
+    return refuse('the lock holder may only hold letters, digits, spaces and ._:/@+()-');
   return { ...inner, lock: { dataset: target, waitSeconds: Number(wait), holder } };
 }
 
@@ -281,16 +311,29 @@ function readDecision(argv: readonly string[], policy: ServePolicy): Decision | 
     : refuse(`${bad} is not a guest config or manifest`);
 }
 
+/** The largest batch: backup-pve's 200 files per command are about a megabyte. */
+export const METADATA_BATCH_LIMIT = 16 * 1024 * 1024;
+
+/** `<vmid>/<snapshot>.conf|json`: a VMID as PVE gives them (no leading zero), a snapshot name. */
+const METADATA_PATH = /^([1-9]\d{2,8})\/([A-Za-z0-9_.:-]+)\.(?:conf|json)$/;
+
 function writeDecision(files: readonly [string, number | null][], policy: ServePolicy): Decision {
   if (policy.metadataDir === null)
     return refuse('config writes are not allowed (zbm serve has no --metadata-dir)');
   const prefix = `${policy.metadataDir.replace(/\/+$/, '')}/`;
-  for (const [path] of files) {
+  const out: { path: string; snapshot: string; bytes: number | null }[] = [];
+  for (const [path, bytes] of files) {
     const rel = path.startsWith(prefix) ? path.slice(prefix.length) : null;
-    if (rel === null || !/^\d{3,9}\/[A-Za-z0-9_.:-]+\.(conf|json)$/.test(rel) || rel.includes('..'))
+    const m = rel === null ? null : METADATA_PATH.exec(rel);
+    if (!m || rel?.includes('..') || rel?.includes('.tmp.'))
       return refuse(`${path} is not a guest config or manifest under ${policy.metadataDir}`);
+    if (bytes !== null && bytes > METADATA_FILE_LIMIT)
+      return refuse(
+        `${path}: ${bytes} bytes, more than a config or manifest may have (${METADATA_FILE_LIMIT})`,
+      );
+    out.push({ path, snapshot: m[2] as string, bytes });
   }
-  return { kind: 'write', files: files.map(([path, bytes]) => ({ path, bytes })) };
+  return { kind: 'write', files: out };
 }
 
 /** backup-pve's batch of configs: `<total bytes> <bytes>:<path>...`, the contents in order on stdin. */
@@ -304,6 +347,8 @@ function writeManyDecision(args: readonly string[], policy: ServePolicy): Decisi
   }
   if (!/^\d{1,10}$/.test(total) || files.reduce((n, [, b]) => n + b, 0) !== Number(total))
     return refuse(`the sizes of the files do not add up to ${total}`);
+  if (Number(total) > METADATA_BATCH_LIMIT)
+    return refuse(`${total} bytes of configs in one command, more than ${METADATA_BATCH_LIMIT}`);
   if (new Set(files.map(([p]) => p)).size !== files.length) return refuse('a file is named twice');
   return writeDecision(files, policy);
 }

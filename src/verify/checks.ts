@@ -3,6 +3,8 @@
  * be tested without ZFS. States and exit codes follow the monitoring-plugin convention
  * (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import { orderAnomalies } from '../prune/plan.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export type State = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -39,21 +41,35 @@ export function formatAge(seconds: number): string {
 }
 const hours = formatAge;
 
-/** One dataset: its newest zbm snapshot is young enough, and there are enough of them. */
+/**
+ * One dataset: its newest zbm snapshot is young enough, and there are enough of them. A snapshot
+ * whose name disagrees with the pool's order or lies in the future (prune/plan.ts orderAnomalies)
+ * is CRITICAL, and is not the newest backup whose age counts.
+ */
 export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Check {
-  const ours = d.snapshots.filter((s) => s.short.startsWith(rules.prefix));
+  const anomalies = orderAnomalies(d, rules.prefix, now, DEFAULT_CLOCK_SKEW_SECONDS);
+  const odd = new Set(anomalies.map((a) => a.short));
+  const ours = d.snapshots.filter((s) => s.short.startsWith(rules.prefix) && !odd.has(s.short));
   const newest = ours.at(-1);
   const figures = {
     snapshots: ours.length,
     newest: newest?.short ?? null,
     age_seconds: newest ? now - newest.creation : null,
   };
-  if (!newest) {
-    return { state: 'CRITICAL', subject: d.name, message: `no ${rules.prefix}* snapshot at all`, figures };
-  }
-  const age = now - newest.creation;
   const problems: string[] = [];
   let state: State = 'OK';
+  if (anomalies.length > 0) {
+    state = 'CRITICAL';
+    problems.push(
+      `${anomalies.length} snapshot(s) not to be trusted (prune keeps them and counts them for no rule; check and destroy them by hand): ` +
+        anomalies.map((a) => `${a.short} ${a.why}`).join('; '),
+    );
+  }
+  if (!newest) {
+    problems.push(`no ${rules.prefix}* snapshot at all`);
+    return { state: 'CRITICAL', subject: d.name, message: problems.join('; '), figures };
+  }
+  const age = now - newest.creation;
   if (age > rules.maxAgeSeconds) {
     state = 'CRITICAL';
     problems.push(

@@ -72,26 +72,26 @@ describe('locks', () => {
     r2.lock.release();
   });
   it('takes several locks or none: a held one releases those already taken', async () => {
-    holderFile('receive-p_ds', zbmLike.pid ?? 0);
+    holderFile('receive-p%2Fds', zbmLike.pid ?? 0);
     const r = await acquireAll(['dataset-p/ds', 'receive-p/ds'], 'prune p/ds', 0);
     assert.ok('heldBy' in r);
     assert.equal(r.heldBy.pid, zbmLike.pid);
     assert.deepEqual(
-      readdirSync(dir).filter((f) => f.includes('p_ds')),
-      ['receive-p_ds.lock'],
+      readdirSync(dir).filter((f) => f.includes('p%2Fds')),
+      ['receive-p%2Fds.lock'],
     );
-    rmSync(join(dir, 'receive-p_ds.lock'));
+    rmSync(join(dir, 'receive-p%2Fds.lock'));
     const both = await acquireAll(['dataset-p/ds', 'receive-p/ds'], 'prune p/ds', 0);
     assert.ok('lock' in both);
     assert.deepEqual(
       readdirSync(dir)
-        .filter((f) => f.includes('p_ds'))
+        .filter((f) => f.includes('p%2Fds'))
         .sort(),
-      ['dataset-p_ds.lock', 'receive-p_ds.lock'],
+      ['dataset-p%2Fds.lock', 'receive-p%2Fds.lock'],
     );
     both.lock.release();
     assert.deepEqual(
-      readdirSync(dir).filter((f) => f.includes('p_ds')),
+      readdirSync(dir).filter((f) => f.includes('p%2Fds')),
       [],
     );
   });

@@ -391,6 +391,47 @@ describe('zbm prune (fake zfs and ssh)', () => {
     assert.match(r.out, new RegExp(`kept ${hour(1)}: has clones \\(main/restore-test\\)`));
   });
 
+  it('snapshots received with names out of order or for the future take no slot and destroy nothing more', async () => {
+    const future = `${P}20991225T000000Z`;
+    const older = `${P}20251231T000000Z`;
+    setup((local) => {
+      const d1 = local.datasets[D1];
+      d1?.snapshots?.push(
+        { short: future, guid: '7771', createtxg: 100, creation: 1_767_225_600 },
+        { short: older, guid: '7772', createtxg: 101, creation: 1_767_225_600 },
+      );
+    });
+    const r = await runPrune({ json: true });
+    assert.equal(r.code, 0, r.err);
+    // As without them: hours 0, 1 and 2 of disk-1 go, the rules keep 9, 8, 7, 6.
+    assert.deepEqual(snapsOf(localState, D1), [...names(3, 4, 5, 6, 7, 8, 9), future, older]);
+    assert.match(
+      r.err,
+      new RegExp(
+        `warning: zbm-dest:${D1}@${future} is an anomaly: named for 2099-12-25T00:00:00Z, in the future`,
+      ),
+    );
+    assert.match(
+      r.err,
+      new RegExp(`${D1}@${older} is an anomaly: named for 2025-12-31T00:00:00Z, earlier than ${hour(9)}`),
+    );
+    const report = JSON.parse(r.out) as {
+      datasets: {
+        dataset: string;
+        anomalies: { snapshot: string }[];
+        kept: { snapshot: string; why: string }[];
+      }[];
+    };
+    const d1 = report.datasets.find((d) => d.dataset === D1);
+    assert.deepEqual(
+      d1?.anomalies.map((a) => a.snapshot),
+      [future, older],
+    );
+    assert.match(d1?.kept.find((k) => k.snapshot === future)?.why ?? '', /^ANOMALY: /);
+    // The configs go as they would have: 0 and 2 are gone from every disk of VM 100.
+    assert.equal(readdirSync(join(meta, '100')).length, 16);
+  });
+
   it('a dataset that fails does not stop the others; the run exits 1', async () => {
     setup((local) => {
       local.failDestroy = [D0];

@@ -4,6 +4,7 @@ import {
   type DatasetInfo,
   type DatasetPlan,
   isBaseTagFor,
+  orderAnomalies,
   type PlanInput,
   planDataset,
   type RemoteFacts,
@@ -308,5 +309,107 @@ describe('planDataset: property tests (random histories, rules, holds and remote
         `round ${round}`,
       );
     }
+  });
+});
+
+describe('planDataset: the pool orders, not the names', () => {
+  const NOW = Date.parse('2026-03-01T12:00:00Z') / 1000;
+  const day = (d: number) =>
+    `${PREFIX}${new Date(Date.UTC(2026, 0, 1) + d * 86_400_000)
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}`;
+  /** Snapshots with the given names, received in this order (createtxg). */
+  const received = (names: readonly string[]): DatasetInfo => ({
+    name: DS,
+    snapshots: names.map((short, i) => ({
+      short,
+      guid: `g-${short}`,
+      createtxg: 100 + i,
+      creation: Math.min(NOW, 1_767_225_600 + i * 86_400),
+    })),
+  });
+  const planned = (ds: DatasetInfo, rules: KeepRules) => {
+    const anomalies = orderAnomalies(ds, PREFIX, NOW, 300);
+    return planDataset({
+      dataset: ds,
+      prefix: PREFIX,
+      retention: retentionFor(ds, PREFIX, rules, 'UTC', anomalies),
+      holds: new Map(),
+      anomalies,
+    });
+  };
+  const RULES: KeepRules = { daily: 7, weekly: 4, monthly: 6 };
+  const real = Array.from({ length: 60 }, (_, d) => day(d));
+  const fakes = [
+    `${PREFIX}20991225T000000Z`,
+    `${PREFIX}20991226T000000Z`,
+    `${PREFIX}20991218T000000Z`,
+    `${PREFIX}20991101T000000Z`,
+    `${PREFIX}20990101T000000Z`,
+  ];
+
+  it('future-dated names received after the real ones destroy nothing the rules would keep without them', () => {
+    const honest = planned(received(real), RULES);
+    const attacked = planned(received([...real, ...fakes]), RULES);
+    assert.deepEqual(attacked.destroy, honest.destroy);
+    assert.ok(honest.destroy.length > 0 && honest.keep.length > 0);
+    assert.deepEqual(
+      attacked.anomalies.map((a) => a.short),
+      fakes,
+    );
+    for (const f of fakes) {
+      assert.equal(attacked.verdicts.find((v) => v.short === f)?.action, 'keep');
+      assert.match(
+        why(attacked)[f] ?? '',
+        /^ANOMALY: named for 2099-.*, in the future \(this host's clock says 2026-03-01T12:00:00Z\)/,
+      );
+    }
+  });
+
+  it('a name older than one received before it is an anomaly that takes no slot (keep-last counts by createtxg)', () => {
+    const ds = received([day(0), day(1), day(2), day(-30)]);
+    const p = planned(ds, { last: 2 });
+    assert.deepEqual(p.anomalies, [
+      {
+        short: day(-30),
+        why: `named for 2025-12-02T00:00:00Z, earlier than ${day(2)}, which this pool received before it (createtxg)`,
+      },
+    ]);
+    assert.deepEqual(p.destroy, [day(0)]);
+    assert.equal(why(p)[day(2)], 'keep-last');
+    assert.equal(why(p)[day(1)], 'keep-last');
+  });
+
+  it('orders by createtxg whatever order the listing comes in, and a future creation is an anomaly too', () => {
+    const ds = received([day(0), day(1), day(2)]);
+    const shuffled: DatasetInfo = { name: DS, snapshots: [...ds.snapshots].reverse() };
+    assert.deepEqual(planned(shuffled, { last: 1 }).destroy, [day(0), day(1)].reverse().sort());
+    const late: DatasetInfo = {
+      name: DS,
+      snapshots: ds.snapshots.map((s, i) => (i === 1 ? { ...s, creation: NOW + 3600 } : s)),
+    };
+    assert.match(
+      orderAnomalies(late, PREFIX, NOW, 300)[0]?.why ?? '',
+      /^created 2026-03-01T13:00:00Z, its stream says, in the future/,
+    );
+  });
+
+  it('finds no anomaly in an honest history, foreign snapshots and a clock a little ahead included', () => {
+    const ds = received([day(0), 'manual-before-upgrade', day(1), day(59)]);
+    assert.deepEqual(orderAnomalies(ds, PREFIX, NOW, 300), []);
+    const ahead = received([day(0), `${PREFIX}20260301T120400Z`]);
+    assert.deepEqual(orderAnomalies(ahead, PREFIX, NOW, 300), []);
+    // Names without a time fall back to creation: two made in the same second are in order.
+    const sameSecond: DatasetInfo = {
+      name: DS,
+      snapshots: ['a', 'b'].map((x, i) => ({
+        short: `${PREFIX}${x}`,
+        guid: x,
+        createtxg: i,
+        creation: NOW - 60,
+      })),
+    };
+    assert.deepEqual(orderAnomalies(sameSecond, PREFIX, NOW, 300), []);
   });
 });

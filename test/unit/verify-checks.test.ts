@@ -43,6 +43,30 @@ describe('verify checks', () => {
     );
   });
 
+  it('is CRITICAL about a snapshot named for the future or out of the pool order, and does not count it as fresh', () => {
+    const day = 86_400;
+    const stamp = (s: number) =>
+      `bak-${new Date(s * 1000)
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}`;
+    const old = [snap(stamp(NOW - 3 * day), 3 * day), snap(stamp(NOW - 2 * day), 2 * day)];
+    // Received last, named for 2099, its creation a minute ago: it must not make the dataset look fresh.
+    const planted = checkDataset(ds([...old, snap('bak-20991225T000000Z', 60)]), rules, NOW);
+    assert.equal(planted.state, 'CRITICAL');
+    assert.match(
+      planted.message,
+      /1 snapshot\(s\) not to be trusted .*bak-20991225T000000Z named for 2099-12-25T00:00:00Z, in the future/,
+    );
+    assert.match(planted.message, /newest backup is 2\.0 d old/);
+    assert.equal(planted.figures.newest, stamp(NOW - 2 * day));
+    const backwards = checkDataset(ds([...old, snap(stamp(NOW - 10 * day), 60)]), rules, NOW);
+    assert.equal(backwards.state, 'CRITICAL');
+    assert.match(backwards.message, /earlier than .*which this pool received before it/);
+    const honest = checkDataset(ds([...old, snap(stamp(NOW - 60), 60)]), rules, NOW);
+    assert.equal(honest.state, 'OK');
+  });
+
   it('measures the replication lag by guid', () => {
     const a = snap('bak-1', 200000);
     const b = snap('bak-2', 3600);
