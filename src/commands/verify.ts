@@ -17,6 +17,7 @@ import {
   checkReplication,
   type FreshnessRules,
   parseZpoolStatus,
+  perfData,
   STATE_CODE,
   worst,
 } from '../verify/checks.ts';
@@ -279,10 +280,11 @@ function checkUsage(opts: VerifyOptions): void {
 /**
  * Checks freshness and count per dataset, coverage per guest (from the manifests, or with --pve
  * from the Proxmox node's own configs), replication lag (with --remote) and pool health, and exits
- * with the monitoring-plugin code of the worst state.
+ * with the monitoring-plugin code of the worst state. Whatever happens, the first line on stdout
+ * is the status (with performance data): a run that cannot check anything is UNKNOWN (3), a usage
+ * error included, as the monitoring-plugin guidelines ask.
  */
 export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics): Promise<number> {
-  checkUsage(opts);
   const ctx: Context = {
     rules: {
       prefix: opts.prefix,
@@ -293,13 +295,28 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     checks: [],
     metrics,
   };
-  const what = opts.pve
-    ? await pveChecks(ctx, opts, log)
-    : await serverChecks(ctx, opts, opts.localZfsRoot ?? '');
+  let what: string;
+  try {
+    checkUsage(opts);
+    what = opts.pve
+      ? await pveChecks(ctx, opts, log)
+      : await serverChecks(ctx, opts, opts.localZfsRoot ?? '');
+  } catch (err) {
+    const message = errorMessage(err);
+    log.error(message);
+    const summary = `ZBM UNKNOWN - ${message}`;
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify({ state: 'UNKNOWN', summary, perfdata: '', checks: [] }, null, 2)}\n`
+        : `${summary}\n`,
+    );
+    return STATE_CODE.UNKNOWN;
+  }
   const { checks } = ctx;
 
   const state = worst(checks.map((c) => c.state));
   const count = (s: string) => checks.filter((c) => c.state === s).length;
+  const perfdata = perfData(checks, ctx.rules, opts.maxScrubAgeDays * 86400);
   const summary =
     `ZBM ${state} - ${what}: ${count('CRITICAL')} critical, ${count('WARNING')} warning, ` +
     `${count('UNKNOWN')} unknown, ${count('OK')} ok`;
@@ -319,10 +336,10 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ state, summary, perfdata, checks }, null, 2)}\n`);
   } else {
-    // The first line is what monitoring systems show; the rest is their long output.
-    process.stdout.write(`${summary}\n`);
+    // The first line is what monitoring systems show (and graph, after "|"); the rest is their long output.
+    process.stdout.write(`${summary}${perfdata ? ` | ${perfdata}` : ''}\n`);
     for (const c of checks) process.stdout.write(`${c.state} ${c.subject}: ${c.message}\n`);
   }
   return STATE_CODE[state];

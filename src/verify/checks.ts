@@ -334,3 +334,58 @@ export function checkPveGuest(
     figures,
   };
 }
+
+/** One performance-data item in the monitoring-plugin format: `label=value[uom];warn;crit;min`. */
+function perfItem(label: string, value: number, uom = '', warn = '', crit = ''): string {
+  return `${label}=${Math.round(value)}${uom};${warn};${crit};0`;
+}
+
+/**
+ * The figures an administrator graphs, for the part after `|` of the status line: the age of the
+ * stalest newest backup (critical above the age limit), the fewest snapshots of any dataset
+ * (warning below the minimum), the largest replication lag, the oldest scrub; with --pve the
+ * guests and their disks. Pure.
+ */
+export function perfData(
+  checks: readonly Check[],
+  rules: FreshnessRules,
+  maxScrubAgeSeconds: number,
+): string {
+  const figure = (key: string) =>
+    checks.map((c) => c.figures[key]).filter((v): v is number => typeof v === 'number');
+  const max = (xs: number[]) => (xs.length > 0 ? Math.max(...xs) : null);
+  const min = (xs: number[]) => (xs.length > 0 ? Math.min(...xs) : null);
+  const datasets = checks.filter((c) => 'age_seconds' in c.figures);
+  const guests = checks.filter((c) => 'backed_up' in c.figures);
+  const items: string[] = [];
+  const limit = String(Math.round(rules.maxAgeSeconds));
+  if (datasets.length > 0) {
+    items.push(perfItem('datasets', datasets.length));
+    const age = max(figure('age_seconds'));
+    if (age !== null) items.push(perfItem('backup_age', age, 's', '', limit));
+    const fewest = min(figure('snapshots'));
+    if (fewest !== null) items.push(perfItem('snapshots', fewest, '', `${rules.minSnapshots}:`));
+  }
+  if (guests.length > 0) {
+    items.push(perfItem('guests', guests.length));
+    items.push(
+      perfItem(
+        'disks',
+        figure('disks').reduce((a, b) => a + b, 0),
+      ),
+    );
+    items.push(
+      perfItem(
+        'disks_backed_up',
+        figure('backed_up').reduce((a, b) => a + b, 0),
+      ),
+    );
+    const age = max(figure('oldest_newest_age_seconds'));
+    if (age !== null) items.push(perfItem('backup_age', age, 's', '', limit));
+  }
+  const lag = max(figure('lag_seconds'));
+  if (lag !== null) items.push(perfItem('replication_lag', lag, 's', '', limit));
+  const scrub = max(figure('scrub_age_seconds'));
+  if (scrub !== null) items.push(perfItem('scrub_age', scrub, 's', String(Math.round(maxScrubAgeSeconds))));
+  return items.join(' ');
+}
