@@ -116,6 +116,23 @@ export function parseManifest(text: string, where: string): Manifest {
  * (what the reader on the tier prints). Unreadable manifests are reported, never fatal: one bad
  * file must not hide the other backups.
  */
+/**
+ * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest in dir (of one guest, or
+ * of all): the whole metadata of a tier in one command, whatever the number of backups.
+ */
+const MANIFEST_DUMP = `cd -- "$1" 2>/dev/null || exit 0
+for f in $2/*.json; do [ -f "$f" ] || continue; printf '%s\\n' "$f"; cat -- "$f"; printf '\\000'; done`;
+
+/** The command that dumps the manifests under dir (all guests, or one): read by parseManifestDump. */
+export function manifestDumpArgv(dir: string, vmid?: number): string[] {
+  return ['sh', '-c', MANIFEST_DUMP, 'zbm-manifests', dir, vmid === undefined ? '[0-9]*' : String(vmid)];
+}
+
+/** The command that prints the guest config of one backup. */
+export function configReadArgv(dir: string, vmid: number, snapshot: string): string[] {
+  return ['cat', '--', `${dir}/${vmid}/${snapshot}.conf`];
+}
+
 export function parseManifestDump(dump: string): { manifests: Manifest[]; errors: string[] } {
   const manifests: Manifest[] = [];
   const errors: string[] = [];

@@ -2,6 +2,7 @@ import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../backup/metadata.ts';
 import { lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
+import { configReadArgv, manifestDumpArgv } from '../restore/points.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
@@ -88,6 +89,13 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     return writes('zfs receive') ?? lockedReceive(argv, policy);
   const metadataRead = readDecision(argv, policy);
   if (metadataRead) return metadataRead;
+  // verify --pve on a node checks the health of the pool its backups are on: read only.
+  if (argv[0] === 'zpool') {
+    const pool = policy.root.split('/')[0];
+    return argv.length === 3 && argv[1] === 'status' && argv[2] === pool
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only zpool status ${pool} is served`);
+  }
   if (argv[0] !== 'zfs')
     return refuse(`only zfs commands and config writes are served, not ${argv[0] ?? 'nothing'}`);
   const sub = argv[1];
@@ -259,7 +267,10 @@ function lockedReceive(argv: readonly string[], policy: ServePolicy): Decision {
   return { ...inner, lock: { dataset: target, waitSeconds: Number(wait), holder } };
 }
 
-/** The guest configs a pulling replica copies: the listing and the tar of named files, read only. */
+/**
+ * The guest configs a pulling replica copies (the listing and the tar of named files) and what a
+ * restore reads (the manifests, one config): read only.
+ */
 function readDecision(argv: readonly string[], policy: ServePolicy): Decision | null {
   const dir = policy.metadataDir;
   const same = (a: readonly string[], b: readonly string[]) =>
@@ -269,6 +280,21 @@ function readDecision(argv: readonly string[], policy: ServePolicy): Decision | 
     return same(argv, listMetadataArgv(dir))
       ? { kind: 'exec', argv: [...argv] }
       : refuse(`only ${dir} is listed`);
+  }
+  if (argv[0] === 'sh' && argv[3] === 'zbm-manifests') {
+    if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');
+    const vmid = argv[5] ?? '';
+    return /^(\d{3,9}|\[0-9\]\*)$/.test(vmid) &&
+      same(argv, manifestDumpArgv(dir, vmid === '[0-9]*' ? undefined : Number(vmid)))
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only the manifests under ${dir} are read`);
+  }
+  if (argv[0] === 'cat') {
+    if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');
+    const m = /^(\d{3,9})\/([A-Za-z0-9_.:-]+)\.conf$/.exec(argv[2]?.slice(dir.length + 1) ?? '');
+    return m && argv[2]?.startsWith(`${dir}/`) && same(argv, configReadArgv(dir, Number(m[1]), m[2] ?? ''))
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only a guest config under ${dir} is read`);
   }
   if (argv[0] !== 'tar') return null;
   if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');

@@ -4,6 +4,7 @@ import { WRITE_FILE_ARGV, WRITE_FILES_ARGV, writeFilesCommands } from '../../src
 import { shellJoin } from '../../src/host/quote.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
 import { listMetadataArgv, tarMetadataArgv } from '../../src/replicate/metadata.ts';
+import { configReadArgv, manifestDumpArgv } from '../../src/restore/points.ts';
 import { authorize, type Decision } from '../../src/serve/policy.ts';
 import { splitShellWords } from '../../src/serve/words.ts';
 import {
@@ -210,6 +211,22 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     );
   });
 
+  it('allows what a restore (or list-backups) from this tier reads, and verify --pve its pool health', () => {
+    ok(listArgv({ roots: [pull.root], userProps: ['zbm:metadata-dir'] }));
+    ok(manifestDumpArgv(pull.metadataDir));
+    ok(manifestDumpArgv(pull.metadataDir, 100));
+    ok(configReadArgv(pull.metadataDir, 100, 'bak-zbm-20261126T100000Z'));
+    ok(['zpool', 'status', 'main']);
+    no(manifestDumpArgv('/etc'), /only the manifests under \/root\/backups_metadata/);
+    no([...manifestDumpArgv(pull.metadataDir).slice(0, 5), '*'], /only the manifests/);
+    no(['sh', '-c', 'id', 'zbm-manifests', pull.metadataDir, '100'], /only the manifests/);
+    no(['cat', '--', '/etc/shadow'], /only a guest config under/);
+    no(configReadArgv(pull.metadataDir, 100, '../../../etc/shadow'), /only a guest config under/);
+    no(['cat', `${pull.metadataDir}/100/a.conf`], /only a guest config under/);
+    no(['zpool', 'status', 'rpool'], /only zpool status main/);
+    no(['zpool', 'scrub', 'main'], /only zpool status main/);
+  });
+
   it('leaves a resume token to be checked against the root by zbm serve', () => {
     const d = ask(resumeSendArgv('1-e604ea4bf-e0-789c63'));
     assert.equal(d.kind === 'exec' && d.resumeToken, '1-e604ea4bf-e0-789c63');
@@ -240,9 +257,12 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(tarMetadataArgv(pull.metadataDir, ['100/a.conf', '--to-command=sh']), /not a guest config/);
   });
 
-  it('keeps the node mode as it was: no send there', () => {
+  it('keeps the node mode as it was: no send, no reads there; only the pool health besides', () => {
     refused(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` }), /only with zbm serve --send-only/);
     refused(listMetadataArgv('/root/backups_metadata'), /not allowed here/);
+    refused(manifestDumpArgv('/root/backups_metadata'), /not allowed here/);
+    refused(configReadArgv('/root/backups_metadata', 100, 'x'), /not allowed here/);
+    allowed(['zpool', 'status', 'main']);
   });
 });
 
