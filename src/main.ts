@@ -8,7 +8,7 @@ let stopping = false;
 function onSignal(signal: NodeJS.Signals): void {
   if (stopping) return;
   stopping = true;
-  process.stderr.write(`zbm: ${signal} received, stopping child processes\n`);
+  process.stderr.write(`warning: ${signal} received: stopping child processes\n`);
   // Children first: a `zfs receive -s` that is stopped keeps its resumable state.
   // Then what must not be skipped (a frozen guest's thaw), which starts children of its own.
   void stopAll()

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { errorMessage } from '../errors.ts';
 import { parseByteSize } from '../host/rate.ts';
@@ -41,10 +42,20 @@ export const positiveNumber = parser((v) => {
   return n;
 });
 
+/** Bytes per second; a bare number is KiB/s, the unit of vzdump's and Proxmox's bwlimit. */
 export const byteRate = parser((v) => {
-  const n = parseByteSize(v);
-  if (n === null) throw new Error('expected bytes per second such as 50M, 800K or 1G');
+  const n = parseByteSize(v, 1024);
+  if (n === null)
+    throw new Error(
+      'expected a rate per second: KiB/s as a bare number (50000), or with a unit: 800K, 50M, 1G',
+    );
   return n;
+});
+
+/** A config file: relative to the current directory, as any file name a user types. */
+export const configPath = parser((v) => {
+  if (v === '' || v.includes('\0') || v.includes('\n')) throw new Error('expected a file name');
+  return resolve(v);
 });
 
 export const absolutePath = parser((v) => {
@@ -65,12 +76,17 @@ export function vmids(value: string, previous: number[] = []): number[] {
 }
 
 /**
- * A mail address for notifications: it goes into a To header read by `sendmail -t`, so no line
- * break, comma, angle bracket or quote can slip in (one address per flag).
+ * A mail recipient for notifications: an address, or a local user name (`root`), which `sendmail -t`
+ * delivers locally (or by its aliases), as Proxmox VE mails root. It goes into a To header, so no
+ * line break, comma, angle bracket or quote can slip in (one recipient per flag).
  */
 export function mailAddresses(value: string, previous: string[] = []): string[] {
-  if (!/^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$/.test(value) || value.startsWith('-')) {
-    throw new InvalidArgumentError(`${JSON.stringify(value)} is not a mail address such as root@example.com`);
+  const address = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$/;
+  const localUser = /^[a-z_][a-z0-9_.-]{0,31}$/;
+  if (!(address.test(value) || localUser.test(value)) || value.startsWith('-')) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(value)} is not a mail address such as root@example.com nor a local user such as root`,
+    );
   }
   return [...previous, value];
 }
@@ -91,6 +107,13 @@ export function webhookUrls(value: string, previous: string[] = []): string[] {
 
 /** One VMID (100 to 999999999). */
 export const vmid = parser((v) => {
+  if (!/^[1-9]\d{2,8}$/.test(v)) throw new Error('expected a VMID (a number from 100)');
+  return Number(v);
+});
+
+/** The one guest a restore works on: a list is refused as such, not as a malformed number. */
+export const oneVmid = parser((v) => {
+  if (v.includes(',')) throw new Error('a restore takes one guest: run one zbm restore per VMID');
   if (!/^[1-9]\d{2,8}$/.test(v)) throw new Error('expected a VMID (a number from 100)');
   return Number(v);
 });

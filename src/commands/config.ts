@@ -16,7 +16,7 @@ export interface ConfigCheckOptions {
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
 export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path);
+  const config = loadConfig(path, opts.config !== undefined);
   if (opts.json) {
     process.stdout.write(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
   } else {
@@ -61,7 +61,7 @@ function generatedUnits(dir: string): string[] {
  */
 export async function installTimers(opts: InstallTimersOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path);
+  const config = loadConfig(path, opts.config !== undefined);
   const zbm = realpathSync(process.argv[1] ?? '/usr/bin/zbm');
   const units: UnitFile[] = config.jobs.flatMap((j) => unitsFor(j, zbm, path));
   const wanted = new Set(units.map((u) => u.name));

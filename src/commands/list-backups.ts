@@ -6,7 +6,7 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
-import { parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
+import { manifestDumpArgv, parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -14,6 +14,9 @@ export interface ListBackupsOptions {
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
   readonly localZfsRoot?: string;
+  readonly remoteMetadataDir?: string;
+  readonly localMetadataDir?: string;
+  /** The earlier spelling, for whichever tier the backups are on. */
   readonly metadataDir?: string;
   readonly vmid?: number[];
   readonly prefix: string;
@@ -56,13 +59,6 @@ export function tierFromOptions(opts: {
   return { host, zfs: new Zfs(host), root: opts.localZfsRoot };
 }
 
-/**
- * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest (of one guest, or of all):
- * the whole metadata in one command, whatever the number of backups.
- */
-const DUMP = `cd -- "$1" 2>/dev/null || exit 0
-for f in $2/*.json; do [ -f "$f" ] || continue; printf '%s\\n' "$f"; cat -- "$f"; printf '\\000'; done`;
-
 /** One listing and one metadata read of a tier: its datasets, where its metadata is, its restore points. */
 export async function loadTier(
   tier: Tier,
@@ -77,17 +73,10 @@ export async function loadTier(
   if (!metadataDir.startsWith('/') || /[\n\0]/.test(metadataDir)) {
     throw new ZbmError(
       `${tier.host.name}:${tier.root} has no usable ${METADATA_DIR_PROPERTY} property (${JSON.stringify(metadataDir)}): ` +
-        'name the directory of the configs and manifests with --metadata-dir',
+        `name the directory of the configs and manifests with --${tier.host.isLocal ? 'local' : 'remote'}-metadata-dir`,
     );
   }
-  const { stdout } = await run(tier.host, [
-    'sh',
-    '-c',
-    DUMP,
-    'zbm-manifests',
-    metadataDir,
-    opts.vmid === undefined ? '[0-9]*' : String(opts.vmid),
-  ]);
+  const { stdout } = await run(tier.host, manifestDumpArgv(metadataDir, opts.vmid));
   const { manifests, errors } = parseManifestDump(stdout);
   for (const e of errors) log.warn(`${tier.host.name}:${metadataDir}: ${e}`);
   return { datasets, metadataDir, points: restorePoints(manifests, datasets, tier.root) };
@@ -109,13 +98,39 @@ function row(p: RestorePoint, host: string) {
   };
 }
 
+/**
+ * The metadata directory given for a tier: --remote-metadata-dir with --remote, --local-metadata-dir
+ * with --local-zfs-root, or the earlier --metadata-dir for either.
+ */
+export function metadataDirOption(opts: {
+  remote?: string;
+  remoteMetadataDir?: string;
+  localMetadataDir?: string;
+  metadataDir?: string;
+}): string | undefined {
+  const [given, other] =
+    opts.remote === undefined
+      ? [opts.localMetadataDir, ['--remote-metadata-dir', opts.remoteMetadataDir] as const]
+      : [opts.remoteMetadataDir, ['--local-metadata-dir', opts.localMetadataDir] as const];
+  if (other[1] !== undefined) {
+    throw new UsageError(
+      `${other[0]} names the ${opts.remote === undefined ? "--remote tier's" : "local tier's (--local-zfs-root)"} directory: use ${opts.remote === undefined ? '--local-metadata-dir' : '--remote-metadata-dir'}`,
+    );
+  }
+  if (given !== undefined && opts.metadataDir !== undefined && given !== opts.metadataDir) {
+    throw new UsageError('--metadata-dir is the earlier spelling of the same option: give one of them');
+  }
+  return given ?? opts.metadataDir;
+}
+
 /** Lists the restore points of every guest (or of --vmid) on one tier. */
 export async function listBackups(opts: ListBackupsOptions, log: Logger): Promise<number> {
+  const metadataDir = metadataDirOption(opts);
   const tier = tierFromOptions(opts);
   const out = (s: string) => process.stdout.write(s);
   try {
     const vmid = opts.vmid?.length === 1 ? opts.vmid[0] : undefined;
-    const state = await loadTier(tier, { metadataDir: opts.metadataDir, vmid }, log);
+    const state = await loadTier(tier, { metadataDir, vmid }, log);
     const wanted = opts.vmid && opts.vmid.length > 0 ? new Set(opts.vmid) : null;
     const points = state.points.filter(
       (p) => p.snapshot.startsWith(opts.prefix) && (wanted === null || wanted.has(p.vmid)),
