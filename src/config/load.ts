@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { commandOptionSpecs, type Invocation, type ProgramIO, parseCommandLine } from '../cli/program.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { hostHasZone } from '../time/zoneinfo.ts';
 import { type Config, parseConfig } from './config.ts';
 
 /** On a Proxmox cluster the file lives in the cluster file system, so every node shares it. */
@@ -31,7 +32,7 @@ export function loadConfig(path: string, given = true): Config {
           : `cannot read ${path}: ${errorMessage(err)}`,
     );
   }
-  return parseConfig(text, path, commandOptionSpecs());
+  return parseConfig(text, path, commandOptionSpecs(), hostHasZone);
 }
 
 /**
