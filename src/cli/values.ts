@@ -3,6 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { errorMessage } from '../errors.ts';
 import { parseByteSize } from '../host/rate.ts';
 import { parseSshDestination } from '../host/ssh.ts';
+import { fromWallClock, processZone } from '../time/zone.ts';
 import { checkName, checkSnapshotShortName } from '../zfs/names.ts';
 
 /** Turns a validator that throws into a commander argument parser (a usage error, exit 2). */
@@ -130,12 +131,16 @@ export const pointInTime = parser((v) => {
   const text = compact
     ? `${compact[1]}-${compact[2]}-${compact[3]}T${compact[4]}:${compact[5]}:${compact[6]}Z`
     : v;
-  const t = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(text)
-    ? Date.parse(text.replace(' ', 'T'))
-    : Number.NaN;
-  if (!Number.isFinite(t))
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?(Z|[+-]\d{2}:?\d{2})?$/.exec(
+    text,
+  );
+  if (!m) throw new Error('expected a time such as 2026-11-26T11:05:03Z or 20261126T110503Z');
+  const [, day, clock = '00:00', zone] = m;
+  // Without an offset it is local time: the host's TZ as libc reads it, like every other tool here.
+  const wall = Date.parse(`${day}T${clock}${zone ?? 'Z'}`);
+  if (!Number.isFinite(wall))
     throw new Error('expected a time such as 2026-11-26T11:05:03Z or 20261126T110503Z');
-  return new Date(t);
+  return new Date(zone ? wall : fromWallClock(processZone(), wall / 1000) * 1000);
 });
 
 /** A PVE storage id (`local-zfs`). */

@@ -3,6 +3,7 @@
  * be tested without ZFS. States and exit codes follow the monitoring-plugin convention
  * (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export type State = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -180,9 +181,9 @@ const MONTHS: Record<string, number> = {
 /**
  * Reads health and the end of the last scrub from `zpool status` text
  * ("scan: scrub repaired 0B in 00:00:01 with 0 errors on Thu Nov 26 11:05:03 2026").
- * The date is in the host's local time zone, as zpool prints it.
+ * The date is in the host's local time zone (TZ as libc reads it), as zpool prints it.
  */
-export function parseZpoolStatus(text: string): PoolStatus {
+export function parseZpoolStatus(text: string, zone: TimeZone = processZone()): PoolStatus {
   const pool = /^\s*pool:\s*(\S+)/m.exec(text)?.[1] ?? '';
   const health = /^\s*state:\s*(\S+)/m.exec(text)?.[1] ?? 'UNKNOWN';
   const m = /scan:\s*scrub repaired .* on \w{3} (\w{3})\s+(\d+) (\d+):(\d+):(\d+) (\d{4})/.exec(text);
@@ -191,9 +192,8 @@ export function parseZpoolStatus(text: string): PoolStatus {
     const [, mon = '', day, hh, mm, ss, year] = m;
     const month = MONTHS[mon];
     if (month !== undefined) {
-      lastScrub = Math.floor(
-        new Date(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)).getTime() / 1000,
-      );
+      const wall = Date.UTC(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)) / 1000;
+      lastScrub = fromWallClock(zone, wall);
     }
   }
   return { pool, health, lastScrub, status: section(text, 'status'), action: section(text, 'action') };

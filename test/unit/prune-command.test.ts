@@ -289,9 +289,17 @@ describe('zbm prune (fake zfs and ssh)', () => {
       /prune plan for zbm-dest:main\/bak-zbm \(keep-last 2, keep-hourly 2; periods in UTC; next tier zbm-replica:replica\/bak-zbm\)/,
     );
     assert.match(r.out, new RegExp(`${D0}: keep 8, destroy 2, 1 foreign untouched`));
-    assert.match(r.out, new RegExp(`  ${hour(0)}  destroy  no rule keeps it`));
-    assert.match(r.out, new RegExp(`  ${hour(9)}  keep     keep-last; not yet on zbm-replica`));
-    assert.match(r.out, /manual-1 +foreign +not a zbm snapshot/);
+    // Each snapshot with the local time its periods are counted in, and the period that kept it.
+    assert.match(r.out, new RegExp(`  ${hour(0)}  2026-01-01 00:00:00 UTC  destroy  no rule keeps it`));
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(9)}  2026-01-01 09:00:00 UTC  keep     keep-last; not yet on zbm-replica`),
+    );
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(7)}  2026-01-01 07:00:00 UTC  keep     keep-hourly 2026-01-01 07h`),
+    );
+    assert.match(r.out, /manual-1 +2026-01-01 00:00:00 UTC {2}foreign {2}not a zbm snapshot/);
     assert.match(r.err, /run with -y to destroy the 5 snapshot\(s\)/);
     assert.equal(readdirSync(join(meta, '100')).length, 20);
   });
