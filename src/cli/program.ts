@@ -546,6 +546,10 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
   program
     .command('completion')
     .summary('print the bash completion script')
+    .description(
+      'Prints the bash completion script (installed by the Debian package in\n' +
+        '/usr/share/bash-completion/completions/zbm): commands, flags, and the job names after zbm run.',
+    )
     .addArgument(new Argument('<shell>', 'the shell').choices(['bash']))
     .action(() => {
       onAction({ command: 'completion', options: {} });
@@ -558,7 +562,7 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
         'backup-pve needs inside --root: list, receive, resume, its own holds and new guest configs.\n' +
         'No destroy, rollback, receive -F, nothing outside --root, no shell. With --send-only, what a\n' +
         'pulling replica or a restore needs instead: list, send, read configs, its own holds; no writes.\n' +
-        'See /usr/share/doc/zbm/serve.md (docs/serve.md in the source).',
+        'See /usr/share/doc/zbm/docs/serve.md.',
     )
     .addOption(required('--root <dataset>', "the node's subtree on this server", v.dataset))
     .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
@@ -575,6 +579,11 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
   program
     .command('install-timers')
     .summary('create systemd service and timer units for the scheduled jobs of the config file')
+    .description(
+      'Writes zbm-<job>.service and zbm-<job>.timer for each job of the config file that has a\n' +
+        'schedule, reloads systemd and enables the timers. Run it again after editing the file: units of\n' +
+        'jobs no longer in it are stopped and removed; units it did not make are never touched.',
+    )
     .addOption(configOption())
     .option('--unit-dir <path>', 'where the units go', v.absolutePath, '/etc/systemd/system')
     .option('--no-start', 'write the units, but do not reload systemd nor enable the timers')
