@@ -51,7 +51,7 @@ describe('bash completion', () => {
   });
 
   it('completes the job names after zbm run, then the flags of that job', () => {
-    assert.deepEqual(complete('zbm', 'run', ''), ['backup']);
+    assert.deepEqual(complete('zbm', 'run', ''), ['backup', 'coverage']);
     const flags = complete('zbm', 'run', 'backup', '--');
     for (const f of ['--config', '--dry-run', '--vmid', '--bwlimit']) assert.ok(flags.includes(f), f);
     // Earlier spellings are accepted, not offered.
