@@ -6,6 +6,8 @@ import { chmod, readFile } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+// `node scripts/build.mjs [outfile]`: the unit tests build their own copy, to run what users run.
+const outfile = process.argv[2] ?? 'dist/zbm.mjs';
 
 /** One legal comment per runtime dependency: name, version, licence, and its licence text. */
 async function licences() {
@@ -23,7 +25,7 @@ async function licences() {
 
 const result = await build({
   entryPoints: ['src/main.ts'],
-  outfile: 'dist/zbm.mjs',
+  outfile,
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -48,4 +50,4 @@ const bundled = new Set(
 const undeclared = [...bundled].filter((n) => !(n in (pkg.dependencies ?? {})));
 if (undeclared.length > 0)
   throw new Error(`bundled without a declared dependency (and licence): ${undeclared}`);
-await chmod('dist/zbm.mjs', 0o755);
+await chmod(outfile, 0o755);

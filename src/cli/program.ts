@@ -351,14 +351,18 @@ const COMMANDS: { name: string; summary: string; job: boolean; build: (c: Comman
 
 /** Commander's messages on one line, with its suggestion as part of the sentence. */
 function oneLine(message: string): string {
-  return message
-    .trim()
-    .replace(/\n\(Did you mean (.+)\?\)$/, ', did you mean $1?')
-    .replace(
-      /^error: option '([^' ]+)[^']*' argument '(.*)' is invalid\. /s,
-      (_, flag: string, value: string) => `error: ${flag} ${JSON.stringify(value)}: `,
-    )
-    .replace(/\s*\n\s*/g, ' ');
+  return (
+    message
+      .trim()
+      .replace(/\n\(Did you mean (.+)\?\)$/, ', did you mean $1?')
+      .replace(
+        /^error: option '([^' ]+)[^']*' argument '(.*)' is invalid\. /s,
+        (_, flag: string, value: string) => `error: ${flag} ${JSON.stringify(value)}: `,
+      )
+      // The value once: `--remote "x": invalid remote "x": ...` says it twice.
+      .replace(/^(error: \S+ (".*?")): invalid [a-z ]+ \2: /, '$1: ')
+      .replace(/\s*\n\s*/g, ' ')
+  );
 }
 
 /**
