@@ -200,7 +200,7 @@ const calls = (): { host: string; args: string[] }[] =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { host: string; args: string[] });
 
-async function runPrune(extra: Partial<PruneOptions> = {}) {
+async function runPrune(extra: Partial<PruneOptions> = {}, timeZone = 'UTC') {
   const out: string[] = [];
   const err: string[] = [];
   const log = createLogger({ write: (l) => err.push(l), journal: false });
@@ -216,7 +216,7 @@ async function runPrune(extra: Partial<PruneOptions> = {}) {
       ...extra,
     },
     log,
-    { out: (s) => out.push(s), local: new LocalHost('zbm-dest'), timeZone: 'UTC', confirm: undefined },
+    { out: (s) => out.push(s), local: new LocalHost('zbm-dest'), timeZone, confirm: undefined },
   );
   return { code, out: out.join(''), err: err.join('') };
 }
@@ -302,6 +302,32 @@ describe('zbm prune (fake zfs and ssh)', () => {
     assert.match(r.out, /manual-1 +2026-01-01 00:00:00 UTC {2}foreign {2}not a zbm snapshot/);
     assert.match(r.err, /run with -y to destroy the 5 snapshot\(s\)/);
     assert.equal(readdirSync(join(meta, '100')).length, 20);
+  });
+
+  it('names the zone as TZ gives it, and shows each snapshot in its local time, in the plan and the JSON', async () => {
+    const tz = ':/usr/share/zoneinfo/Asia/Kolkata';
+    const r = await runPrune({ yes: false }, tz);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /periods in :\/usr\/share\/zoneinfo\/Asia\/Kolkata \(Asia\/Kolkata\);/);
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(7)}  2026-01-01 12:30:00 IST  keep     keep-hourly 2026-01-01 12h`),
+    );
+    const j = await runPrune({ json: true }, tz);
+    const report = JSON.parse(j.out) as {
+      timeZone: string;
+      datasets: { snapshots: { snapshot: string; localTime: string }[] }[];
+    };
+    assert.equal(report.timeZone, ':/usr/share/zoneinfo/Asia/Kolkata (Asia/Kolkata)');
+    assert.deepEqual(
+      report.datasets[0]?.snapshots.find((x) => x.snapshot === hour(9)),
+      {
+        snapshot: hour(9),
+        localTime: '2026-01-01 14:30:00 IST',
+        action: 'keep',
+        why: 'keep-last; not yet on zbm-replica',
+      },
+    );
   });
 
   it('asks on a terminal, and destroys only after a yes', async () => {
