@@ -114,7 +114,9 @@ export function metadataDirOption(opts: {
       : [opts.remoteMetadataDir, ['--local-metadata-dir', opts.localMetadataDir] as const];
   if (other[1] !== undefined) {
     throw new UsageError(
-      `${other[0]} names the ${opts.remote === undefined ? "--remote tier's" : "local tier's (--local-zfs-root)"} directory: use ${opts.remote === undefined ? '--local-metadata-dir' : '--remote-metadata-dir'}`,
+      opts.remote === undefined
+        ? '--remote-metadata-dir goes with --remote: with --local-zfs-root the directory is --local-metadata-dir'
+        : '--local-metadata-dir goes with --local-zfs-root: with --remote the directory is --remote-metadata-dir',
     );
   }
   if (given !== undefined && opts.metadataDir !== undefined && given !== opts.metadataDir) {
