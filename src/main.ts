@@ -19,6 +19,11 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 process.on('SIGHUP', onSignal);
 
+// `zbm --help | head`: a reader that went away is no error of ours; what is left to print is dropped.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
 const io = {
   writeOut: (s: string) => process.stdout.write(s),
   writeErr: (s: string) => process.stderr.write(s),

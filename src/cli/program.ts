@@ -385,8 +385,16 @@ export function parseCommandLine(args: readonly string[], io: ProgramIO): Invoca
       invocation = inv;
     },
   );
+  // `zbm help <command>` is `zbm <command> --help`; an unknown one gets `zbm <unknown>`'s answer.
+  const known = (name: string) => program.commands.some((c) => c.name() === name);
+  const parse =
+    args[0] === 'help' && args[1] !== undefined
+      ? known(args[1])
+        ? [args[1], ...args.slice(2), '--help']
+        : [args[1]]
+      : args;
   try {
-    program.parse(args, { from: 'user' });
+    program.parse(parse, { from: 'user' });
   } catch (err) {
     if (!(err instanceof CommanderError)) throw err;
     if (err.exitCode === 0) return ExitCode.ok;

@@ -111,6 +111,10 @@ describe('command line: what a new user types wrong', () => {
       assert.equal(err, '');
     }
     assert.match(parse(['help', 'run']).out, /^Usage: zbm run \[options\] <job>/);
+    assert.match(parse(['help', 'config', 'check']).out, /^Usage: zbm config check \[options\]/);
+    const unknown = parse(['help', 'bakup-pve']);
+    assert.equal(unknown.result, 2);
+    assert.equal(unknown.err, "error: unknown command 'bakup-pve', did you mean backup-pve?\n");
   });
 
   it('--help marks the required flags, and its usage line names them', () => {
