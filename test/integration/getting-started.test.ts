@@ -481,7 +481,9 @@ describe("the README's Getting started, step by step, with the .deb on every hos
     await sh('test -e /etc/systemd/system/zbm-mine.timer', 'pve1');
     await sh('rm -f /etc/systemd/system/zbm-mine.timer /etc/zbm/zbm.yaml && systemctl daemon-reload');
 
-    const replica = await onReplica('dpkg -P zbm >/dev/null && { ls /etc/systemd/system | grep "^zbm-" || true; }');
+    const replica = await onReplica(
+      'dpkg -P zbm >/dev/null && { ls /etc/systemd/system | grep "^zbm-" || true; }',
+    );
     assert.equal(replica.code, 0, replica.stderr);
     assert.equal(replica.stdout.trim(), '', 'no zbm unit left on the replica');
   });
