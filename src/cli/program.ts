@@ -23,7 +23,7 @@ Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
 The first line of stdout is the status, with performance data after "|"; every run prints it.`;
 
 const BWLIMIT_HELP =
-  'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000 = 50000 KiB/s), or give a unit: 800K, 50M, 1G';
+  'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000: about 49 MiB/s), or give a unit: 800K, 50M, 1G';
 
 /** What a parsed command line asks for: the command's name and its validated options. */
 export interface Invocation {
