@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Debian package dist/zbm_<version>_all.deb from the repository, in one command:
 #   npm run deb
-# Contents: the bundled zbm as /usr/bin/zbm, the man page zbm(8) made from --help, bash completion,
-# an example config. systemd units are made per job by `zbm install-timers`; the maintainer scripts
-# stop and remove those on removal/purge. Runs lintian when it is installed.
+# Contents: the bundled zbm as /usr/bin/zbm, the man page zbm(8) (made from --help and the prose in
+# scripts/man.mjs), bash completion, the README and docs/ that --help refers to, example configs of
+# a node, a backup server and a replica. systemd units are made per job by `zbm install-timers`;
+# the maintainer scripts stop and remove those on removal/purge. Runs lintian when it is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(node -p 'require("./package.json").version')
@@ -13,14 +14,20 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root=$stage/zbm
 install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man8" "$root/usr/share/doc/zbm/examples" \
-    "$root/usr/share/bash-completion/completions"
+    "$root/usr/share/doc/zbm/docs" "$root/usr/share/bash-completion/completions"
 # Debian's and NodeSource's nodejs packages both install /usr/bin/node.
 sed '1s|^#!/usr/bin/env node$|#!/usr/bin/node|' dist/zbm.mjs > "$root/usr/bin/zbm"
 chmod 755 "$root/usr/bin/zbm"
 node scripts/man.mjs dist/zbm.mjs | gzip -9n > "$root/usr/share/man/man8/zbm.8.gz"
 node dist/zbm.mjs completion bash > "$root/usr/share/bash-completion/completions/zbm"
-install -m 644 packaging/zbm.yaml "$root/usr/share/doc/zbm/examples/zbm.yaml"
-install -m 644 packaging/copyright "$root/usr/share/doc/zbm/copyright"
+install -m 644 packaging/zbm.yaml packaging/backup-server.yaml packaging/replica.yaml "$root/usr/share/doc/zbm/examples/"
+# The README's links (docs/serve.md, docs/restore.md) stay true where it is installed.
+install -m 644 README.md "$root/usr/share/doc/zbm/README.md"
+install -m 644 docs/*.md "$root/usr/share/doc/zbm/docs/"
+dep_version() { node -p "require('./node_modules/$1/package.json').version"; }
+sed -e "s/@COMMANDER_VERSION@/$(dep_version commander)/" -e "s/@YAML_VERSION@/$(dep_version yaml)/" \
+    packaging/copyright > "$root/usr/share/doc/zbm/copyright"
+chmod 644 "$root/usr/share/doc/zbm/copyright"
 printf 'zbm (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- zbm maintainers <zbm@example.org>  %s\n' \
     "$version" "$version" "$(date -u -R -d "@$SOURCE_DATE_EPOCH")" | gzip -9n > "$root/usr/share/doc/zbm/changelog.gz"
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)

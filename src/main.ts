@@ -8,7 +8,7 @@ let stopping = false;
 function onSignal(signal: NodeJS.Signals): void {
   if (stopping) return;
   stopping = true;
-  process.stderr.write(`zbm: ${signal} received, stopping child processes\n`);
+  process.stderr.write(`warning: ${signal} received: stopping child processes\n`);
   // Children first: a `zfs receive -s` that is stopped keeps its resumable state.
   // Then what must not be skipped (a frozen guest's thaw), which starts children of its own.
   void stopAll()
@@ -18,6 +18,11 @@ function onSignal(signal: NodeJS.Signals): void {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 process.on('SIGHUP', onSignal);
+
+// `zbm --help | head`: a reader that went away is no error of ours; what is left to print is dropped.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 
 const io = {
   writeOut: (s: string) => process.stdout.write(s),

@@ -13,7 +13,8 @@ import { VERSION } from '../version.ts';
  * Set by backup-pve on the backup server's root: where the metadata of the datasets below lives.
  * Through zbm serve a node can only set it to serve's own --metadata-dir, so on a server whose
  * nodes go through serve it names a directory the administrator chose; a command given the
- * directory explicitly (--metadata-dir) uses that and says when the property disagrees.
+ * directory explicitly (--local-metadata-dir, --remote-metadata-dir) uses that and says when the
+ * property disagrees.
  */
 export const METADATA_DIR_PROPERTY = 'zbm:metadata-dir';
 
@@ -21,23 +22,32 @@ export const METADATA_DIR_PROPERTY = 'zbm:metadata-dir';
 export const METADATA_FILE_LIMIT = 1024 * 1024;
 
 /**
- * The metadata directory a command works in: the one it was given, else the root's property.
- * Returns the reason when there is none usable. Pure.
+ * The metadata directory a command works in: the one it was given (by the flag named flag), else
+ * the root's property. Returns the reason when there is none usable. Pure.
  */
 export function chooseMetadataDir(
   given: string | undefined,
   property: string | undefined,
   where: string,
+  flag: string,
 ): { dir: string; warning?: string } | { error: string } {
   if (given !== undefined) {
     const differs = property !== undefined && property !== given;
     return differs
       ? {
           dir: given,
-          warning: `${where} has ${METADATA_DIR_PROPERTY}=${property}; using --metadata-dir ${given}`,
+          warning: `${where} has ${METADATA_DIR_PROPERTY}=${property}; using ${flag} ${given}`,
         }
       : { dir: given };
   }
+  return metadataDirOf(property, where);
+}
+
+/** The metadata directory the root's property names, when it is usable (an absolute path). Pure. */
+export function metadataDirOf(
+  property: string | undefined,
+  where: string,
+): { dir: string } | { error: string } {
   if (property === undefined) return { error: `${where} has no ${METADATA_DIR_PROPERTY} property` };
   if (!property.startsWith('/') || /[\n\0]/.test(property) || property.split('/').includes('..'))
     return {

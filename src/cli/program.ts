@@ -4,7 +4,8 @@ import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import { VERSION } from '../version.ts';
-import { bashCompletion } from './completion.ts';
+import { bashCompletion, type CompletionCommand } from './completion.ts';
+import { printable } from './printable.ts';
 import * as v from './values.ts';
 
 export const EXIT_CODES_HELP = `
@@ -12,14 +13,19 @@ Exit codes:
   0    success
   1    a failure (for example one guest or dataset failed; the others were still done)
   2    usage error (unknown flag, bad value, missing option)
-  130  interrupted (SIGINT/SIGTERM); every child process was stopped`;
+  75   zbm serve: the dataset is locked by another zbm run (a prune); the next run retries
+  130  interrupted (SIGINT/SIGTERM/SIGHUP); every child process was stopped`;
 
 export const VERIFY_EXIT_CODES_HELP = `
 Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
   0    OK
   1    WARNING (too few snapshots, an interrupted transfer, a stale scrub, a disk missing from a backup)
-  2    CRITICAL (a backup too old or missing, a degraded pool); also a usage error
-  3    UNKNOWN (a check could not run)`;
+  2    CRITICAL (a backup too old or missing, a degraded pool)
+  3    UNKNOWN (a check could not run, or a usage error)
+The first line of stdout is the status, with performance data after "|"; every run prints it.`;
+
+const BWLIMIT_HELP =
+  'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000: about 49 MiB/s), or give a unit: 800K, 50M, 1G';
 
 /** What a parsed command line asks for: the command's name and its validated options. */
 export interface Invocation {
@@ -32,28 +38,53 @@ export interface ProgramIO {
   readonly writeErr: (s: string) => void;
 }
 
-const COMMANDS: { name: string; summary: string; build: (c: Command) => Command }[] = [
+/**
+ * Options a command cannot run without. Not commander's requiredOption: that one reports a missing
+ * option before an unknown one (a typo, `--remot`, came out as "--remote missing") and one per run;
+ * these are checked after the unknown ones, all at once, and marked in --help.
+ */
+const REQUIRED = new WeakSet<Option>();
+
+function required(flags: string, description: string, parse: (value: string) => unknown): Option {
+  const o = new Option(flags, `${description} (required)`).argParser(parse);
+  REQUIRED.add(o);
+  return o;
+}
+
+/** An earlier spelling of an option, still accepted (commands written with it keep working), not shown. */
+function oldSpelling(flags: string, parse: (value: string) => unknown): Option {
+  return new Option(flags).argParser(parse).hideHelp();
+}
+
+/**
+ * The commands with flags of their own. `job`: one that runs unattended (from a timer), so it takes
+ * the alert and metrics flags; the others are run by hand and answer on the terminal.
+ */
+const COMMANDS: { name: string; summary: string; job: boolean; build: (c: Command) => Command }[] = [
   {
     name: 'backup-pve',
+    job: true,
     summary: "snapshot this Proxmox node's guests and send them to a ZFS backup server",
     build: (c) =>
       c
-        .requiredOption('--remote <host>', 'ssh destination of the backup server', v.remote)
+        .addOption(required('--remote <host>', 'ssh destination of the backup server', v.remote))
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .requiredOption(
-          '--local-zfs-root <dataset>',
-          'back up only guest disks under this dataset',
-          v.dataset,
+        .addOption(
+          required('--local-zfs-root <dataset>', 'back up only guest disks under this dataset', v.dataset),
         )
-        .requiredOption(
-          '--remote-zfs-root <dataset>',
-          'dataset on the backup server receiving the disks',
-          v.dataset,
+        .addOption(
+          required(
+            '--remote-zfs-root <dataset>',
+            'dataset on the backup server receiving the disks',
+            v.dataset,
+          ),
         )
-        .requiredOption(
-          '--remote-metadata-dir <path>',
-          'directory on the backup server for guest configs and manifests',
-          v.absolutePath,
+        .addOption(
+          required(
+            '--remote-metadata-dir <path>',
+            'directory on the backup server for guest configs and manifests',
+            v.absolutePath,
+          ),
         )
         .option('-y, --yes', 'destroy old snapshots without asking')
         .option('--vmid <ids>', 'back up only these guests (comma-separated, repeatable)', v.vmids)
@@ -63,11 +94,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           'print the plan (guests, disks, full or incremental, estimated bytes) and change nothing',
         )
         .option('--json', 'print the per-guest summary as JSON on stdout')
-        .option(
-          '--bwlimit <rate>',
-          'limit the whole run to this many bytes per second (for example 50M)',
-          v.byteRate,
-        )
+        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
         .option('--jobs <n>', 'disks sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
         .option(
           '--keep-source <n>',
@@ -85,19 +112,24 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
   {
     name: 'replicate',
+    job: true,
     summary: 'copy every backup under a dataset to an offsite ZFS server',
     build: (c) =>
       c
-        .requiredOption('--remote <host>', 'ssh destination of the replica', v.remote)
-        .requiredOption(
-          '--remote-zfs-root <dataset>',
-          'dataset on --remote: the replica receiving the copies (with --pull: the source)',
-          v.dataset,
+        .addOption(required('--remote <host>', 'ssh destination of the replica', v.remote))
+        .addOption(
+          required(
+            '--remote-zfs-root <dataset>',
+            'dataset on --remote: the replica receiving the copies (with --pull: the source)',
+            v.dataset,
+          ),
         )
-        .requiredOption(
-          '--local-zfs-root <dataset>',
-          'dataset on this host whose backups are copied (with --pull: receiving the copies)',
-          v.dataset,
+        .addOption(
+          required(
+            '--local-zfs-root <dataset>',
+            'dataset on this host whose backups are copied (with --pull: receiving the copies)',
+            v.dataset,
+          ),
         )
         .option('--prefix <prefix>', 'copy only snapshots with this name prefix (default: all)', v.prefix)
         .option(
@@ -116,16 +148,13 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         )
         .option('--dry-run', 'print what would be sent and change nothing')
         .option('--json', 'print the per-dataset result as JSON on stdout')
-        .option(
-          '--bwlimit <rate>',
-          'limit the whole run to this many bytes per second (for example 50M)',
-          v.byteRate,
-        )
+        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
         .option('--jobs <n>', 'datasets sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
         .option(
           '--force-rollback',
-          'roll a diverged replica dataset back to the newest common snapshot (destroys its later snapshots and changes)',
+          'roll a diverged target dataset back to the newest common snapshot (destroys its later snapshots and changes); asks first',
         )
+        .option('-y, --yes', 'confirm --force-rollback without asking')
         .option(
           '--lock-wait <seconds>',
           'how long to wait for a dataset another zbm run works on',
@@ -135,10 +164,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
   {
     name: 'prune',
+    job: true,
     summary: 'destroy old zbm snapshots by Proxmox-style retention rules, never breaking a chain',
     build: (c) =>
       c
-        .requiredOption('--local-zfs-root <dataset>', 'prune the datasets under this dataset', v.dataset)
+        .addOption(required('--local-zfs-root <dataset>', 'prune the datasets under this dataset', v.dataset))
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
         .option('--keep-last <n>', 'keep the n newest snapshots', v.count)
         .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours', v.count)
@@ -153,10 +183,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
           v.dataset,
         )
         .option(
-          '--metadata-dir <path>',
-          'where the guest configs and manifests of these backups are (default: the zbm:metadata-dir property of --local-zfs-root)',
+          '--local-metadata-dir <path>',
+          'directory of the guest configs and manifests of these backups (default: the zbm:metadata-dir property of --local-zfs-root)',
           v.absolutePath,
         )
+        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option('-y, --yes', 'destroy without asking')
         .option(
           '--dry-run',
@@ -172,6 +203,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
   {
     name: 'verify',
+    job: true,
     summary: 'check that backups are fresh and complete (monitoring-plugin exit codes)',
     build: (c) =>
       c
@@ -206,10 +238,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .option('--exclude <ids>', 'with --pve: skip these guests, as backup-pve does', v.vmids)
         .option('--node <name>', "with --pve: this Proxmox node's name (default: from /etc/pve/local)")
         .option(
-          '--metadata-dir <path>',
-          'where the manifests of the backups under --local-zfs-root are (default: its zbm:metadata-dir property)',
+          '--local-metadata-dir <path>',
+          'directory of the manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir property)',
           v.absolutePath,
         )
+        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option(
           '--max-scrub-age-days <days>',
           "the pool's last scrub must be younger than this",
@@ -220,10 +253,11 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
   {
     name: 'status',
+    job: false,
     summary: 'show the backups per guest: disks, newest backup and its age, count, space, replication lag',
     build: (c) =>
       c
-        .requiredOption('--local-zfs-root <dataset>', 'show the backups under this dataset', v.dataset)
+        .addOption(required('--local-zfs-root <dataset>', 'show the backups under this dataset', v.dataset))
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
         .option('--remote <host>', 'next tier (ssh destination): also show the replication lag', v.remote)
         .option(
@@ -235,6 +269,7 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
   {
     name: 'list-backups',
+    job: false,
     summary: 'list the restore points of each guest on the backup server or the replica',
     build: (c) =>
       c
@@ -248,24 +283,39 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .option('--vmid <ids>', 'only these guests (comma-separated, repeatable)', v.vmids)
         .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
         .option(
-          '--metadata-dir <path>',
-          'directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
+          '--remote-metadata-dir <path>',
+          'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
           v.absolutePath,
         )
+        .option(
+          '--local-metadata-dir <path>',
+          'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
+          v.absolutePath,
+        )
+        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option('--json', 'print the restore points as JSON on stdout'),
   },
   {
     name: 'restore',
+    job: false,
     summary: 'restore a guest, or one of its disks, from the backup server or the replica onto this node',
     build: (c) =>
       c
-        .requiredOption(
-          '--remote <host>',
-          'the backup server or replica to restore from (ssh destination)',
-          v.remote,
+        .addOption(
+          required(
+            '--remote <host>',
+            'the backup server or replica to restore from (ssh destination)',
+            v.remote,
+          ),
         )
-        .requiredOption('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset)
-        .requiredOption('--vmid <id>', 'the guest whose backup is restored', v.vmid)
+        .addOption(required('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset))
+        .addOption(
+          required(
+            '--vmid <id>',
+            'the guest whose backup is restored (one VMID: one guest per restore)',
+            v.oneVmid,
+          ),
+        )
         .option(
           '--snapshot <name>',
           'restore this backup (default: the newest complete one)',
@@ -300,16 +350,13 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
         .option('-y, --yes', 'confirm --force without asking')
         .option('--dry-run', 'print the plan (disks, sizes, target datasets, config) and change nothing')
         .option('--json', 'print the result (or with --dry-run the plan) as JSON on stdout')
+        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
         .option(
-          '--bwlimit <rate>',
-          'limit the transfer to this many bytes per second (for example 50M)',
-          v.byteRate,
-        )
-        .option(
-          '--metadata-dir <path>',
+          '--remote-metadata-dir <path>',
           'directory of the configs and manifests on --remote (default: the zbm:metadata-dir property of the root)',
           v.absolutePath,
         )
+        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)")
         .option(
           '--lock-wait <seconds>',
@@ -320,23 +367,60 @@ const COMMANDS: { name: string; summary: string; build: (c: Command) => Command 
   },
 ];
 
+/** Commander's messages on one line, with its suggestion as part of the sentence. */
+function oneLine(message: string): string {
+  return (
+    message
+      .trim()
+      .replace(/\n\(Did you mean (.+)\?\)$/, ', did you mean $1?')
+      .replace(
+        /^error: option '([^' ]+)[^']*' argument '(.*)' is invalid\. /s,
+        (_, flag: string, value: string) => `error: ${flag} ${JSON.stringify(value)}: `,
+      )
+      // The value once: `--remote "x": invalid remote "x": ...` says it twice.
+      .replace(/^(error: \S+ (".*?")): invalid [a-z ]+ \2: /, '$1: ')
+      .replace(/\s*\n\s*/g, ' ')
+  );
+}
+
 /**
  * Parses argv (without `node zbm`). Returns the invocation, or the exit code when parsing ended the
- * run (help, version, usage error: a one-line message naming the flag, exit code 2).
+ * run: help and version (0), a usage error (one line naming the flag, exit code 2; for verify, a
+ * monitoring plugin, an UNKNOWN status line on stdout and exit code 3).
  */
 export function parseCommandLine(args: readonly string[], io: ProgramIO): Invocation | number {
   let invocation: Invocation | undefined;
-  const program = buildProgram(io, (inv) => {
-    invocation = inv;
-  });
+  let lastError = '';
+  const program = buildProgram(
+    {
+      writeOut: io.writeOut,
+      writeErr: (s) => {
+        lastError = s;
+        io.writeErr(s);
+      },
+    },
+    (inv) => {
+      invocation = inv;
+    },
+  );
+  // `zbm help <command>` is `zbm <command> --help`; an unknown one gets `zbm <unknown>`'s answer.
+  const known = (name: string) => program.commands.some((c) => c.name() === name);
+  const parse =
+    args[0] === 'help' && args[1] !== undefined
+      ? known(args[1])
+        ? [args[1], ...args.slice(2), '--help']
+        : [args[1]]
+      : args;
   try {
-    program.parse(args, { from: 'user' });
+    program.parse(parse, { from: 'user' });
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
-      return ExitCode.usage;
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.exitCode === 0) return ExitCode.ok;
+    if (args[0] === 'verify' && err.code !== 'commander.help') {
+      io.writeOut(`ZBM UNKNOWN - ${lastError.trim().replace(/^error: /, '')}\n`);
+      return ExitCode.unknown;
     }
-    throw err;
+    return ExitCode.usage;
   }
   if (!invocation) {
     io.writeErr(program.helpInformation());
@@ -356,7 +440,7 @@ export function commandOptionSpecs(): Map<string, OptionSpec[]> {
         .map((o) => ({
           key: (o.long ?? '').replace(/^--/, ''),
           takesValue: o.required || o.optional,
-          mandatory: o.mandatory,
+          mandatory: REQUIRED.has(o),
           ...(o.parseArg ? { parse: o.parseArg as (value: string, previous: unknown) => unknown } : {}),
         })),
     ]),
@@ -366,51 +450,99 @@ export function commandOptionSpecs(): Map<string, OptionSpec[]> {
 /** The bash completion script, from the same definitions the parser uses. */
 export function completionScript(): string {
   const program = buildProgram({ writeOut: () => {}, writeErr: () => {} }, () => {});
-  return bashCompletion(
-    new Map(program.commands.map((c) => [c.name(), c.options.flatMap((o) => (o.long ? [o.long] : []))])),
+  const visible = (c: Command) => c.options.filter((o) => !o.hidden && o.long).map((o) => o.long as string);
+  const describe = (c: Command): CompletionCommand => ({
+    name: c.name(),
+    options: visible(c),
+    subcommands: c.commands.map(describe),
+    jobs: c.name() === 'run',
+  });
+  return bashCompletion(program.commands.map(describe));
+}
+
+const CONFIG_HELP =
+  'config file (default: /etc/pve/zbm.yaml if it exists, else /etc/zbm/zbm.yaml); relative to the current directory';
+
+function configOption(): Option {
+  return new Option('--config <path>', CONFIG_HELP).env('ZBM_CONFIG').argParser(v.configPath);
+}
+
+function verboseOption(): Option {
+  return new Option(
+    '-v, --verbose',
+    'print debug messages, and the command line of every command that fails',
   );
 }
 
-const CONFIG_HELP = 'config file (default: /etc/pve/zbm.yaml if it exists, else /etc/zbm/zbm.yaml)';
+/** The usage line names the required options, so `--help` shows what a command cannot run without. */
+function usageOf(cmd: Command): string {
+  const req = cmd.options.filter((o) => REQUIRED.has(o)).map((o) => o.flags);
+  return [
+    ...req,
+    '[options]',
+    ...cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)),
+  ].join(' ');
+}
+
+/** Every required option that was not given, in one usage error. */
+function checkRequired(cmd: Command, options: Readonly<Record<string, unknown>>): void {
+  const missing = cmd.options.filter((o) => REQUIRED.has(o) && options[o.attributeName()] === undefined);
+  if (missing.length === 0) return;
+  const name = cmd.parent?.parent ? `${cmd.parent.name()} ${cmd.name()}` : cmd.name();
+  cmd.error(`error: zbm ${name} needs ${missing.map((o) => o.flags).join(', ')} (see zbm ${name} --help)`, {
+    code: 'zbm.missingRequired',
+    exitCode: ExitCode.usage,
+  });
+}
 
 function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Command {
   const program = new Command('zbm')
     .description('zbm: ZFS Backups Manager for Proxmox VE')
     .version(VERSION, '-V, --version')
-    .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr })
+    .configureOutput({
+      writeOut: io.writeOut,
+      writeErr: io.writeErr,
+      // One line, and a value from a config file or a terminal cannot drive the terminal either.
+      outputError: (message, write) => write(`${printable(oneLine(message))}\n`),
+    })
     .exitOverride()
     .showSuggestionAfterError(true)
+    .helpCommand('help [command]', 'show the help of a command')
     .addHelpText('after', EXIT_CODES_HELP);
 
   for (const spec of COMMANDS) {
     const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
-    cmd.addOption(new Option('-v, --verbose', 'print debug messages'));
-    // Alerts and metrics, for every command (README "Alerts and metrics").
-    cmd.addOption(
-      new Option(
-        '--notify-mail <address>',
-        'mail a summary of problems to this address through the local sendmail (repeatable)',
-      ).argParser(v.mailAddresses),
-    );
-    cmd.addOption(
-      new Option(
-        '--notify-webhook <url>',
-        'POST a JSON summary of problems to this URL (Gotify, ntfy; repeatable)',
-      ).argParser(v.webhookUrls),
-    );
-    cmd.addOption(
-      new Option('--notify-on <when>', 'notify on failure, on warning (and failure), or always')
-        .choices(['failure', 'warning', 'always'])
-        .default('warning'),
-    );
-    cmd.addOption(
-      new Option(
-        '--prometheus-textfile <path>',
-        "write the run's metrics to this file for node_exporter's textfile collector (one file per job)",
-      ).argParser(v.absolutePath),
-    );
+    cmd.addOption(verboseOption());
+    if (spec.job) {
+      // Alerts and metrics, for the commands that run unattended (README "Alerts and metrics").
+      cmd.addOption(
+        new Option(
+          '--notify-mail <address>',
+          'mail a summary of problems to this address or local user through the local sendmail (repeatable)',
+        ).argParser(v.mailAddresses),
+      );
+      cmd.addOption(
+        new Option(
+          '--notify-webhook <url>',
+          'POST a JSON summary of problems to this URL (Gotify, ntfy; repeatable)',
+        ).argParser(v.webhookUrls),
+      );
+      cmd.addOption(
+        new Option('--notify-on <when>', 'notify on failure, on warning (and failure), or always')
+          .choices(['failure', 'warning', 'always'])
+          .default('warning'),
+      );
+      cmd.addOption(
+        new Option(
+          '--prometheus-textfile <path>',
+          "write the run's metrics to this file for node_exporter's textfile collector (one file per job)",
+        ).argParser(v.absolutePath),
+      );
+    }
+    cmd.usage(usageOf(cmd));
     cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
     cmd.action((options: Record<string, unknown>) => {
+      checkRequired(cmd, options);
       onAction({ command: spec.name, options });
     });
   }
@@ -423,20 +555,21 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
         "file's values (options given several times, like --vmid, add to them).",
     )
     .argument('<job>', 'job name in the config file')
-    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .addOption(configOption())
     .allowUnknownOption()
     .allowExcessArguments()
     .addHelpText('after', EXIT_CODES_HELP)
     .action((job: string, options: Record<string, unknown>, cmd: Command) => {
       onAction({ command: 'run', options: { ...options, job, rest: cmd.args.slice(1) } });
     });
-  program
-    .command('config')
-    .summary('check the config file')
+  const config = program.command('config').summary('check the config file');
+  config
     .command('check')
+    .summary('validate the config file and print each job as the command line it runs')
     .description('validate the config file and print each job as the command line it runs')
-    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .addOption(configOption())
     .option('--json', 'print the jobs as JSON on stdout')
+    .addOption(verboseOption())
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
       onAction({ command: 'config-check', options });
@@ -444,27 +577,31 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
   program
     .command('completion')
     .summary('print the bash completion script')
+    .description(
+      'Prints the bash completion script (installed by the Debian package in\n' +
+        '/usr/share/bash-completion/completions/zbm): commands, flags, and the job names after zbm run.',
+    )
     .addArgument(new Argument('<shell>', 'the shell').choices(['bash']))
     .action(() => {
       onAction({ command: 'completion', options: {} });
     });
-  program
+  const serve = program
     .command('serve')
     .summary("answer a Proxmox node's backup-pve on the backup server, append-only (an ssh forced command)")
     .description(
-      "Runs as the forced command of a node's ssh key on the backup server and allows only what " +
-        'backup-pve needs inside --root: list; receive one new zbm snapshot per stream, checked before ' +
-        'zfs reads it (named --prefix and a UTC time after the target newest, at most --clock-skew ' +
-        'ahead); resume; hold its --tag; new configs of backups that arrived. No destroy, rollback, ' +
-        'receive -F, property of its choosing, nothing outside --root, no shell. With --send-only, what ' +
-        'a pulling replica needs instead: list, send, read configs, hold its --tag; no writes. ' +
-        'See docs/serve.md (threat model).',
+      "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
+        'backup-pve needs inside --root: list; receive one new zbm snapshot per stream, checked before\n' +
+        'zfs reads it (named --prefix and a UTC time after the target newest, at most --clock-skew\n' +
+        'ahead); resume; hold its --tag; new configs of backups that arrived. No destroy, rollback,\n' +
+        'receive -F, property of its choosing, nothing outside --root, no shell. With --send-only, what\n' +
+        'a pulling replica or a restore needs instead: list, send, read configs, hold its --tag; no\n' +
+        'writes. See /usr/share/doc/zbm/docs/serve.md (threat model).',
     )
-    .requiredOption('--root <dataset>', "the node's subtree on this server", v.dataset)
+    .addOption(required('--root <dataset>', "the node's subtree on this server", v.dataset))
     .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
     .option(
       '--send-only',
-      'serve a replica that pulls (zbm replicate --pull): list, send, read configs, hold its own base; no writes',
+      'serve a replica that pulls (zbm replicate --pull) or a restore: list, send, read configs, hold its --tag; no writes',
     )
     .option(
       '--tag <tag>',
@@ -478,17 +615,25 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
       v.count,
       DEFAULT_CLOCK_SKEW_SECONDS,
     )
-    .addHelpText('after', EXIT_CODES_HELP)
-    .action((options: Record<string, unknown>) => {
-      onAction({ command: 'serve', options });
-    });
+    .addOption(verboseOption())
+    .addHelpText('after', EXIT_CODES_HELP);
+  serve.usage(usageOf(serve)).action((options: Record<string, unknown>) => {
+    checkRequired(serve, options);
+    onAction({ command: 'serve', options });
+  });
   program
     .command('install-timers')
     .summary('create systemd service and timer units for the scheduled jobs of the config file')
-    .option('--config <path>', CONFIG_HELP, v.absolutePath)
+    .description(
+      'Writes zbm-<job>.service and zbm-<job>.timer for each job of the config file that has a\n' +
+        'schedule, reloads systemd and enables the timers. Run it again after editing the file: units of\n' +
+        'jobs no longer in it are stopped and removed; units it did not make are never touched.',
+    )
+    .addOption(configOption())
     .option('--unit-dir <path>', 'where the units go', v.absolutePath, '/etc/systemd/system')
     .option('--no-start', 'write the units, but do not reload systemd nor enable the timers')
     .option('--dry-run', 'print the units and change nothing')
+    .addOption(verboseOption())
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
       onAction({ command: 'install-timers', options });

@@ -1,7 +1,9 @@
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { errorMessage } from '../errors.ts';
 import { parseByteSize } from '../host/rate.ts';
 import { parseSshDestination } from '../host/ssh.ts';
+import { fromWallClock, processZone } from '../time/zone.ts';
 import { checkName, checkSnapshotShortName } from '../zfs/names.ts';
 
 /** Turns a validator that throws into a commander argument parser (a usage error, exit 2). */
@@ -48,10 +50,20 @@ export const positiveNumber = parser((v) => {
   return n;
 });
 
+/** Bytes per second; a bare number is KiB/s, the unit of vzdump's and Proxmox's bwlimit. */
 export const byteRate = parser((v) => {
-  const n = parseByteSize(v);
-  if (n === null) throw new Error('expected bytes per second such as 50M, 800K or 1G');
+  const n = parseByteSize(v, 1024);
+  if (n === null)
+    throw new Error(
+      'expected a rate per second: KiB/s as a bare number (50000), or with a unit: 800K, 50M, 1G',
+    );
   return n;
+});
+
+/** A config file: relative to the current directory, as any file name a user types. */
+export const configPath = parser((v) => {
+  if (v === '' || v.includes('\0') || v.includes('\n')) throw new Error('expected a file name');
+  return resolve(v);
 });
 
 export const absolutePath = parser((v) => {
@@ -72,12 +84,17 @@ export function vmids(value: string, previous: number[] = []): number[] {
 }
 
 /**
- * A mail address for notifications: it goes into a To header read by `sendmail -t`, so no line
- * break, comma, angle bracket or quote can slip in (one address per flag).
+ * A mail recipient for notifications: an address, or a local user name (`root`), which `sendmail -t`
+ * delivers locally (or by its aliases), as Proxmox VE mails root. It goes into a To header, so no
+ * line break, comma, angle bracket or quote can slip in (one recipient per flag).
  */
 export function mailAddresses(value: string, previous: string[] = []): string[] {
-  if (!/^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$/.test(value) || value.startsWith('-')) {
-    throw new InvalidArgumentError(`${JSON.stringify(value)} is not a mail address such as root@example.com`);
+  const address = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$/;
+  const localUser = /^[a-z_][a-z0-9_.-]{0,31}$/;
+  if (!(address.test(value) || localUser.test(value)) || value.startsWith('-')) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(value)} is not a mail address such as root@example.com nor a local user such as root`,
+    );
   }
   return [...previous, value];
 }
@@ -102,6 +119,13 @@ export const vmid = parser((v) => {
   return Number(v);
 });
 
+/** The one guest a restore works on: a list is refused as such, not as a malformed number. */
+export const oneVmid = parser((v) => {
+  if (v.includes(',')) throw new Error('a restore takes one guest: run one zbm restore per VMID');
+  if (!/^[1-9]\d{2,8}$/.test(v)) throw new Error('expected a VMID (a number from 100)');
+  return Number(v);
+});
+
 /** The short name of a snapshot (after `@`). */
 export const snapshotShortName = parser((v) => checkSnapshotShortName(v, 'snapshot name'));
 
@@ -114,12 +138,16 @@ export const pointInTime = parser((v) => {
   const text = compact
     ? `${compact[1]}-${compact[2]}-${compact[3]}T${compact[4]}:${compact[5]}:${compact[6]}Z`
     : v;
-  const t = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(text)
-    ? Date.parse(text.replace(' ', 'T'))
-    : Number.NaN;
-  if (!Number.isFinite(t))
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?(Z|[+-]\d{2}:?\d{2})?$/.exec(
+    text,
+  );
+  if (!m) throw new Error('expected a time such as 2026-11-26T11:05:03Z or 20261126T110503Z');
+  const [, day, clock = '00:00', zone] = m;
+  // Without an offset it is local time: the host's TZ as libc reads it, like every other tool here.
+  const wall = Date.parse(`${day}T${clock}${zone ?? 'Z'}`);
+  if (!Number.isFinite(wall))
     throw new Error('expected a time such as 2026-11-26T11:05:03Z or 20261126T110503Z');
-  return new Date(t);
+  return new Date(zone ? wall : fromWallClock(processZone(), wall / 1000) * 1000);
 });
 
 /** A PVE storage id (`local-zfs`). */

@@ -17,7 +17,7 @@ export interface ConfigCheckOptions {
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
 export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path);
+  const config = loadConfig(path, opts.config !== undefined);
   if (opts.json) {
     writeOut(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
   } else {
@@ -37,21 +37,24 @@ export interface InstallTimersOptions {
   readonly dryRun?: boolean;
 }
 
-function generatedUnits(dir: string): string[] {
+/** The first line of each zbm-* unit in dir: who wrote it, and from which config file. */
+function unitHeaders(dir: string): Map<string, string> {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
-    return [];
+    return new Map();
   }
-  return names.filter((n) => {
-    if (!/^zbm-.+\.(service|timer)$/.test(n)) return false;
+  const headers = new Map<string, string>();
+  for (const n of names) {
+    if (!/^zbm-.+\.(service|timer)$/.test(n)) continue;
     try {
-      return readFileSync(join(dir, n), 'utf8').startsWith(GENERATED_MARK);
+      headers.set(n, readFileSync(join(dir, n), 'utf8').split('\n', 1)[0] ?? '');
     } catch {
-      return false;
+      // Unreadable: not ours to touch.
     }
-  });
+  }
+  return headers;
 }
 
 /**
@@ -60,15 +63,37 @@ function generatedUnits(dir: string): string[] {
  */
 export async function installTimers(opts: InstallTimersOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path);
+  const config = loadConfig(path, opts.config !== undefined);
   const zbm = realpathSync(process.argv[1] ?? '/usr/bin/zbm');
-  const units: UnitFile[] = config.jobs.flatMap((j) => unitsFor(j, zbm, path));
-  const wanted = new Set(units.map((u) => u.name));
-  const stale = generatedUnits(opts.unitDir).filter((n) => !wanted.has(n));
+  const all: UnitFile[] = config.jobs.flatMap((j) => unitsFor(j, zbm, path));
+  const wanted = new Set(all.map((u) => u.name));
+  // Ours: generated from this very file. Two files on one host (a node that is also a backup
+  // server) keep their own units; a unit another file made, or one written by hand, is not replaced.
+  const mine = `${GENERATED_MARK} from ${path}:`;
+  const headers = unitHeaders(opts.unitDir);
+  const stale = [...headers].filter(([n, h]) => h.startsWith(mine) && !wanted.has(n)).map(([n]) => n);
+  const foreign = all.filter((u) => headers.has(u.name) && !(headers.get(u.name) ?? '').startsWith(mine));
+  for (const u of foreign) {
+    const h = headers.get(u.name) ?? '';
+    log.error(
+      `${join(opts.unitDir, u.name)} ${
+        h.startsWith(GENERATED_MARK)
+          ? `was made from another file (${h
+              .slice(GENERATED_MARK.length)
+              .replace(/^ from /, '')
+              .replace(/:.*$/, '')})`
+          : 'was not written by zbm'
+      }: left as it is; give the job another name in ${path}`,
+    );
+  }
+  // A job is installed whole or not at all: no service without its timer.
+  const blocked = new Set(foreign.map((u) => u.name.replace(/\.(service|timer)$/, '')));
+  const units = all.filter((u) => !blocked.has(u.name.replace(/\.(service|timer)$/, '')));
+  const done = foreign.length > 0 ? ExitCode.failure : ExitCode.ok;
   if (opts.dryRun) {
     for (const u of units) writeOut(`# ${join(opts.unitDir, u.name)}\n${u.text}\n`);
     for (const n of stale) writeOut(`# would remove ${join(opts.unitDir, n)}\n`);
-    return ExitCode.ok;
+    return done;
   }
   const local = new LocalHost();
   const systemctl = async (...args: string[]) => {
@@ -87,7 +112,7 @@ export async function installTimers(opts: InstallTimersOptions, log: Logger): Pr
     log.info(`wrote ${file}`);
   }
   const timers = units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name);
-  if (!opts.start) return ExitCode.ok;
+  if (!opts.start) return done;
   try {
     await systemctl('daemon-reload');
     if (timers.length > 0) await systemctl('enable', '--now', ...timers);
@@ -100,5 +125,5 @@ export async function installTimers(opts: InstallTimersOptions, log: Logger): Pr
       ? `no job of ${path} has a schedule: no timer installed\n`
       : `enabled ${timers.join(', ')}; see them with: systemctl list-timers 'zbm-*'\n`,
   );
-  return ExitCode.ok;
+  return done;
 }

@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
-import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { ExitCode, errorMessage, showCommandLines, UsageError } from '../errors.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { type BackupPveOptions, backupPve } from './backup-pve.ts';
@@ -13,8 +13,6 @@ import { type ServeOptions, serve } from './serve.ts';
 import { type StatusOptions, status } from './status.ts';
 import { type VerifyOptions, verify } from './verify.ts';
 
-const VERIFY_UNKNOWN = 3;
-
 /**
  * Runs a parsed command and returns its exit code. Afterwards, whatever the command: the
  * notification (--notify-*) and the metrics file (--prometheus-textfile).
@@ -23,7 +21,9 @@ export async function runCommand(
   inv: Invocation,
   argv: readonly string[] = process.argv.slice(2),
 ): Promise<number> {
-  const log = createLogger({ verbose: inv.options.verbose === true });
+  const verbose = inv.options.verbose === true;
+  showCommandLines(verbose);
+  const log = createLogger({ verbose });
   const metrics = new Metrics();
   const started = new Date();
   const exitCode = await execute(inv, log, metrics);
@@ -65,6 +65,6 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
     log.error(errorMessage(err));
     if (err instanceof UsageError) return ExitCode.usage;
     // A check that could not run is UNKNOWN to a monitoring system, not a failed backup.
-    return inv.command === 'verify' ? VERIFY_UNKNOWN : ExitCode.failure;
+    return inv.command === 'verify' ? ExitCode.unknown : ExitCode.failure;
   }
 }

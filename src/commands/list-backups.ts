@@ -1,4 +1,4 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { formatBytes } from '../cli/progress.ts';
@@ -7,7 +7,7 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
-import { parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
+import { dumpManifestsArgv, parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -15,6 +15,9 @@ export interface ListBackupsOptions {
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
   readonly localZfsRoot?: string;
+  readonly remoteMetadataDir?: string;
+  readonly localMetadataDir?: string;
+  /** The earlier spelling, for whichever tier the backups are on. */
   readonly metadataDir?: string;
   readonly vmid?: number[];
   readonly prefix: string;
@@ -57,35 +60,6 @@ export function tierFromOptions(opts: {
   return { host, zfs: new Zfs(host), root: opts.localZfsRoot };
 }
 
-/**
- * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest (of one guest, or of all):
- * the whole metadata in one command, whatever the number of backups. Only regular files in guest
- * folders that are directories (never through a symlink), each cut at the size zbm writes at most.
- */
-const DUMP = `cd -- "$1" 2>/dev/null || exit 0
-for f in $2/*.json; do [ -f "$f" ] && [ ! -L "$f" ] && [ ! -L "\${f%/*}" ] || continue; printf '%s\\n' "$f"; head -c ${METADATA_FILE_LIMIT} -- "$f"; printf '\\000'; done`;
-
-/** The command that prints the manifests of one guest, or of all, under metadataDir (DUMP). */
-export function dumpManifestsArgv(metadataDir: string, vmid?: number): string[] {
-  return ['sh', '-c', DUMP, 'zbm-manifests', metadataDir, vmid === undefined ? '[1-9]*' : String(vmid)];
-}
-
-/**
- * Prints one guest config of the tier: a regular file in a guest folder that is a directory,
- * never through a symlink, at most the size zbm writes.
- */
-export function readConfigArgv(metadataDir: string, vmid: number, snapshot: string): string[] {
-  return [
-    'sh',
-    '-c',
-    `f="$1/$2/$3.conf"; if [ -L "$1/$2" ] || [ -L "$f" ] || [ ! -f "$f" ]; then echo "zbm: $f is not a regular file (a symlink is never followed)" >&2; exit 1; fi; head -c ${METADATA_FILE_LIMIT} -- "$f"`,
-    'zbm-config',
-    metadataDir,
-    String(vmid),
-    snapshot,
-  ];
-}
-
 /** One listing and one metadata read of a tier: its datasets, where its metadata is, its restore points. */
 export async function loadTier(
   tier: Tier,
@@ -96,13 +70,15 @@ export async function loadTier(
   const rootDs = datasets.find((d) => d.name === tier.root);
   if (!rootDs)
     throw new ZbmError(`${tier.root} does not exist on ${tier.host.name}: is it the root of the backups?`);
+  const flag = `--${tier.host.isLocal ? 'local' : 'remote'}-metadata-dir`;
   const place = chooseMetadataDir(
     opts.metadataDir,
     rootDs.props[METADATA_DIR_PROPERTY],
     `${tier.host.name}:${tier.root}`,
+    flag,
   );
   if ('error' in place)
-    throw new ZbmError(`${place.error}: name the directory of the configs and manifests with --metadata-dir`);
+    throw new ZbmError(`${place.error}: name the directory of the configs and manifests with ${flag}`);
   if (place.warning) log.warn(place.warning);
   const metadataDir = place.dir;
   const { stdout } = await run(tier.host, dumpManifestsArgv(metadataDir, opts.vmid));
@@ -127,13 +103,42 @@ function row(p: RestorePoint, host: string) {
   };
 }
 
+/**
+ * The metadata directory given for a tier: --remote-metadata-dir with --remote, --local-metadata-dir
+ * with --local-zfs-root, or the earlier --metadata-dir for either. prune and verify, whose backups
+ * are always those under --local-zfs-root (their --remote is the next tier), pass no remote.
+ */
+export function metadataDirOption(opts: {
+  remote?: string;
+  remoteMetadataDir?: string;
+  localMetadataDir?: string;
+  metadataDir?: string;
+}): string | undefined {
+  const [given, other] =
+    opts.remote === undefined
+      ? [opts.localMetadataDir, ['--remote-metadata-dir', opts.remoteMetadataDir] as const]
+      : [opts.remoteMetadataDir, ['--local-metadata-dir', opts.localMetadataDir] as const];
+  if (other[1] !== undefined) {
+    throw new UsageError(
+      opts.remote === undefined
+        ? '--remote-metadata-dir goes with --remote: with --local-zfs-root the directory is --local-metadata-dir'
+        : '--local-metadata-dir goes with --local-zfs-root: with --remote the directory is --remote-metadata-dir',
+    );
+  }
+  if (given !== undefined && opts.metadataDir !== undefined && given !== opts.metadataDir) {
+    throw new UsageError('--metadata-dir is the earlier spelling of the same option: give one of them');
+  }
+  return given ?? opts.metadataDir;
+}
+
 /** Lists the restore points of every guest (or of --vmid) on one tier. */
 export async function listBackups(opts: ListBackupsOptions, log: Logger): Promise<number> {
+  const metadataDir = metadataDirOption(opts);
   const tier = tierFromOptions(opts);
   const out = writeOut;
   try {
     const vmid = opts.vmid?.length === 1 ? opts.vmid[0] : undefined;
-    const state = await loadTier(tier, { metadataDir: opts.metadataDir, vmid }, log);
+    const state = await loadTier(tier, { metadataDir, vmid }, log);
     const wanted = opts.vmid && opts.vmid.length > 0 ? new Set(opts.vmid) : null;
     const points = state.points.filter(
       (p) => p.snapshot.startsWith(opts.prefix) && (wanted === null || wanted.has(p.vmid)),

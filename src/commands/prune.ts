@@ -23,16 +23,13 @@ import {
   type RemoteFacts,
   retentionFor,
 } from '../prune/plan.ts';
-import {
-  DEFAULT_CLOCK_SKEW_SECONDS,
-  defaultTimeZone,
-  hasRules,
-  type KeepRules,
-  RULE_ORDER,
-} from '../prune/retention.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
+import { formatWallClock } from '../time/civil.ts';
+import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
+import { metadataDirOption } from './list-backups.ts';
 
 export interface PruneOptions {
   readonly localZfsRoot: string;
@@ -46,6 +43,8 @@ export interface PruneOptions {
   readonly remote?: string;
   readonly remoteZfsRoot?: string;
   /** The guest configs and manifests of the backups (default: the root's zbm:metadata-dir). */
+  readonly localMetadataDir?: string;
+  /** The earlier spelling of localMetadataDir. */
   readonly metadataDir?: string;
   readonly yes?: boolean;
   readonly dryRun?: boolean;
@@ -61,6 +60,7 @@ export interface PruneIO {
   readonly remote?: (destination: string) => Host;
   /** Asks on the terminal; undefined when there is no terminal to ask on. */
   readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
+  /** A TZ value, read as libc reads it (default: this process's TZ). */
   readonly timeZone?: string;
   /** This host's clock, seconds since the epoch: a snapshot named later is an anomaly. */
   readonly now?: () => number;
@@ -150,7 +150,18 @@ function keptOnlyForSafety(k: Kept): boolean {
   return !k.reasons.some((r) => r.kind === 'rule');
 }
 
-function printPlan(header: string, outcomes: readonly DatasetOutcome[], out: (s: string) => void): void {
+/** A snapshot's time as the periods see it: local wall-clock time and the zone's abbreviation. */
+function localTime(zone: TimeZone, t: number): string {
+  const l = zone.at(t);
+  return `${formatWallClock(t + l.offset)} ${l.abbr}`;
+}
+
+function printPlan(
+  header: string,
+  outcomes: readonly DatasetOutcome[],
+  zone: TimeZone,
+  out: (s: string) => void,
+): void {
   out(`${header}\n`);
   for (const o of outcomes) {
     const p = o.plan;
@@ -159,9 +170,13 @@ function printPlan(header: string, outcomes: readonly DatasetOutcome[], out: (s:
     out(`${p.dataset}: keep ${p.keep.length}, destroy ${p.destroy.length}${foreign}\n`);
     for (const n of p.notes) out(`  (${n})\n`);
     const width = p.verdicts.reduce((w, v) => Math.max(w, v.short.length), 0);
-    for (const v of p.verdicts) {
-      out(`  ${v.short.padEnd(width)}  ${v.action.padEnd(7)}  ${v.why}\n`);
-    }
+    const times = p.verdicts.map((v) => localTime(zone, v.time));
+    const timeWidth = times.reduce((w, t) => Math.max(w, t.length), 0);
+    p.verdicts.forEach((v, i) => {
+      out(
+        `  ${v.short.padEnd(width)}  ${(times[i] ?? '').padEnd(timeWidth)}  ${v.action.padEnd(7)}  ${v.why}\n`,
+      );
+    });
   }
 }
 
@@ -250,8 +265,12 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
       `--remote needs --remote-zfs-root: the dataset on ${opts.remote} that mirrors ${opts.localZfsRoot}`,
     );
   }
+  const metadataDir = metadataDirOption({
+    localMetadataDir: opts.localMetadataDir,
+    metadataDir: opts.metadataDir,
+  });
   const rules = rulesOf(opts);
-  const tz = io.timeZone ?? defaultTimeZone();
+  const zone = io.timeZone === undefined ? processZone() : zoneNamed(io.timeZone);
   const destroying = opts.yes === true && opts.dryRun !== true;
   if (!hasRules(rules)) log.info('no --keep-* rule given (or all 0): every snapshot is kept, as in Proxmox');
 
@@ -319,7 +338,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
       const plan = planDataset({
         dataset: d,
         prefix: opts.prefix,
-        retention: retentionFor(d, opts.prefix, rules, tz, anomalies),
+        retention: retentionFor(d, opts.prefix, rules, zone, anomalies),
         holds: holds.get(d.name) ?? new Map(),
         clones: clones.get(d.name) ?? new Map(),
         remote: facts,
@@ -335,8 +354,9 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         const next =
           opts.remote === undefined ? '' : `; next tier ${opts.remote}:${opts.remoteZfsRoot ?? ''}`;
         printPlan(
-          `prune plan for ${local.name}:${opts.localZfsRoot} (${describeRules(rules)}; periods in ${tz}${next})`,
+          `prune plan for ${local.name}:${opts.localZfsRoot} (${describeRules(rules)}; periods in ${zone.name}${next})`,
           outcomes,
+          zone,
           out,
         );
       }
@@ -384,7 +404,12 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
     }
 
     let metadata: { dir: string; removed: string[]; errors: string[] } | null = null;
-    const place = chooseMetadataDir(opts.metadataDir, root.props[METADATA_DIR_PROPERTY], opts.localZfsRoot);
+    const place = chooseMetadataDir(
+      metadataDir,
+      root.props[METADATA_DIR_PROPERTY],
+      opts.localZfsRoot,
+      '--local-metadata-dir',
+    );
     if ('warning' in place && place.warning) log.warn(place.warning);
     if (go && 'dir' in place) {
       const byName = new Map(outcomes.map((o) => [o.plan.dataset, o]));
@@ -407,7 +432,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         localZfsRoot: opts.localZfsRoot,
         prefix: opts.prefix,
         rules: Object.fromEntries(RULE_ORDER.filter((r) => rules[r] !== undefined).map((r) => [r, rules[r]])),
-        timeZone: tz,
+        timeZone: zone.name,
         remote:
           opts.remote === undefined
             ? null
@@ -424,6 +449,12 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
             dataset: o.plan.dataset,
             remoteDataset: o.remoteDataset,
             notes: o.plan.notes,
+            snapshots: o.plan.verdicts.map((v) => ({
+              snapshot: v.short,
+              localTime: localTime(zone, v.time),
+              action: v.action,
+              why: v.why,
+            })),
             kept: [...o.plan.keep.map(keptJson), ...o.heldLate.map(keptJson)],
             destroy: o.plan.destroy.filter((s) => !o.heldLate.some((k) => k.short === s)),
             destroyed: o.destroyed,

@@ -1,4 +1,5 @@
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
@@ -29,6 +30,8 @@ export interface ReplicateOptions {
   readonly json?: boolean;
   readonly bwlimit?: number;
   readonly forceRollback?: boolean;
+  /** Confirms --force-rollback. */
+  readonly yes?: boolean;
   readonly lockWait: number;
   readonly jobs?: number;
 }
@@ -111,7 +114,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
             ? `${plan.kind}, ${plan.steps.length} snapshot(s): ${plan.steps.map((s) => s.to.short).join(', ')}`
             : plan.kind === 'up-to-date'
               ? 'up to date'
-              : `refused: ${describeConflict(plan, at(source, d.name), at(target, t), '--force-rollback')}`;
+              : `refused: ${describeConflict(plan, at(source, d.name), at(target, t), '--force-rollback -y')}`;
         out(
           `${d.name} → ${t}: ${what}${targets.get(t)?.resumeToken ? ' (first resumes an interrupted transfer)' : ''}\n`,
         );
@@ -119,6 +122,23 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       for (const o of orphans) out(`${o}: kept (no longer on ${source.host.name})\n`);
       return ExitCode.ok;
     }
+
+    const rollBack = opts.forceRollback
+      ? await confirmRollback(
+          pairs
+            .filter(
+              (p) =>
+                planSync(
+                  { zfs: source.zfs, dataset: p.source.name, listing: p.source },
+                  { zfs: target.zfs, dataset: p.target, listing: targets.get(p.target) ?? null },
+                  select,
+                ).kind === 'diverged',
+            )
+            .map((p) => `${target.host.name}:${p.target}`),
+          opts.yes === true,
+          log,
+        )
+      : false;
 
     if (!targetRootExists) {
       log.info(`creating ${target.host.name}:${target.root}`);
@@ -149,7 +169,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
       try {
         let before = targets.get(targetName) ?? null;
         const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
-        if (opts.forceRollback && before) {
+        if (rollBack && before) {
           const plan = planSync(
             sourceSide,
             { zfs: target.zfs, dataset: targetName, listing: before },
@@ -171,7 +191,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
           {
             select,
             limiter,
-            rollbackOption: '--force-rollback',
+            rollbackOption: '--force-rollback -y',
             // Pulling, the target is here and its lock is already ours.
             receiveLock: !opts.pull && { what: 'replicate', waitSeconds: opts.lockWait },
             onProgress: (b) => progress.update(d.name, b),
@@ -242,6 +262,25 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
 }
 
 /**
+ * --force-rollback destroys the later snapshots of each diverged target: like every destroy, only
+ * with -y or a yes on a terminal. Without, the diverged datasets are refused as usual.
+ */
+async function confirmRollback(diverged: readonly string[], yes: boolean, log: Logger): Promise<boolean> {
+  if (diverged.length === 0 || yes) return true;
+  const list = diverged.join(', ');
+  if (process.stdin.isTTY === true) {
+    if (await confirm(`Roll back ${list} to the newest common snapshot, destroying what came after it?`))
+      return true;
+    log.error(`not confirmed: ${list} not rolled back`);
+    return false;
+  }
+  log.error(
+    `--force-rollback would destroy the later snapshots and changes of ${list}: not rolled back without -y (run again with -y to confirm)`,
+  );
+  return false;
+}
+
+/**
  * Copies the guest configs and manifests of the snapshots the target now holds. Where they come
  * from: the side's metadata-dir option, else the source root's zbm:metadata-dir property (set by
  * backup-pve); where they go: the target's option, else the same path. Returns false on failure.
@@ -253,7 +292,12 @@ async function replicateMetadata(
   log: Logger,
 ): Promise<boolean> {
   const property = sourceList.find((d) => d.name === source.root)?.props[METADATA_DIR_PROPERTY];
-  const place = chooseMetadataDir(source.metadataDir, property, `${source.host.name}:${source.root}`);
+  const place = chooseMetadataDir(
+    source.metadataDir,
+    property,
+    `${source.host.name}:${source.root}`,
+    source.host.isLocal ? '--local-metadata-dir' : '--remote-metadata-dir',
+  );
   if ('error' in place) {
     if (target.metadataDir || property !== undefined)
       log.warn(`${place.error} and no metadata directory was given for it: no guest configs copied`);

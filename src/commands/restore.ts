@@ -27,12 +27,12 @@ import {
   planGuestRestore,
   stamp,
 } from '../restore/plan.ts';
-import { choosePoint, type RestorePoint } from '../restore/points.ts';
+import { choosePoint, type RestorePoint, readConfigArgv } from '../restore/points.ts';
 import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, readConfigArgv, type Tier, tierFromOptions } from './list-backups.ts';
+import { loadTier, metadataDirOption, type Tier, tierFromOptions } from './list-backups.ts';
 
 export interface RestoreOptions {
   readonly remote: string;
@@ -50,6 +50,8 @@ export interface RestoreOptions {
   readonly dryRun?: boolean;
   readonly json?: boolean;
   readonly bwlimit?: number;
+  readonly remoteMetadataDir?: string;
+  /** The earlier spelling of --remote-metadata-dir. */
   readonly metadataDir?: string;
   readonly node?: string;
   readonly lockWait: number;
@@ -244,6 +246,7 @@ function printResult(
  * and the config written. Refuses to replace an existing guest or dataset unless forced and confirmed.
  */
 export async function restore(opts: RestoreOptions, log: Logger): Promise<number> {
+  const metadataDir = metadataDirOption(opts);
   const state = await readPveState(PVE, opts.node);
   const pools = zfsPools(parseStorageCfg(state.storageCfg));
   const targetVmid = opts.asVmid ?? opts.vmid;
@@ -254,7 +257,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   const where = `${tier.host.name}:${tier.root}`;
   try {
-    const tierState = await loadTier(tier, { metadataDir: opts.metadataDir, vmid: opts.vmid }, log);
+    const tierState = await loadTier(tier, { metadataDir, vmid: opts.vmid }, log);
     const points = tierState.points.filter((p) => p.vmid === opts.vmid);
     const usable = (p: RestorePoint) =>
       opts.disk === undefined ? p.complete : p.disks.some((d) => d.key === opts.disk && d.present);

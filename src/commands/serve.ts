@@ -47,7 +47,7 @@ export async function serve(opts: ServeOptions, log: Logger): Promise<number> {
   const line = process.env.SSH_ORIGINAL_COMMAND;
   if (line === undefined) {
     log.error(
-      'zbm serve answers the commands of an ssh client: make it the forced command of the node\'s key in authorized_keys (command="zbm serve --root ...",restrict ssh-ed25519 ...), see docs/serve.md',
+      'zbm serve answers the commands of an ssh client: make it the forced command of the node\'s key in authorized_keys (command="zbm serve --root ...",restrict ssh-ed25519 ...), see /usr/share/doc/zbm/docs/serve.md',
     );
     return ExitCode.usage;
   }

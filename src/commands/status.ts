@@ -1,4 +1,4 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
+import { METADATA_DIR_PROPERTY, metadataDirOf } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -31,7 +31,7 @@ export async function status(opts: StatusOptions, log: Logger): Promise<number> 
   }
   const names = new Map<number, string>();
   const property = rootDataset.props[METADATA_DIR_PROPERTY];
-  const place = chooseMetadataDir(undefined, property, root);
+  const place = metadataDirOf(property, root);
   if ('error' in place && property !== undefined) log.warn(place.error);
   if ('dir' in place) {
     const { manifests, errors } = await newestManifests(place.dir);

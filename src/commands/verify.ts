@@ -1,7 +1,7 @@
 import { targetDataset } from '../backup/backup.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
-import { writeOut } from '../cli/printable.ts';
+import { printable, writeOut } from '../cli/printable.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -18,6 +18,7 @@ import {
   checkReplication,
   type FreshnessRules,
   parseZpoolStatus,
+  perfData,
   STATE_CODE,
   worst,
 } from '../verify/checks.ts';
@@ -25,6 +26,7 @@ import { newestManifests } from '../verify/manifests.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
+import { metadataDirOption } from './list-backups.ts';
 
 export interface VerifyOptions {
   readonly localZfsRoot?: string;
@@ -40,6 +42,8 @@ export interface VerifyOptions {
   readonly node?: string;
   readonly maxScrubAgeDays: number;
   /** The manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir). */
+  readonly localMetadataDir?: string;
+  /** The earlier spelling of localMetadataDir. */
   readonly metadataDir?: string;
   readonly json?: boolean;
 }
@@ -106,7 +110,12 @@ async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeD
 }
 
 /** On the backup server or a replica: the datasets under --local-zfs-root. */
-async function serverChecks(ctx: Context, opts: VerifyOptions, root: string): Promise<string> {
+async function serverChecks(
+  ctx: Context,
+  opts: VerifyOptions,
+  root: string,
+  metadataDir: string | undefined,
+): Promise<string> {
   const { checks } = ctx;
   const local = new LocalHost();
   const zfs = new Zfs(local);
@@ -132,14 +141,14 @@ async function serverChecks(ctx: Context, opts: VerifyOptions, root: string): Pr
   for (const d of datasets) checks.push(datasetCheck(ctx, d));
 
   const property = rootDataset?.props[METADATA_DIR_PROPERTY];
-  const place = chooseMetadataDir(opts.metadataDir, property, root);
+  const place = chooseMetadataDir(metadataDir, property, root, '--local-metadata-dir');
   if ('warning' in place && place.warning) checks.push(unknown(`metadata of ${root}`, place.warning));
   if ('error' in place && property !== undefined) checks.push(unknown(`metadata of ${root}`, place.error));
   if ('dir' in place) {
-    const metadataDir = place.dir;
+    const dir = place.dir;
     const names = new Set(listing.map((d) => d.name));
-    const { manifests, errors } = await newestManifests(metadataDir);
-    for (const e of errors) checks.push(unknown(`metadata ${metadataDir}`, e));
+    const { manifests, errors } = await newestManifests(dir);
+    for (const e of errors) checks.push(unknown(`metadata ${dir}`, e));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.
     for (const m of manifests) {
       checks.push(checkGuest(m, names, (t) => joinDataset(root, t.slice(t.lastIndexOf('/') + 1))));
@@ -266,14 +275,21 @@ async function pveChecks(ctx: Context, opts: VerifyOptions, log: Logger): Promis
   return `guests of ${state.node} on ${remote.name}:${remoteRoot}`;
 }
 
-function checkUsage(opts: VerifyOptions): void {
+/** Refuses what does not go together; returns the metadata directory given for --local-zfs-root. */
+function checkUsage(opts: VerifyOptions): string | undefined {
+  const metadataDir = metadataDirOption({
+    localMetadataDir: opts.localMetadataDir,
+    metadataDir: opts.metadataDir,
+  });
   if (opts.pve) {
     if (!opts.remote || !opts.remoteZfsRoot) {
       throw new UsageError('verify --pve needs --remote (the backup server) and --remote-zfs-root');
     }
-    if (opts.metadataDir !== undefined)
-      throw new UsageError('--metadata-dir goes with --local-zfs-root on the backup server, not with --pve');
-    return;
+    if (metadataDir !== undefined)
+      throw new UsageError(
+        '--local-metadata-dir goes with --local-zfs-root on the backup server, not with --pve',
+      );
+    return undefined;
   }
   if (!opts.localZfsRoot) throw new UsageError('verify needs --local-zfs-root (or --pve on a Proxmox node)');
   for (const [flag, set] of [
@@ -283,15 +299,17 @@ function checkUsage(opts: VerifyOptions): void {
   ] as const) {
     if (set !== undefined) throw new UsageError(`${flag} only goes with --pve`);
   }
+  return metadataDir;
 }
 
 /**
  * Checks freshness and count per dataset, coverage per guest (from the manifests, or with --pve
  * from the Proxmox node's own configs), replication lag (with --remote) and pool health, and exits
- * with the monitoring-plugin code of the worst state.
+ * with the monitoring-plugin code of the worst state. Whatever happens, the first line on stdout
+ * is the status (with performance data): a run that cannot check anything is UNKNOWN (3), a usage
+ * error included, as the monitoring-plugin guidelines ask.
  */
 export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics): Promise<number> {
-  checkUsage(opts);
   const ctx: Context = {
     rules: {
       prefix: opts.prefix,
@@ -302,13 +320,29 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     checks: [],
     metrics,
   };
-  const what = opts.pve
-    ? await pveChecks(ctx, opts, log)
-    : await serverChecks(ctx, opts, opts.localZfsRoot ?? '');
+  let what: string;
+  try {
+    const metadataDir = checkUsage(opts);
+    what = opts.pve
+      ? await pveChecks(ctx, opts, log)
+      : await serverChecks(ctx, opts, opts.localZfsRoot ?? '', metadataDir);
+  } catch (err) {
+    const message = errorMessage(err);
+    log.error(message);
+    // One line whatever the cause says: it may quote another host.
+    const summary = printable(`ZBM UNKNOWN - ${message}`);
+    writeOut(
+      opts.json
+        ? `${JSON.stringify({ state: 'UNKNOWN', summary, perfdata: '', checks: [] }, null, 2)}\n`
+        : `${summary}\n`,
+    );
+    return STATE_CODE.UNKNOWN;
+  }
   const { checks } = ctx;
 
   const state = worst(checks.map((c) => c.state));
   const count = (s: string) => checks.filter((c) => c.state === s).length;
+  const perfdata = perfData(checks, ctx.rules, opts.maxScrubAgeDays * 86400);
   const summary =
     `ZBM ${state} - ${what}: ${count('CRITICAL')} critical, ${count('WARNING')} warning, ` +
     `${count('UNKNOWN')} unknown, ${count('OK')} ok`;
@@ -328,10 +362,10 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
     }
   }
   if (opts.json) {
-    writeOut(`${JSON.stringify({ state, summary, checks }, null, 2)}\n`);
+    writeOut(`${JSON.stringify({ state, summary, perfdata, checks }, null, 2)}\n`);
   } else {
-    // The first line is what monitoring systems show; the rest is their long output.
-    writeOut(`${summary}\n`);
+    // The first line is what monitoring systems show (and graph, after "|"); the rest is their long output.
+    writeOut(`${summary}${perfdata ? ` | ${perfdata}` : ''}\n`);
     for (const c of checks) writeOut(`${c.state} ${c.subject}: ${c.message}\n`);
   }
   return STATE_CODE[state];

@@ -1,5 +1,18 @@
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from 'yaml';
+import {
+  CST,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  Parser,
+  parseDocument,
+  type YAMLError,
+  type YAMLMap,
+} from 'yaml';
 import { errorMessage, UsageError } from '../errors.ts';
+import { type IsTimeZone, scheduleProblem } from './calendar.ts';
 
 /**
  * The config file: named jobs, each one zbm command with the same options as its flags, written
@@ -9,7 +22,7 @@ import { errorMessage, UsageError } from '../errors.ts';
  *   defaults:            # options for every job whose command has them
  *     prefix: bak-zbm-
  *   notify:              # alert targets for every job (--notify-mail, --notify-webhook, --notify-on)
- *     mail: [root@localhost]
+ *     mail: [root]
  *     webhook: [https://ntfy.example.com/zbm]
  *     on: warning
  *   jobs:
@@ -76,13 +89,60 @@ const NOTIFY_KEYS: Readonly<Record<string, string>> = {
 
 type Value = string | number | boolean | readonly (string | number)[];
 
-export function parseConfig(text: string, path: string, specs: CommandSpecs): Config {
+/** Where a quote or a flow collection that is never closed was opened (the parser notices at the end). */
+function unclosedOpeners(text: string): number[] {
+  const starts: number[] = [];
+  for (const token of new Parser().parse(text)) {
+    if (token.type !== 'document') continue;
+    CST.visit(token, (item) => {
+      for (const n of [item.key, item.value]) {
+        if (n?.type === 'flow-collection' && n.end.length === 0) starts.push(n.offset);
+        const quote =
+          n?.type === 'double-quoted-scalar' ? '"' : n?.type === 'single-quoted-scalar' ? "'" : null;
+        if (quote && n && 'source' in n && (n.source.length < 2 || !n.source.trimEnd().endsWith(quote)))
+          starts.push(n.offset);
+      }
+    });
+  }
+  return starts;
+}
+
+/** YAML's syntax errors in zbm's one-line form: what is wrong, in words, at the line to look at. */
+function syntaxProblems(text: string, errors: readonly YAMLError[], lines: LineCounter): ConfigProblem[] {
+  const openers = unclosedOpeners(text);
+  const found = new Map<number, string>();
+  for (const e of errors) {
+    let at = e.pos[0];
+    let message = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    if (/Missing closing|end with a [\]}]/.test(message)) {
+      // Reported where the file ends; the line to fix is the one that opened it.
+      at = openers.filter((o) => o <= at).at(-1) ?? at;
+      message = /quote/.test(message)
+        ? 'a quote opened on this line is never closed'
+        : `a ${/\]/.test(message) ? '[' : '{'} opened on this line is never closed`;
+    } else if (e.code === 'TAB_AS_INDENT') message = 'a tab in the indentation: YAML indents with spaces';
+    else if (e.code === 'DUPLICATE_KEY') message = 'a key given twice in the same section';
+    else if (e.code === 'BLOCK_AS_IMPLICIT_KEY')
+      message = 'a second "key:" on one line: put each key on a line of its own, or quote the value';
+    else if (e.code === 'MULTILINE_IMPLICIT_KEY' || /need to be followed by map values/.test(message))
+      message = 'a key without its colon: write key: value';
+    const line = lines.linePos(at).line;
+    if (!found.has(line)) found.set(line, message);
+  }
+  return [...found].sort(([a], [b]) => a - b).map(([line, message]) => ({ line, key: '', message }));
+}
+
+export function parseConfig(
+  text: string,
+  path: string,
+  specs: CommandSpecs,
+  isTimeZone: IsTimeZone = (name) => name === 'UTC',
+): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
   const lineOf = (node: Node | null | undefined) => (node?.range ? lines.linePos(node.range[0]).line : 1);
-  for (const e of doc.errors) problems.push({ line: e.linePos?.[0]?.line ?? 1, key: '', message: e.message });
-  if (problems.length > 0) throw new ConfigError(path, problems);
+  if (doc.errors.length > 0) throw new ConfigError(path, syntaxProblems(text, doc.errors, lines));
 
   const root = doc.contents;
   if (!isMap(root))
@@ -107,6 +167,14 @@ export function parseConfig(text: string, path: string, specs: CommandSpecs): Co
   };
   /** A scalar or a list of scalars, as plain data; anything else is a problem. */
   const plain = (node: unknown, where: string, line: number): Value | undefined => {
+    if (isAlias(node)) {
+      problems.push({
+        line,
+        key: where,
+        message: `a value that starts with * is a YAML alias: put it in quotes, "*${node.source}"`,
+      });
+      return undefined;
+    }
     if (isScalar(node)) {
       const v = node.value;
       if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
@@ -189,13 +257,12 @@ export function parseConfig(text: string, path: string, specs: CommandSpecs): Co
       const value = plain(f.value, `${where}.${f.key}`, f.line);
       if (value === undefined) continue;
       if (f.key === 'schedule') {
-        if (typeof value !== 'string' || value.trim() === '' || /[\n\r]/.test(value))
-          problems.push({
-            line: f.line,
-            key: `${where}.schedule`,
-            message: 'expected a systemd calendar such as hourly or *-*-* 02:30',
-          });
-        else schedule = value.trim();
+        const problem =
+          typeof value !== 'string' || /[\n\r]/.test(value)
+            ? 'expected a systemd calendar event such as hourly or *-*-* 02:30'
+            : scheduleProblem(value.trim(), isTimeZone);
+        if (problem) problems.push({ line: f.line, key: `${where}.schedule`, message: problem });
+        else schedule = String(value).trim();
         continue;
       }
       if (!options.some((o) => o.key === f.key)) {

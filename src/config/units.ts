@@ -30,7 +30,7 @@ export function unitsFor(job: Job, zbmPath: string, configPath: string): UnitFil
       name: `${unit}.service`,
       text: `${header}[Unit]
 Description=zbm job ${job.name} (zbm ${job.command})
-Documentation=https://github.com/zbm/zbm#readme
+Documentation=man:zbm(8) file:/usr/share/doc/zbm/README.md
 Wants=network-online.target
 After=network-online.target
 

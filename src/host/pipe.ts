@@ -1,10 +1,9 @@
 import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ZbmError } from '../errors.ts';
+import { describeFailure, ZbmError } from '../errors.ts';
 import { terminate } from './children.ts';
 import type { Host } from './host.ts';
-import { describeExit, type Exit, start, TailBuffer, waitExit } from './process.ts';
-import { displayArgv } from './quote.ts';
+import { type Exit, failureOf, start, TailBuffer, waitExit } from './process.ts';
 import type { RateLimiter } from './rate.ts';
 
 export interface Endpoint {
@@ -33,20 +32,20 @@ export class PipeError extends ZbmError {
     readonly toStderr: string,
     readonly bytes: number,
   ) {
+    // The side that failed on its own comes first: the other one was usually stopped because of it.
+    const sides = [
+      { role: 'receiver', ep: to, exit: toExit, stderr: toStderr },
+      { role: 'sender', ep: from, exit: fromExit, stderr: fromStderr },
+    ]
+      .filter((s) => s.exit.code !== 0)
+      .sort((a, b) => Number(a.exit.signal !== null) - Number(b.exit.signal !== null));
     super(
-      [
-        `transfer failed after ${bytes} bytes`,
-        side('sender', from, fromExit, fromStderr),
-        side('receiver', to, toExit, toStderr),
-      ].join('\n  '),
+      `transfer from ${from.host.name} to ${to.host.name} failed after ${bytes} bytes: ` +
+        sides
+          .map((s) => `${s.role}: ${describeFailure(failureOf(s.ep.host, s.ep.argv, s.exit, s.stderr))}`)
+          .join('; '),
     );
   }
-}
-
-function side(role: string, ep: Endpoint, exit: Exit, stderr: string): string {
-  const how = describeExit(exit) ?? `exit code ${exit.code}`;
-  const msg = stderr.trim().replaceAll('\n', '\n    ');
-  return `${role} on ${ep.host.name}: \`${displayArgv(ep.argv)}\` (${how})${msg ? `\n    ${msg}` : ''}`;
 }
 
 /** Counts bytes (and waits on the rate limiter) as the stream passes; holds one chunk at most. */

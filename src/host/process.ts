@@ -1,5 +1,5 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { CommandError } from '../errors.ts';
+import { CommandError, type Failure } from '../errors.ts';
 import { terminate, track } from './children.ts';
 import type { Host } from './host.ts';
 
@@ -68,11 +68,24 @@ export function waitExit(child: ChildProcess, keepStdout = false): Promise<Exit>
   });
 }
 
-export function describeExit(exit: Exit, timedOut = false): string | null {
-  if (timedOut) return 'timed out';
-  if (exit.spawnError) return exit.spawnError.message;
-  if (exit.signal) return exit.signal;
-  return null;
+/** The failure of argv on host as it ended, for CommandError and PipeError. */
+export function failureOf(
+  host: Host,
+  argv: readonly string[],
+  exit: Exit,
+  stderr: string,
+  timedOut = false,
+): Failure {
+  return {
+    host: host.name,
+    remote: !host.isLocal,
+    argv,
+    exitCode: exit.code,
+    signal: exit.signal,
+    timedOut,
+    spawnError: exit.spawnError as NodeJS.ErrnoException | undefined,
+    stderr,
+  };
 }
 
 /** Runs argv on host, collects its output, and throws a CommandError naming the host when it fails. */
@@ -98,9 +111,6 @@ export async function run(host: Host, argv: readonly string[], opts: RunOptions 
   if (timer) clearTimeout(timer);
 
   const stdout = Buffer.concat(out).toString();
-  if (exit.code !== 0 || timedOut) {
-    const signal = describeExit(exit, timedOut);
-    throw new CommandError(host.name, argv, exit.code, signal, err.text);
-  }
+  if (exit.code !== 0 || timedOut) throw new CommandError(failureOf(host, argv, exit, err.text, timedOut));
   return { stdout, stderr: err.text };
 }

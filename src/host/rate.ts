@@ -37,10 +37,14 @@ export class RateLimiter {
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
-/** Parses a byte rate such as `50M`, `1.5G`, `800K` or `1048576` (binary units, per second). */
-export function parseByteSize(value: string): number | null {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(value.trim());
+/**
+ * Parses a byte size such as `50M`, `1.5G`, `800K` (binary units) or `4096B`. A bare number counts
+ * in bareUnit bytes: 1024 for rates, where Proxmox's bwlimit is KiB/s.
+ */
+export function parseByteSize(value: string, bareUnit = 1): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|(B))?$/i.exec(value.trim());
   if (!m) return null;
-  const n = Number(m[1]) * (UNITS[(m[2] ?? '').toUpperCase()] ?? Number.NaN);
+  const unit = m[2] ? UNITS[m[2].toUpperCase()] : m[3] ? 1 : bareUnit;
+  const n = Number(m[1]) * (unit ?? Number.NaN);
   return Number.isFinite(n) && n >= 1 ? Math.floor(n) : null;
 }

@@ -11,6 +11,22 @@ const DESTINATION = /^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]
 
 /** Validates an ssh destination (`host`, `user@host`, `user@[::1]`) as given on the command line. */
 export function parseSshDestination(value: string): string {
+  // A port (or an ssh:// URL) has no place in a destination: ssh takes it from ~/.ssh/config.
+  const port = /^(?:ssh:\/\/)?((?:[A-Za-z0-9._-]+@)?)([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d+)\/?$/.exec(
+    value,
+  );
+  if (!port && value.startsWith('ssh://')) {
+    throw new UsageError(
+      `invalid remote ${JSON.stringify(value)}: give the ssh destination alone (${value.slice(6).replace(/\/+$/, '')}), a port in ~/.ssh/config`,
+    );
+  }
+  if (port) {
+    const [, user = '', host = '', number = ''] = port;
+    const alias = host.replace(/^\[|\]$/g, '');
+    throw new UsageError(
+      `invalid remote ${JSON.stringify(value)}: a port goes in ~/.ssh/config ("Host ${alias}" with "HostName ${alias}" and "Port ${number}"), then give --remote ${user}${alias}`,
+    );
+  }
   if (!DESTINATION.test(value) || value.startsWith('-')) {
     throw new UsageError(
       `invalid remote ${JSON.stringify(value)}: expected an ssh destination such as "backup1" or "root@backup1"`,

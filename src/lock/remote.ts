@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_DIR, lockFileName, receiveLockName } from './lock.ts';
 
 /**
@@ -35,7 +36,7 @@ trap 'exit 143' TERM
 }
 
 /** The exit code of a command whose lock stayed held (EX_TEMPFAIL: try again later). */
-export const LOCK_HELD_EXIT = 75;
+export const LOCK_HELD_EXIT = ExitCode.lockHeld;
 
 /** $0 of the lock script: how `zbm serve` recognises a locked receive. */
 export const LOCK_ARGV0 = 'zbm-lock';

@@ -6,6 +6,7 @@
  * Order is the receiving pool's (createtxg), never the name: a name that disagrees with it, or
  * lies in the future, is an anomaly that takes no rule's slot and is itself kept.
  */
+import type { TimeZone } from '../time/zone.ts';
 import {
   type KeepRule,
   type KeepRules,
@@ -42,7 +43,7 @@ export type RemoteFacts =
   | { readonly kind: 'unreachable'; readonly remote: string; readonly error: string };
 
 export type KeepReason =
-  | { readonly kind: 'rule'; readonly rule: KeepRule }
+  | { readonly kind: 'rule'; readonly rule: KeepRule; readonly period?: string }
   | { readonly kind: 'newest-common'; readonly remote: string }
   | { readonly kind: 'not-replicated'; readonly remote: string }
   | { readonly kind: 'no-remote-copy'; readonly remote: string }
@@ -79,6 +80,8 @@ export interface DatasetPlan {
 
 export interface Verdict {
   readonly short: string;
+  /** The time the snapshot stands for (seconds; its name's time for zbm's, else its creation). */
+  readonly time: number;
   readonly action: 'keep' | 'destroy' | 'foreign';
   readonly why: string;
 }
@@ -90,7 +93,7 @@ export function ruleLabel(rule: KeepRule): string {
 export function describeReason(r: KeepReason): string {
   switch (r.kind) {
     case 'rule':
-      return ruleLabel(r.rule);
+      return r.period === undefined ? ruleLabel(r.rule) : `${ruleLabel(r.rule)} ${r.period}`;
     case 'newest-common':
       return `newest common with ${r.remote}`;
     case 'not-replicated':
@@ -183,7 +186,7 @@ export function retentionFor(
   dataset: DatasetInfo,
   prefix: string,
   rules: KeepRules,
-  tz?: string,
+  tz?: string | TimeZone,
   anomalies: readonly Anomaly[] = [],
 ): RetentionResult {
   return planRetention(retentionCandidates(dataset, prefix, anomalies), rules, tz);
@@ -221,7 +224,13 @@ export function planDataset(input: PlanInput): DatasetPlan {
 
   for (const k of retention.keep) {
     const i = index.get(k.name);
-    if (i !== undefined) addAt(i, { kind: 'rule', rule: k.rule });
+    if (i !== undefined)
+      addAt(
+        i,
+        k.period === undefined
+          ? { kind: 'rule', rule: k.rule }
+          : { kind: 'rule', rule: k.rule, period: k.period },
+      );
   }
   // First among the reasons: what an administrator must look at.
   for (const a of input.anomalies ?? []) {
@@ -308,9 +317,10 @@ export function planDataset(input: PlanInput): DatasetPlan {
     const i = index.get(s.short);
     if (i === undefined) {
       foreign.push(s.short);
-      verdicts.push({ short: s.short, action: 'foreign', why: foreignWhy });
+      verdicts.push({ short: s.short, time: s.creation, action: 'foreign', why: foreignWhy });
       continue;
     }
+    const time = snapshotTime(s.short, prefix, s.creation);
     const rs = reasons[i];
     if (rs) {
       // Shared reasons (the same object for thousands of snapshots) are described once.
@@ -321,10 +331,10 @@ export function planDataset(input: PlanInput): DatasetPlan {
         if (rs.length === 1) whys.set(first, why);
       }
       keep.push({ short: s.short, why, reasons: rs });
-      verdicts.push({ short: s.short, action: 'keep', why });
+      verdicts.push({ short: s.short, time, action: 'keep', why });
     } else {
       destroy.push(s.short);
-      verdicts.push({ short: s.short, action: 'destroy', why: 'no rule keeps it' });
+      verdicts.push({ short: s.short, time, action: 'destroy', why: 'no rule keeps it' });
     }
   }
   return { dataset: dataset.name, destroy, keep, foreign, notes, verdicts, anomalies: input.anomalies ?? [] };

@@ -3,8 +3,11 @@
  * function. Walking newest to oldest, each rule in the fixed order last → hourly → daily → weekly
  * → monthly → yearly keeps the first backup of each new period until it has taken N periods; a
  * period that already holds a backup kept by an earlier rule takes no slot; what no rule keeps is
- * removed. Periods are calendar periods in LOCAL time, weeks are ISO weeks (%G/%V).
+ * removed. Periods are calendar periods in LOCAL time (TZ as libc reads it, src/time/zone.ts),
+ * weeks are ISO weeks (%G/%V).
  */
+import { civil, DAY, daysFromCivil, daysInMonth } from '../time/civil.ts';
+import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
 
 export type RuleName = 'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
 
@@ -23,8 +26,8 @@ export interface Timed {
 }
 
 export interface RetentionResult {
-  /** Newest first. */
-  readonly keep: readonly { readonly name: string; readonly rule: KeepRule }[];
+  /** Newest first; period: the local period that kept it (`2026-11-26` for keep-daily). */
+  readonly keep: readonly { readonly name: string; readonly rule: KeepRule; readonly period?: string }[];
   /** Newest first. */
   readonly remove: readonly string[];
 }
@@ -74,60 +77,22 @@ function digits(text: string, from: number, len: number): number {
   return n;
 }
 
-function daysInMonth(y: number, m: number): number {
-  if (m === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
-  return m === 4 || m === 6 || m === 9 || m === 11 ? 30 : 31;
-}
-
-/** The process's time zone: Node reads TZ at start-up. */
-export function defaultTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone;
-}
-
-const DAY = 86_400;
-
 /**
- * UTC offset (seconds) of tz at an instant. Intl is slow (microseconds per call), so the offset is
- * computed at the start of each UTC day and reused for the whole day when the next day starts with
- * the same offset; only a day with a transition is resolved instant by instant (no zone has two
- * transitions within a day). Finders live as long as the process: the offsets of a zone never
- * change while it runs, and every dataset of a run shares them.
+ * UTC offset (seconds) of a zone at an instant, computed at the start of each UTC day and reused
+ * for the whole day when the next day starts with the same offset; only a day with a transition is
+ * resolved instant by instant (no zone has two transitions within a day). Finders live as long as
+ * the process: the offsets of a zone never change while it runs, and every dataset shares them.
  */
-const finders = new Map<string, (t: number) => number>();
+const finders = new WeakMap<TimeZone, (t: number) => number>();
 
-function offsetFinder(tz: string): (t: number) => number {
-  const cached = finders.get(tz);
+function offsetFinder(zone: TimeZone): (t: number) => number {
+  const cached = finders.get(zone);
   if (cached) return cached;
-  const fmt = new Intl.DateTimeFormat('en-US', {
-    timeZone: tz,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: 'numeric',
-    day: 'numeric',
-    hour: 'numeric',
-    minute: 'numeric',
-    second: 'numeric',
-  });
-  const exact = (t: number): number => {
-    const f: Record<string, number> = {};
-    for (const p of fmt.formatToParts(new Date(t * 1000))) {
-      if (p.type !== 'literal') f[p.type] = Number(p.value);
-    }
-    const local = Date.UTC(
-      f.year ?? 1970,
-      (f.month ?? 1) - 1,
-      f.day ?? 1,
-      f.hour ?? 0,
-      f.minute ?? 0,
-      f.second ?? 0,
-    );
-    return local / 1000 - t;
-  };
   const dayStart = new Map<number, number>();
   const atDayStart = (day: number): number => {
     let off = dayStart.get(day);
     if (off === undefined) {
-      off = exact(day * DAY);
+      off = zone.at(day * DAY).offset;
       dayStart.set(day, off);
     }
     return off;
@@ -135,34 +100,10 @@ function offsetFinder(tz: string): (t: number) => number {
   const finder = (t: number): number => {
     const day = Math.floor(t / DAY);
     const off = atDayStart(day);
-    return off === atDayStart(day + 1) ? off : exact(t);
+    return off === atDayStart(day + 1) ? off : zone.at(t).offset;
   };
-  finders.set(tz, finder);
+  finders.set(zone, finder);
   return finder;
-}
-
-/** Proleptic Gregorian date of a day number (days since 1970-01-01), after H. Hinnant's algorithm. */
-function civil(days: number): { y: number; m: number; d: number } {
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return { y: yoe + era * 400 + (m <= 2 ? 1 : 0), m, d };
-}
-
-function daysFromCivil(y0: number, m: number, d: number): number {
-  const y = m <= 2 ? y0 - 1 : y0;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
 }
 
 /** Numeric period keys of one instant in local time, one per calendar rule. */
@@ -192,13 +133,40 @@ function periods(local: number): Periods {
   };
 }
 
+/** The period of a rule as an administrator reads it: `2026-11-26 14h`, `2026-W48`, `2026-11`. */
+export function periodLabel(rule: Exclude<RuleName, 'last'>, local: number): string {
+  const days = Math.floor(local / DAY);
+  const { y, m, d } = civil(days);
+  const p = (n: number) => String(n).padStart(2, '0');
+  switch (rule) {
+    case 'hourly':
+      return `${y}-${p(m)}-${p(d)} ${p(Math.floor((local - days * DAY) / 3600))}h`;
+    case 'daily':
+      return `${y}-${p(m)}-${p(d)}`;
+    case 'weekly': {
+      const w = periods(local).weekly;
+      return `${Math.floor(w / 100)}-W${p(w % 100)}`;
+    }
+    case 'monthly':
+      return `${y}-${p(m)}`;
+    case 'yearly':
+      return String(y);
+  }
+}
+
 /**
- * Which backups the rules keep (and by which rule) and which they remove, both newest first.
- * snaps may come in any order; equal times are ordered by their position in snaps, a later one
- * counting as newer (pass them oldest first, as `zfs list` does). With no rule set, or all 0,
- * everything is kept, as in PBS. tz is an IANA zone name; the default is the process's (TZ).
+ * Which backups the rules keep (and by which rule, in which local period) and which they remove,
+ * both newest first. snaps may come in any order; equal times are ordered by their position in
+ * snaps, a later one counting as newer (pass them oldest first, as `zfs list` does). With no rule
+ * set, or all 0, everything is kept, as in PBS. tz: a TZ value read as libc reads it, or a zone;
+ * the default is this process's TZ.
  */
-export function planRetention(snaps: readonly Timed[], rules: KeepRules, tz?: string): RetentionResult {
+export function planRetention(
+  snaps: readonly Timed[],
+  rules: KeepRules,
+  tz?: string | TimeZone,
+): RetentionResult {
+  const zone = typeof tz === 'string' ? zoneNamed(tz) : (tz ?? processZone());
   let newestFirst: Timed[];
   if (snaps.every((s, i) => i === 0 || (snaps[i - 1] as Timed).time <= s.time)) {
     // The usual case (zfs list order): no sort needed.
@@ -213,7 +181,7 @@ export function planRetention(snaps: readonly Timed[], rules: KeepRules, tz?: st
     return { keep: newestFirst.map((s) => ({ name: s.name, rule: 'no-rules' })), remove: [] };
   }
 
-  const offset = offsetFinder(tz ?? defaultTimeZone());
+  const offset = offsetFinder(zone);
   const keys = newestFirst.map((s) => periods(s.time + offset(s.time)));
   const n = newestFirst.length;
   // 0: not decided yet, 1: kept, 2: removed by a rule whose period already had its backup.
@@ -242,13 +210,18 @@ export function planRetention(snaps: readonly Timed[], rules: KeepRules, tz?: st
     }
   }
 
-  const keep: { name: string; rule: KeepRule }[] = [];
+  const keep: { name: string; rule: KeepRule; period?: string }[] = [];
   const remove: string[] = [];
   for (let i = 0; i < n; i++) {
     const s = newestFirst[i] as Timed;
     const rule = keptBy[i];
-    if (mark[i] === 1 && rule) keep.push({ name: s.name, rule });
-    else remove.push(s.name);
+    if (mark[i] === 1 && rule) {
+      keep.push(
+        rule === 'last'
+          ? { name: s.name, rule }
+          : { name: s.name, rule, period: periodLabel(rule, s.time + offset(s.time)) },
+      );
+    } else remove.push(s.name);
   }
   return { keep, remove };
 }

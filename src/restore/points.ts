@@ -3,7 +3,7 @@
  * restore, from the manifests beside the data (docs/metadata.md) and one listing of the tier's
  * datasets. Pure.
  */
-import type { Manifest, ManifestDisk } from '../backup/metadata.ts';
+import { type Manifest, type ManifestDisk, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
 import { joinDataset, nameProblem } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 
@@ -109,6 +109,36 @@ export function parseManifest(text: string, where: string): Manifest {
     disks,
     missing,
   };
+}
+
+/**
+ * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest (of one guest, or of all):
+ * the whole metadata of a tier in one command, whatever the number of backups. Only regular files
+ * in guest folders that are directories (never through a symlink), each cut at the size zbm
+ * writes at most.
+ */
+const DUMP = `cd -- "$1" 2>/dev/null || exit 0
+for f in $2/*.json; do [ -f "$f" ] && [ ! -L "$f" ] && [ ! -L "\${f%/*}" ] || continue; printf '%s\\n' "$f"; head -c ${METADATA_FILE_LIMIT} -- "$f"; printf '\\000'; done`;
+
+/** The command that prints the manifests of one guest, or of all, under metadataDir (DUMP). */
+export function dumpManifestsArgv(metadataDir: string, vmid?: number): string[] {
+  return ['sh', '-c', DUMP, 'zbm-manifests', metadataDir, vmid === undefined ? '[1-9]*' : String(vmid)];
+}
+
+/**
+ * Prints one guest config of the tier: a regular file in a guest folder that is a directory,
+ * never through a symlink, at most the size zbm writes.
+ */
+export function readConfigArgv(metadataDir: string, vmid: number, snapshot: string): string[] {
+  return [
+    'sh',
+    '-c',
+    `f="$1/$2/$3.conf"; if [ -L "$1/$2" ] || [ -L "$f" ] || [ ! -f "$f" ]; then echo "zbm: $f is not a regular file (a symlink is never followed)" >&2; exit 1; fi; head -c ${METADATA_FILE_LIMIT} -- "$f"`,
+    'zbm-config',
+    metadataDir,
+    String(vmid),
+    snapshot,
+  ];
 }
 
 /**

@@ -7,6 +7,7 @@ import {
 import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../restore/points.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
@@ -102,6 +103,13 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     return writes('zfs receive') ?? lockedReceive(argv, policy);
   const metadataRead = readDecision(argv, policy);
   if (metadataRead) return metadataRead;
+  // verify --pve on a node checks the health of the pool its backups are on: read only.
+  if (argv[0] === 'zpool') {
+    const pool = policy.root.split('/')[0];
+    return argv.length === 3 && argv[1] === 'status' && argv[2] === pool
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only zpool status ${pool} is served`);
+  }
   if (argv[0] !== 'zfs')
     return refuse(`only zfs commands and config writes are served, not ${argv[0] ?? 'nothing'}`);
   const sub = argv[1];
@@ -164,7 +172,7 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
       // client or of this server's own replication (whose name may share any prefix).
       if (policy.tag === undefined)
         return refuse(
-          `zfs ${sub}: this key may hold no tag; if ${tag} is the tag of this client, add --tag ${tag} to its forced command (docs/serve.md)`,
+          `zfs ${sub}: this key may hold no tag; if ${tag} is the tag of this client, add --tag ${tag} to its forced command (/usr/share/doc/zbm/docs/serve.md)`,
         );
       if (tag !== policy.tag) return refuse(`zfs ${sub}: only the tag ${policy.tag} is allowed`);
       if (snaps.some((s) => !s.includes('@'))) return refuse(`zfs ${sub} takes snapshots only`);
@@ -289,7 +297,10 @@ function lockedReceive(argv: readonly string[], policy: ServePolicy): Decision {
   return { ...inner, lock: { dataset: target, waitSeconds: Number(wait), holder } };
 }
 
-/** The guest configs a pulling replica copies: the listing and the tar of named files, read only. */
+/**
+ * The guest configs a pulling replica copies (the listing and the tar of named files) and what a
+ * restore reads (the manifests, one config): read only.
+ */
 function readDecision(argv: readonly string[], policy: ServePolicy): Decision | null {
   const dir = policy.metadataDir;
   const same = (a: readonly string[], b: readonly string[]) =>
@@ -299,6 +310,25 @@ function readDecision(argv: readonly string[], policy: ServePolicy): Decision | 
     return same(argv, listMetadataArgv(dir))
       ? { kind: 'exec', argv: [...argv] }
       : refuse(`only ${dir} is listed`);
+  }
+  // What a restore reads, with the readers it runs (restore/points.ts): only regular files in guest
+  // folders, never through a symlink, each cut at METADATA_FILE_LIMIT.
+  if (argv[0] === 'sh' && argv[3] === 'zbm-manifests') {
+    if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');
+    const vmid = argv[5] ?? '';
+    return /^([1-9]\d{2,8}|\[1-9\]\*)$/.test(vmid) &&
+      same(argv, dumpManifestsArgv(dir, vmid === '[1-9]*' ? undefined : Number(vmid)))
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only the manifests under ${dir} are read`);
+  }
+  if (argv[0] === 'sh' && argv[3] === 'zbm-config') {
+    if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');
+    const [vmid = '', snapshot = ''] = argv.slice(5);
+    return /^[1-9]\d{2,8}$/.test(vmid) &&
+      /^[A-Za-z0-9_.:-]+$/.test(snapshot) &&
+      same(argv, readConfigArgv(dir, Number(vmid), snapshot))
+      ? { kind: 'exec', argv: [...argv] }
+      : refuse(`only a guest config under ${dir} is read`);
   }
   if (argv[0] !== 'tar') return null;
   if (policy.sendOnly !== true || dir === null) return refuse('reading configs is not allowed here');

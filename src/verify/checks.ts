@@ -5,6 +5,7 @@
  */
 import { orderAnomalies } from '../prune/plan.ts';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export type State = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -196,9 +197,9 @@ const MONTHS: Record<string, number> = {
 /**
  * Reads health and the end of the last scrub from `zpool status` text
  * ("scan: scrub repaired 0B in 00:00:01 with 0 errors on Thu Nov 26 11:05:03 2026").
- * The date is in the host's local time zone, as zpool prints it.
+ * The date is in the host's local time zone (TZ as libc reads it), as zpool prints it.
  */
-export function parseZpoolStatus(text: string): PoolStatus {
+export function parseZpoolStatus(text: string, zone: TimeZone = processZone()): PoolStatus {
   const pool = /^\s*pool:\s*(\S+)/m.exec(text)?.[1] ?? '';
   const health = /^\s*state:\s*(\S+)/m.exec(text)?.[1] ?? 'UNKNOWN';
   const m = /scan:\s*scrub repaired .* on \w{3} (\w{3})\s+(\d+) (\d+):(\d+):(\d+) (\d{4})/.exec(text);
@@ -207,9 +208,8 @@ export function parseZpoolStatus(text: string): PoolStatus {
     const [, mon = '', day, hh, mm, ss, year] = m;
     const month = MONTHS[mon];
     if (month !== undefined) {
-      lastScrub = Math.floor(
-        new Date(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)).getTime() / 1000,
-      );
+      const wall = Date.UTC(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)) / 1000;
+      lastScrub = fromWallClock(zone, wall);
     }
   }
   return { pool, health, lastScrub, status: section(text, 'status'), action: section(text, 'action') };
@@ -349,4 +349,59 @@ export function checkPveGuest(
     message: problems.length ? `${problems.join('; ')} (${summary})` : summary,
     figures,
   };
+}
+
+/** One performance-data item in the monitoring-plugin format: `label=value[uom];warn;crit;min`. */
+function perfItem(label: string, value: number, uom = '', warn = '', crit = ''): string {
+  return `${label}=${Math.round(value)}${uom};${warn};${crit};0`;
+}
+
+/**
+ * The figures an administrator graphs, for the part after `|` of the status line: the age of the
+ * stalest newest backup (critical above the age limit), the fewest snapshots of any dataset
+ * (warning below the minimum), the largest replication lag, the oldest scrub; with --pve the
+ * guests and their disks. Pure.
+ */
+export function perfData(
+  checks: readonly Check[],
+  rules: FreshnessRules,
+  maxScrubAgeSeconds: number,
+): string {
+  const figure = (key: string) =>
+    checks.map((c) => c.figures[key]).filter((v): v is number => typeof v === 'number');
+  const max = (xs: number[]) => (xs.length > 0 ? Math.max(...xs) : null);
+  const min = (xs: number[]) => (xs.length > 0 ? Math.min(...xs) : null);
+  const datasets = checks.filter((c) => 'age_seconds' in c.figures);
+  const guests = checks.filter((c) => 'backed_up' in c.figures);
+  const items: string[] = [];
+  const limit = String(Math.round(rules.maxAgeSeconds));
+  if (datasets.length > 0) {
+    items.push(perfItem('datasets', datasets.length));
+    const age = max(figure('age_seconds'));
+    if (age !== null) items.push(perfItem('backup_age', age, 's', '', limit));
+    const fewest = min(figure('snapshots'));
+    if (fewest !== null) items.push(perfItem('snapshots', fewest, '', `${rules.minSnapshots}:`));
+  }
+  if (guests.length > 0) {
+    items.push(perfItem('guests', guests.length));
+    items.push(
+      perfItem(
+        'disks',
+        figure('disks').reduce((a, b) => a + b, 0),
+      ),
+    );
+    items.push(
+      perfItem(
+        'disks_backed_up',
+        figure('backed_up').reduce((a, b) => a + b, 0),
+      ),
+    );
+    const age = max(figure('oldest_newest_age_seconds'));
+    if (age !== null) items.push(perfItem('backup_age', age, 's', '', limit));
+  }
+  const lag = max(figure('lag_seconds'));
+  if (lag !== null) items.push(perfItem('replication_lag', lag, 's', '', limit));
+  const scrub = max(figure('scrub_age_seconds'));
+  if (scrub !== null) items.push(perfItem('scrub_age', scrub, 's', String(Math.round(maxScrubAgeSeconds))));
+  return items.join(' ');
 }

@@ -97,9 +97,11 @@ suite('prune on real ZFS', 6, () => {
     const r = await zbm('zbm-dest', prune());
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`${DS}: keep 8, destroy 2, 1 foreign untouched`));
-    assert.match(r.stdout, new RegExp(`${snap(0)}  destroy  no rule keeps it`));
-    assert.match(r.stdout, new RegExp(`${snap(1)}  keep     held by admin`));
-    assert.match(r.stdout, new RegExp(`${snap(4)}  keep     not yet on zbm-replica`));
+    // Each line: the snapshot, its local time (the periods' clock), its verdict and why.
+    const at = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d \\S+';
+    assert.match(r.stdout, new RegExp(`${snap(0)}  ${at}  destroy  no rule keeps it`));
+    assert.match(r.stdout, new RegExp(`${snap(1)}  ${at}  keep     held by admin`));
+    assert.match(r.stdout, new RegExp(`${snap(4)}  ${at}  keep     not yet on zbm-replica`));
     assert.match(r.stderr, /run with -y/);
     assert.deepEqual(await sorted(tree('main/bak-zbm')), expectedTree(range(0, 9)));
 

@@ -82,7 +82,7 @@ suite('replicate on real ZFS', 10, () => {
     assert.deepEqual(await holds('main/bak-zbm/vm-100-disk-0', 'zbm-replica'), [`${newest}\t${pair}`]);
   });
 
-  it('refuses a diverged replica, untouched, naming the common snapshot by guid and the option that rolls back', async () => {
+  it('refuses a diverged replica, untouched, naming the common snapshot by guid and the option that rolls back (with -y)', async () => {
     await sh('zfs snapshot main/bak-zbm/vm-101-disk-0@intruder', 'zbm-replica');
     await writeZvol('rpool/data/vm-101-disk-0', 1);
     assert.equal((await zbm('pve1', [...BACKUP, '--vmid', '101'])).code, 0);
@@ -95,7 +95,16 @@ suite('replicate on real ZFS', 10, () => {
     assert.match(r.stderr, /--force-rollback/);
     assert.deepEqual(await tree('main/bak-zbm/vm-101-disk-0', 'zbm-replica'), before);
 
-    const forced = await zbm('zbm-dest', [...REPLICATE, '--force-rollback']);
+    // Like every destroy, a rollback needs -y (or a yes on a terminal): without it, nothing changes.
+    const unconfirmed = await zbm('zbm-dest', [...REPLICATE, '--force-rollback']);
+    assert.equal(unconfirmed.code, 1);
+    assert.match(
+      unconfirmed.stderr,
+      /--force-rollback would destroy the later snapshots and changes of zbm-replica:main\/bak-zbm\/vm-101-disk-0: not rolled back without -y/,
+    );
+    assert.deepEqual(await tree('main/bak-zbm/vm-101-disk-0', 'zbm-replica'), before);
+
+    const forced = await zbm('zbm-dest', [...REPLICATE, '--force-rollback', '-y']);
     assert.equal(forced.code, 0, forced.stderr);
     assert.deepEqual(
       await snapshotsTree('main/bak-zbm/vm-101-disk-0', 'zbm-replica'),

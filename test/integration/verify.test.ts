@@ -179,7 +179,9 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(
       lines(r)[0] ?? '',
-      /^ZBM OK - main\/bak-zbm on pve1: 0 critical, 0 warning, 0 unknown, \d+ ok$/,
+      // Then the performance data an admin graphs: datasets, the stalest backup's age (critical over
+      // the limit), the fewest snapshots (warning under the minimum), the oldest scrub.
+      /^ZBM OK - main\/bak-zbm on pve1: 0 critical, 0 warning, 0 unknown, \d+ ok \| datasets=9;;;0 backup_age=\d+s;;86400;0 snapshots=2;2:;;0 scrub_age=\d+s;3024000;;0$/,
     );
     const datasets = (await tree('main/bak-zbm')).filter((n) => !/[@#]/.test(n) && n !== 'main/bak-zbm');
     assert.equal(datasets.length, 9);

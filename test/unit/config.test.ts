@@ -134,8 +134,49 @@ describe('config file', () => {
     );
   });
 
-  it('rejects YAML syntax errors, unknown sections and keys, and a file without jobs', () => {
-    assert.match(problems('jobs: [a\n')[0] ?? '', /^\/etc\/zbm\/zbm.yaml:\d+: /);
+  it('reports YAML syntax errors on one line each, at the line to fix', () => {
+    // An unclosed bracket or quote is noticed at the end of the file: the line named is where it opened.
+    assert.deepEqual(problems('jobs: [a\n'), [
+      '/etc/zbm/zbm.yaml:1: a [ opened on this line is never closed',
+    ]);
+    assert.deepEqual(problems('jobs:\n  backup:\n    schedule: "hourly\n    remote: x\n\n'), [
+      '/etc/zbm/zbm.yaml:3: a quote opened on this line is never closed',
+    ]);
+    assert.deepEqual(problems('jobs:\n\tbackup:\n    command: prune\n'), [
+      '/etc/zbm/zbm.yaml:2: a tab in the indentation: YAML indents with spaces',
+    ]);
+    assert.deepEqual(problems('jobs:\n  backup:\n    command: prune\n   remote: x\n'), [
+      '/etc/zbm/zbm.yaml:4: All mapping items must start at the same column',
+    ]);
+    assert.deepEqual(problems('jobs:\n  a:\n    command: prune\n  a:\n    command: prune\n'), [
+      '/etc/zbm/zbm.yaml:4: a key given twice in the same section',
+    ]);
+    assert.deepEqual(problems('jobs:\n  backup:\n    command backup-pve\n    remote: x\n'), [
+      '/etc/zbm/zbm.yaml:3: a key without its colon: write key: value',
+    ]);
+    // An unquoted * is YAML's alias, not the start of a schedule.
+    assert.deepEqual(
+      problems('jobs:\n  a:\n    command: prune\n    local-zfs-root: m\n    schedule: *:20\n'),
+      [
+        '/etc/zbm/zbm.yaml:5: jobs.a.schedule: a value that starts with * is a YAML alias: put it in quotes, "*:20"',
+      ],
+    );
+  });
+
+  it('validates schedule: as systemd does, and refuses cron syntax with its OnCalendar form', () => {
+    const job = (schedule: string) =>
+      `jobs:\n  p:\n    command: prune\n    local-zfs-root: main/bak-zbm\n    schedule: ${schedule}\n`;
+    assert.deepEqual(problems(job('every hour')), [
+      '/etc/zbm/zbm.yaml:5: jobs.p.schedule: "every hour" is not a systemd calendar event (systemd.time(7)): for example hourly, daily, *:0/15, Mon..Fri 02:30 or *-*-* 02:30; systemd-analyze calendar checks one',
+    ]);
+    assert.deepEqual(problems(job('"0 * * * *"')), [
+      '/etc/zbm/zbm.yaml:5: jobs.p.schedule: "0 * * * *" is cron syntax; systemd timers take a calendar event (systemd.time(7)): the same schedule is "*-*-* *:0"',
+    ]);
+    for (const ok of ['hourly', '"*:40"', '"Mon..Fri *-*-* 02:30"', '"*-*-* 07:00 UTC"'])
+      assert.equal(parse(job(ok)).jobs[0]?.schedule, ok.replace(/"/g, ''));
+  });
+
+  it('rejects unknown sections and keys, and a file without jobs', () => {
     assert.deepEqual(problems('job:\n  a: 1\n'), [
       '/etc/zbm/zbm.yaml:1: job: unknown section (expected defaults, notify, jobs)',
       '/etc/zbm/zbm.yaml:1: jobs: missing: the file has no `jobs:` section',

@@ -18,11 +18,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { chooseMetadataDir } from '../../src/backup/metadata.ts';
-import { dumpManifestsArgv, readConfigArgv } from '../../src/commands/list-backups.ts';
+import { chooseMetadataDir, metadataDirOf } from '../../src/backup/metadata.ts';
 import { metadataToRemove, pruneMetadata } from '../../src/prune/metadata.ts';
 import { untarMetadataArgv } from '../../src/replicate/metadata.ts';
-import { parseManifestDump } from '../../src/restore/points.ts';
+import { dumpManifestsArgv, parseManifestDump, readConfigArgv } from '../../src/restore/points.ts';
 import { newestManifests } from '../../src/verify/manifests.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'zbm-meta-'));
@@ -52,18 +51,24 @@ describe('the metadata directory a command works in', () => {
   after(() => rmSync(work, { recursive: true, force: true }));
 
   it('is its flag first, the root property second, and only an absolute path', () => {
-    assert.deepEqual(chooseMetadataDir('/srv/meta', undefined, 'main/bak-zbm'), { dir: '/srv/meta' });
-    assert.deepEqual(chooseMetadataDir('/srv/meta', '/srv/victim', 'main/bak-zbm'), {
+    const flag = '--local-metadata-dir';
+    assert.deepEqual(chooseMetadataDir('/srv/meta', undefined, 'main/bak-zbm', flag), { dir: '/srv/meta' });
+    assert.deepEqual(chooseMetadataDir('/srv/meta', '/srv/victim', 'main/bak-zbm', flag), {
       dir: '/srv/meta',
-      warning: 'main/bak-zbm has zbm:metadata-dir=/srv/victim; using --metadata-dir /srv/meta',
+      warning: 'main/bak-zbm has zbm:metadata-dir=/srv/victim; using --local-metadata-dir /srv/meta',
     });
-    assert.deepEqual(chooseMetadataDir(undefined, '/root/backups_metadata', 'r'), {
+    assert.deepEqual(chooseMetadataDir(undefined, '/root/backups_metadata', 'r', flag), {
       dir: '/root/backups_metadata',
     });
     for (const bad of ['relative', '/a/../etc', '/a\nb']) {
-      assert.match(JSON.stringify(chooseMetadataDir(undefined, bad, 'r')), /not an absolute path/);
+      assert.match(JSON.stringify(chooseMetadataDir(undefined, bad, 'r', flag)), /not an absolute path/);
+      assert.match(JSON.stringify(metadataDirOf(bad, 'r')), /not an absolute path/);
     }
-    assert.match(JSON.stringify(chooseMetadataDir(undefined, undefined, 'r')), /has no zbm:metadata-dir/);
+    assert.match(
+      JSON.stringify(chooseMetadataDir(undefined, undefined, 'r', flag)),
+      /has no zbm:metadata-dir/,
+    );
+    assert.deepEqual(metadataDirOf('/root/backups_metadata', 'r'), { dir: '/root/backups_metadata' });
   });
 
   it('prune removes files only in guest folders that are directories, never through a symlink', async () => {

@@ -119,9 +119,11 @@ describe('notifications', () => {
     assert.ok(body.startsWith('zbm backup-pve on pve1 ended FAILED'));
   });
 
-  it('accepts only plain mail addresses and http(s) URLs on the command line', () => {
+  it('accepts only plain mail addresses, local user names and http(s) URLs on the command line', () => {
     assert.deepEqual(mailAddresses('b@example.com', ['a@example.com']), ['a@example.com', 'b@example.com']);
-    for (const bad of ['root', 'a@b\nBcc: x@y', 'a@b, c@d', '<a@b>', '-oQ@x']) {
+    // sendmail -t delivers to a local user (and its aliases), as Proxmox VE mails root.
+    assert.deepEqual(mailAddresses('root'), ['root']);
+    for (const bad of ['a@b\nBcc: x@y', 'a@b, c@d', '<a@b>', '-oQ@x', 'root\nBcc: x@y', 'Root Admin', '']) {
       assert.throws(() => mailAddresses(bad), /not a mail address/, bad);
     }
     assert.deepEqual(webhookUrls('https://ntfy.sh/zbm'), ['https://ntfy.sh/zbm']);

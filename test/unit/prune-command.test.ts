@@ -200,7 +200,7 @@ const calls = (): { host: string; args: string[] }[] =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { host: string; args: string[] });
 
-async function runPrune(extra: Partial<PruneOptions> = {}) {
+async function runPrune(extra: Partial<PruneOptions> = {}, timeZone = 'UTC') {
   const out: string[] = [];
   const err: string[] = [];
   const log = createLogger({ write: (l) => err.push(l), journal: false });
@@ -216,7 +216,7 @@ async function runPrune(extra: Partial<PruneOptions> = {}) {
       ...extra,
     },
     log,
-    { out: (s) => out.push(s), local: new LocalHost('zbm-dest'), timeZone: 'UTC', confirm: undefined },
+    { out: (s) => out.push(s), local: new LocalHost('zbm-dest'), timeZone, confirm: undefined },
   );
   return { code, out: out.join(''), err: err.join('') };
 }
@@ -289,11 +289,45 @@ describe('zbm prune (fake zfs and ssh)', () => {
       /prune plan for zbm-dest:main\/bak-zbm \(keep-last 2, keep-hourly 2; periods in UTC; next tier zbm-replica:replica\/bak-zbm\)/,
     );
     assert.match(r.out, new RegExp(`${D0}: keep 8, destroy 2, 1 foreign untouched`));
-    assert.match(r.out, new RegExp(`  ${hour(0)}  destroy  no rule keeps it`));
-    assert.match(r.out, new RegExp(`  ${hour(9)}  keep     keep-last; not yet on zbm-replica`));
-    assert.match(r.out, /manual-1 +foreign +not a zbm snapshot/);
+    // Each snapshot with the local time its periods are counted in, and the period that kept it.
+    assert.match(r.out, new RegExp(`  ${hour(0)}  2026-01-01 00:00:00 UTC  destroy  no rule keeps it`));
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(9)}  2026-01-01 09:00:00 UTC  keep     keep-last; not yet on zbm-replica`),
+    );
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(7)}  2026-01-01 07:00:00 UTC  keep     keep-hourly 2026-01-01 07h`),
+    );
+    assert.match(r.out, /manual-1 +2026-01-01 00:00:00 UTC {2}foreign {2}not a zbm snapshot/);
     assert.match(r.err, /run with -y to destroy the 5 snapshot\(s\)/);
     assert.equal(readdirSync(join(meta, '100')).length, 20);
+  });
+
+  it('names the zone as TZ gives it, and shows each snapshot in its local time, in the plan and the JSON', async () => {
+    const tz = ':/usr/share/zoneinfo/Asia/Kolkata';
+    const r = await runPrune({ yes: false }, tz);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /periods in :\/usr\/share\/zoneinfo\/Asia\/Kolkata \(Asia\/Kolkata\);/);
+    assert.match(
+      r.out,
+      new RegExp(`  ${hour(7)}  2026-01-01 12:30:00 IST  keep     keep-hourly 2026-01-01 12h`),
+    );
+    const j = await runPrune({ json: true }, tz);
+    const report = JSON.parse(j.out) as {
+      timeZone: string;
+      datasets: { snapshots: { snapshot: string; localTime: string }[] }[];
+    };
+    assert.equal(report.timeZone, ':/usr/share/zoneinfo/Asia/Kolkata (Asia/Kolkata)');
+    assert.deepEqual(
+      report.datasets[0]?.snapshots.find((x) => x.snapshot === hour(9)),
+      {
+        snapshot: hour(9),
+        localTime: '2026-01-01 14:30:00 IST',
+        action: 'keep',
+        why: 'keep-last; not yet on zbm-replica',
+      },
+    );
   });
 
   it('asks on a terminal, and destroys only after a yes', async () => {
@@ -442,6 +476,41 @@ describe('zbm prune (fake zfs and ssh)', () => {
     assert.deepEqual(snapsOf(localState, D1), names(3, 4, 5, 6, 7, 8, 9));
     // Hour 0 and 2 remain on disk-0: their configs stay.
     assert.equal(readdirSync(join(meta, '100')).length, 20);
+  });
+
+  it('--local-metadata-dir (or its earlier spelling --metadata-dir) wins over the root property, and says so', async () => {
+    const other = join(work, 'other-meta');
+    const fill = () => {
+      rmSync(other, { recursive: true, force: true });
+      mkdirSync(join(other, '100'), { recursive: true });
+      for (const h of hours(0, 9)) {
+        writeFileSync(join(other, '100', `${hour(h)}.conf`), 'cores: 1\n');
+        writeFileSync(join(other, '100', `${hour(h)}.json`), '{}\n');
+      }
+    };
+    for (const given of [{ localMetadataDir: other }, { metadataDir: other }]) {
+      setup();
+      fill();
+      const r = await runPrune(given);
+      assert.equal(r.code, 0, r.err);
+      assert.match(
+        r.err,
+        new RegExp(`warning: main/bak-zbm has zbm:metadata-dir=${meta}; using --local-metadata-dir ${other}`),
+      );
+      // Hours 0 and 2 are gone from every disk: their files go from the given directory only.
+      assert.deepEqual(
+        readdirSync(join(other, '100')).sort(),
+        hours(3, 9)
+          .concat([1])
+          .sort((a, b) => a - b)
+          .flatMap((h) => [`${hour(h)}.conf`, `${hour(h)}.json`]),
+      );
+      assert.equal(readdirSync(join(meta, '100')).length, 20);
+    }
+    await assert.rejects(
+      runPrune({ localMetadataDir: other, metadataDir: meta }),
+      /--metadata-dir is the earlier spelling of the same option: give one of them/,
+    );
   });
 
   it('a missing --local-zfs-root is an error; --remote needs --remote-zfs-root', async () => {

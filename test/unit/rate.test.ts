@@ -28,6 +28,14 @@ describe('byte sizes', () => {
     assert.equal(parseByteSize('1.5G'), 1.5 * 1024 ** 3);
     assert.equal(parseByteSize('4096'), 4096);
     assert.equal(parseByteSize('10MiB'), 10 * 1024 * 1024);
-    for (const bad of ['', 'fast', '-5M', '0', '5X', '1e9']) assert.equal(parseByteSize(bad), null, bad);
+    assert.equal(parseByteSize('4096B'), 4096);
+    for (const bad of ['', 'fast', '-5M', '0', '5X', '1e9', '5BB'])
+      assert.equal(parseByteSize(bad), null, bad);
+  });
+
+  it('counts a bare number in the unit asked for: KiB for rates, as Proxmox bwlimit', () => {
+    assert.equal(parseByteSize('50000', 1024), 50_000 * 1024);
+    assert.equal(parseByteSize('50M', 1024), 50 * 1024 * 1024);
+    assert.equal(parseByteSize('512B', 1024), 512);
   });
 });

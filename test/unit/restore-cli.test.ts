@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Invocation, parseCommandLine } from '../../src/cli/program.ts';
+import { metadataDirOption } from '../../src/commands/list-backups.ts';
 
 function parse(line: string): { result: Invocation | number; err: string } {
   let err = '';
@@ -50,5 +51,27 @@ describe('restore and list-backups command lines', () => {
     const far = parse('list-backups --remote zbm-dest --remote-zfs-root main/bak-zbm --vmid 100,103 --json')
       .result as Invocation;
     assert.deepEqual(far.options.vmid, [100, 103]);
+  });
+});
+
+describe('the metadata directory of a tier, by its host', () => {
+  it('takes --remote-metadata-dir with --remote, --local-metadata-dir with --local-zfs-root, --metadata-dir with either', () => {
+    assert.equal(metadataDirOption({ remote: 'd', remoteMetadataDir: '/m' }), '/m');
+    assert.equal(metadataDirOption({ localMetadataDir: '/m' }), '/m');
+    assert.equal(metadataDirOption({ remote: 'd', metadataDir: '/m' }), '/m');
+    assert.equal(metadataDirOption({ metadataDir: '/m' }), '/m');
+    assert.equal(metadataDirOption({ remote: 'd' }), undefined);
+    assert.throws(
+      () => metadataDirOption({ remote: 'd', localMetadataDir: '/m' }),
+      /with --remote the directory is --remote-metadata-dir/,
+    );
+    assert.throws(
+      () => metadataDirOption({ remoteMetadataDir: '/m' }),
+      /with --local-zfs-root the directory is --local-metadata-dir/,
+    );
+    assert.throws(
+      () => metadataDirOption({ remote: 'd', remoteMetadataDir: '/a', metadataDir: '/b' }),
+      /earlier spelling of the same option: give one of them/,
+    );
   });
 });

@@ -24,6 +24,7 @@ import { after, describe, it } from 'node:test';
 import { WRITE_FILE_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../../src/restore/points.ts';
 import { receiveArgv } from '../../src/zfs/argv.ts';
 
 const FAKE_ZFS = `#!/bin/sh
@@ -59,6 +60,7 @@ function listing(snaps: readonly { short: string; guid: string }[], dataset = T)
 
 interface Run {
   readonly code: number;
+  readonly stdout: string;
   readonly stderr: string;
 }
 
@@ -90,15 +92,23 @@ function serve(
           SSH_ORIGINAL_COMMAND: shellJoin(argv),
           ZBM_LOCK_DIR: join(work, 'locks'),
         },
-        stdio: ['pipe', 'ignore', 'pipe'],
+        stdio: ['pipe', 'pipe', 'pipe'],
       },
     );
+    const out: Buffer[] = [];
     const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.stdin.on('error', () => {});
     child.stdin.end(input);
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stderr: Buffer.concat(err).toString() }));
+    child.on('close', (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      }),
+    );
   });
 }
 
@@ -254,5 +264,44 @@ describe('zbm serve: what reaches zfs and the metadata directory', { concurrency
       .split('\n')
       .filter((l) => l.startsWith('send -t'));
     assert.equal(sends.length, 1, 'only the checked token was sent');
+  });
+  it("serves a restore's reads with --send-only: regular files in guest folders, never through a symlink", async () => {
+    const at = place();
+    const { meta } = at;
+    const elsewhere = join(work, `elsewhere${made}`);
+    mkdirSync(join(meta, '100'), { recursive: true });
+    mkdirSync(elsewhere);
+    const s = recent();
+    writeFileSync(join(meta, '100', `${s}.conf`), 'name: web\n');
+    writeFileSync(join(meta, '100', `${s}.json`), '{"format":1}\n');
+    writeFileSync(join(elsewhere, `${s}.conf`), 'secret: 1\n');
+    writeFileSync(join(elsewhere, `${s}.json`), '{"secret":1}\n');
+    symlinkSync(elsewhere, join(meta, '101'));
+    symlinkSync(join(elsewhere, `${s}.conf`), join(meta, '100', 'linked.conf'));
+
+    const config = await serve(at, readConfigArgv(meta, 100, s), '', ['--send-only']);
+    assert.equal(config.code, 0, config.stderr);
+    assert.equal(config.stdout, 'name: web\n');
+    for (const [vmid, name] of [
+      [101, s],
+      [100, 'linked'],
+    ] as const) {
+      const r = await serve(at, readConfigArgv(meta, vmid, name), '', ['--send-only']);
+      assert.equal(r.code, 1, `${vmid}/${name}`);
+      assert.match(r.stderr, /is not a regular file \(a symlink is never followed\)/);
+      assert.equal(r.stdout, '');
+    }
+    const dump = await serve(at, dumpManifestsArgv(meta), '', ['--send-only']);
+    assert.equal(dump.code, 0, dump.stderr);
+    assert.deepEqual(
+      dump.stdout.split('\0').filter((r) => r.trim() !== ''),
+      [`100/${s}.json\n{"format":1}\n`],
+      "the symlinked guest folder's manifest is not read",
+    );
+    // The node's mode reads nothing.
+    const node = await serve(at, readConfigArgv(meta, 100, s), '');
+    assert.equal(node.code, 1);
+    assert.match(node.stderr, /reading configs is not allowed here/);
+    assert.equal(node.stdout, '');
   });
 });

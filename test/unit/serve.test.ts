@@ -5,6 +5,7 @@ import { shellJoin } from '../../src/host/quote.ts';
 import { legacyLockFileName, receiveLockName } from '../../src/lock/lock.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
 import { listMetadataArgv, tarMetadataArgv } from '../../src/replicate/metadata.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../../src/restore/points.ts';
 import { authorize, type Decision } from '../../src/serve/policy.ts';
 import { splitShellWords } from '../../src/serve/words.ts';
 import {
@@ -262,6 +263,28 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     );
   });
 
+  it('allows what a restore (or list-backups) from this tier reads, and verify --pve its pool health', () => {
+    ok(listArgv({ roots: [pull.root], userProps: ['zbm:metadata-dir'] }));
+    ok(dumpManifestsArgv(pull.metadataDir));
+    ok(dumpManifestsArgv(pull.metadataDir, 100));
+    ok(readConfigArgv(pull.metadataDir, 100, 'bak-zbm-20261126T100000Z'));
+    ok(['zpool', 'status', 'main']);
+    no(dumpManifestsArgv('/etc'), /only the manifests under \/root\/backups_metadata/);
+    no([...dumpManifestsArgv(pull.metadataDir).slice(0, 5), '*'], /only the manifests/);
+    no(['sh', '-c', 'id', 'zbm-manifests', pull.metadataDir, '100'], /only the manifests/);
+    no(
+      ['sh', '-c', 'cat -- "$1/$2/$3.conf"', 'zbm-config', pull.metadataDir, '100', 'x'],
+      /only a guest config under/,
+    );
+    no(readConfigArgv(pull.metadataDir, 100, '../../../etc/shadow'), /only a guest config under/);
+    no([...readConfigArgv(pull.metadataDir, 100, 'x').slice(0, 5), '0100', 'x'], /only a guest config under/);
+    no(readConfigArgv('/etc', 100, 'x'), /only a guest config under/);
+    // The readers that follow symlinks and read whole files are not served at all.
+    no(['cat', '--', `${pull.metadataDir}/100/a.conf`], /only zfs commands/);
+    no(['zpool', 'status', 'rpool'], /only zpool status main/);
+    no(['zpool', 'scrub', 'main'], /only zpool status main/);
+  });
+
   it('leaves a resume token to be checked against the root by zbm serve', () => {
     const d = ask(resumeSendArgv('1-e604ea4bf-e0-789c63'));
     assert.equal(d.kind === 'exec' && d.resumeToken, '1-e604ea4bf-e0-789c63');
@@ -296,9 +319,12 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(tarMetadataArgv(pull.metadataDir, ['100/a.conf', '--to-command=sh']), /not a guest config/);
   });
 
-  it('keeps the node mode as it was: no send there', () => {
+  it('keeps the node mode as it was: no send, no reads there; only the pool health besides', () => {
     refused(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` }), /only with zbm serve --send-only/);
     refused(listMetadataArgv('/root/backups_metadata'), /not allowed here/);
+    refused(dumpManifestsArgv('/root/backups_metadata'), /not allowed here/);
+    refused(readConfigArgv('/root/backups_metadata', 100, 'x'), /not allowed here/);
+    allowed(['zpool', 'status', 'main']);
   });
 });
 

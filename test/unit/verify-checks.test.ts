@@ -8,6 +8,7 @@ import {
   checkReplication,
   formatAge,
   parseZpoolStatus,
+  perfData,
   worst,
 } from '../../src/verify/checks.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
@@ -195,5 +196,51 @@ describe('verify checks', () => {
     assert.equal(worst(['UNKNOWN', 'WARNING', 'OK']), 'WARNING');
     assert.equal(worst(['CRITICAL', 'WARNING']), 'CRITICAL');
     assert.equal(worst([]), 'OK');
+  });
+});
+
+describe('verify performance data (after "|" of the status line)', () => {
+  it('gives the stalest backup age, the fewest snapshots, the largest lag and the oldest scrub, with thresholds', () => {
+    const a = snap('bak-1', 7200);
+    const b = snap('bak-2', 3600);
+    const checks = [
+      checkDataset(ds([a, b]), rules, NOW),
+      checkDataset(dataset('p/e', [snapshot('p/e', 'bak-3', { creation: NOW - 5000 })]), rules, NOW),
+      checkReplication(ds([a, b]), ds([a]), 'r', rules, NOW),
+      checkPool({ pool: 'p', health: 'ONLINE', lastScrub: NOW - 86400 }, 35 * 86400, NOW),
+    ];
+    assert.equal(
+      perfData(checks, rules, 35 * 86400),
+      'datasets=2;;;0 backup_age=5000s;;86400;0 snapshots=1;2:;;0 replication_lag=7200s;;86400;0 scrub_age=86400s;3024000;;0',
+    );
+  });
+
+  it('with --pve: guests, disks, disks backed up and the stalest backup', () => {
+    const remote = new Map([
+      [
+        'b/vm-1-disk-0',
+        dataset('b/vm-1-disk-0', [snapshot('b/vm-1-disk-0', 'bak-1', { creation: NOW - 60 })]),
+      ],
+    ]);
+    const g = checkPveGuest(
+      {
+        vmid: 1,
+        name: 'a',
+        disks: [
+          { key: 'scsi0', target: 'b/vm-1-disk-0' },
+          { key: 'scsi1', target: 'b/vm-1-disk-1' },
+        ],
+        unprotected: [],
+      },
+      remote,
+      'dest',
+      rules,
+      NOW,
+    );
+    assert.equal(
+      perfData([g], rules, 86400),
+      'guests=1;;;0 disks=2;;;0 disks_backed_up=1;;;0 backup_age=60s;;86400;0',
+    );
+    assert.equal(perfData([], rules, 86400), '');
   });
 });
