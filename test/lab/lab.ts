@@ -86,9 +86,28 @@ export function suite(name: string, limit: number, body: () => void): void {
   describe(name, { timeout: minutes(limit) }, body);
 }
 
-/** A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM. */
+/** The lab calls under way, so that a test that runs out of time can say what it waited for. */
+const inFlight = new Set<string>();
+
+/**
+ * A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM, with
+ * the lab commands it was waiting for in its error.
+ */
 export function it(name: string, body: () => Promise<void>, limit = 5): void {
-  nodeIt(name, { timeout: minutes(limit) }, body);
+  nodeIt(name, { timeout: minutes(limit) + 30_000 }, async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const waiting = [...inFlight].map((c) => `\n  ${c}`).join('') || ' nothing';
+        reject(new Error(`still running after ${limit} min; lab calls under way:${waiting}`));
+      }, minutes(limit));
+    });
+    try {
+      await Promise.race([body(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
 }
 
 /**
@@ -102,6 +121,8 @@ export function vm(command: string, input?: string, host: LabHost = 'zbm-dest'):
 
 function direct(target: 'main' | 'replica', command: string, input?: string): Promise<Result> {
   const started = Date.now();
+  const label = `${target} VM: ${command.slice(0, 500)}`;
+  inFlight.add(label);
   return new Promise<Result>((resolve, reject) => {
     const child = spawn('ssh', [...sshArgs(target), '--', command], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -118,6 +139,7 @@ function direct(target: 'main' | 'replica', command: string, input?: string): Pr
     child.stdin.end(input ?? '');
     child.on('close', (code) => {
       clearTimeout(limit);
+      inFlight.delete(label);
       record({ target, ms: Date.now() - started, command: command.slice(0, 300) });
       resolve({
         stdout: Buffer.concat(out).toString(),
