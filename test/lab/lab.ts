@@ -237,13 +237,16 @@ export async function qmLog(): Promise<string[]> {
 }
 
 /**
- * A shell condition that holds once the receive into target has read `bytes` of its stream, on the
- * host it is evaluated on: whichever process carries the stream there (the ssh to the receiving
- * host, or `zfs receive` itself) has read that much. A cut made then lands inside the transfer,
- * whatever the machine's speed.
+ * A shell condition that holds once `bytes` of the stream into target have passed on the host it
+ * is evaluated on: read by `zfs receive` into target there, or written by a `zfs send` of the
+ * dataset of the same name there (replicate's source; a receive on another host is out of sight,
+ * and an ssh multiplexed over a master hands its stream to the master). A cut made then lands
+ * inside the transfer, whatever the machine's speed.
  */
 export function streamed(target: string, bytes = 1024 * 1024): string {
-  return `n=0; for p in $(pgrep -f ${shellJoin([`zfs receive .*${target}$`])}); do r=$(awk '/^rchar/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${r:-0}" -gt "$n" ] && n=$r; done; [ "$n" -ge ${bytes} ]`;
+  const most = (pattern: string, counter: string) =>
+    `for p in $(pgrep -f ${shellJoin([pattern])}); do c=$(awk '/^${counter}/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${c:-0}" -gt "$n" ] && n=$c; done;`;
+  return `n=0; ${most(`zfs receive .*${target}$`, 'rchar')} ${most(`zfs send .*${target}@[^ ]*$`, 'wchar')} [ "$n" -ge ${bytes} ]`;
 }
 
 /**
