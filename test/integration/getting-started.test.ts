@@ -223,10 +223,15 @@ suite(
         (await tree(node)).filter((n) => n.includes('bak-zbm-')),
         [`${node}#${snap}`, `${node}@${snap}`],
       );
-      for (const host of ['zbm-dest', 'zbm-replica'] as const) {
+      // replicate bookmarked its base on the backup server too (its own next incremental's source).
+      const copy = 'main/bak-zbm/subvol-104-disk-0';
+      for (const [host, bookmark] of [
+        ['zbm-dest', [`${copy}#${snap}`]],
+        ['zbm-replica', []],
+      ] as const) {
         assert.deepEqual(
           await tree('main/bak-zbm', host),
-          ['main/bak-zbm', 'main/bak-zbm/subvol-104-disk-0', `main/bak-zbm/subvol-104-disk-0@${snap}`],
+          ['main/bak-zbm', copy, ...bookmark, `${copy}@${snap}`],
           host,
         );
         assert.equal(

@@ -47,8 +47,11 @@ kill -KILL $pid 2>/dev/null; wait $pid`;
 
 const reached = (subcommand: string) => `[ -e /run/lab/reached-${subcommand} ]`;
 
-/** The watchdog of guest 100 may still be waiting while other guests' cases run. */
-const WATCHDOG_100 = 'zbm-thaw-watchdog [0-9]* 100$';
+/**
+ * The watchdog of guest 100 may still be waiting while other guests' cases run. Bracketed, like
+ * the patterns of nothingLeft, so that the shell running the check does not match itself.
+ */
+const WATCHDOG_100 = '[z]bm-thaw-watchdog [0-9]* 100$';
 
 /**
  * Processes a killed zbm leaves end by themselves once their pipes close (within two minutes on a

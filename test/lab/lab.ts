@@ -86,9 +86,28 @@ export function suite(name: string, limit: number, body: () => void): void {
   describe(name, { timeout: minutes(limit) }, body);
 }
 
-/** A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM. */
+/** The lab calls under way, so that a test that runs out of time can say what it waited for. */
+const inFlight = new Set<string>();
+
+/**
+ * A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM, with
+ * the lab commands it was waiting for in its error.
+ */
 export function it(name: string, body: () => Promise<void>, limit = 5): void {
-  nodeIt(name, { timeout: minutes(limit) }, body);
+  nodeIt(name, { timeout: minutes(limit) + 30_000 }, async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const waiting = [...inFlight].map((c) => `\n  ${c}`).join('') || ' nothing';
+        reject(new Error(`still running after ${limit} min; lab calls under way:${waiting}`));
+      }, minutes(limit));
+    });
+    try {
+      await Promise.race([body(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
 }
 
 /**
@@ -102,6 +121,8 @@ export function vm(command: string, input?: string, host: LabHost = 'zbm-dest'):
 
 function direct(target: 'main' | 'replica', command: string, input?: string): Promise<Result> {
   const started = Date.now();
+  const label = `${target} VM: ${command.slice(0, 500)}`;
+  inFlight.add(label);
   return new Promise<Result>((resolve, reject) => {
     const child = spawn('ssh', [...sshArgs(target), '--', command], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -118,6 +139,7 @@ function direct(target: 'main' | 'replica', command: string, input?: string): Pr
     child.stdin.end(input ?? '');
     child.on('close', (code) => {
       clearTimeout(limit);
+      inFlight.delete(label);
       record({ target, ms: Date.now() - started, command: command.slice(0, 300) });
       resolve({
         stdout: Buffer.concat(out).toString(),
@@ -215,13 +237,16 @@ export async function qmLog(): Promise<string[]> {
 }
 
 /**
- * A shell condition that holds once the receive into target has read `bytes` of its stream, on the
- * host it is evaluated on: whichever process carries the stream there (the ssh to the receiving
- * host, or `zfs receive` itself) has read that much. A cut made then lands inside the transfer,
- * whatever the machine's speed.
+ * A shell condition that holds once `bytes` of the stream into target have passed on the host it
+ * is evaluated on: read by `zfs receive` into target there, or written by a `zfs send` of the
+ * dataset of the same name there (replicate's source; a receive on another host is out of sight,
+ * and an ssh multiplexed over a master hands its stream to the master). A cut made then lands
+ * inside the transfer, whatever the machine's speed.
  */
 export function streamed(target: string, bytes = 1024 * 1024): string {
-  return `n=0; for p in $(pgrep -f ${shellJoin([`zfs receive .*${target}$`])}); do r=$(awk '/^rchar/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${r:-0}" -gt "$n" ] && n=$r; done; [ "$n" -ge ${bytes} ]`;
+  const most = (pattern: string, counter: string) =>
+    `for p in $(pgrep -f ${shellJoin([pattern])}); do c=$(awk '/^${counter}/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${c:-0}" -gt "$n" ] && n=$c; done;`;
+  return `n=0; ${most(`zfs receive .*${target}$`, 'rchar')} ${most(`zfs send .*${target}@[^ ]*$`, 'wchar')} [ "$n" -ge ${bytes} ]`;
 }
 
 /**
