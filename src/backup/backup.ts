@@ -215,9 +215,9 @@ interface GuestRun {
  * snapshot to its metadata nothing else may work on it. Then, per run rather than per guest: one
  * atomic `zfs snapshot` of all the disks of the guests that need no freeze (a guest frozen through
  * its agent gets its own, taken while frozen), one `zfs list` of the fresh snapshots, each disk
- * sent (resuming an interrupted transfer first), the new common snapshots held on both sides and
- * bookmarked here (protectBases' steps, once for the run), and every guest's config and manifest
- * written beside the data in one command. A step done for all guests at once that fails is redone
+ * sent (resuming an interrupted transfer first), then at the same time the new common snapshots
+ * held on both sides and bookmarked here (protectBases' steps, once for the run) and every guest's
+ * config and manifest written beside the data in one command. A step done for all guests at once that fails is redone
  * guest by guest, so that one guest's failure is its own and never stops the others.
  */
 export async function backupGuests(
@@ -270,8 +270,10 @@ export async function backupGuests(
 
     await takeSnapshots(ctx, active());
     await sendAll(ctx, active(), targetListing);
-    await protectAll(ctx, active(), targetListing);
-    await writeAllMetadata(ctx, active());
+    // Side by side: the configs go to the backup server while the bases are held and bookmarked,
+    // and neither step's outcome changes what the other does.
+    const sent = active();
+    await Promise.all([protectAll(ctx, sent, targetListing), writeAllMetadata(ctx, sent)]);
   } finally {
     for (const a of acquired) if ('lock' in a) a.lock.release();
   }

@@ -60,28 +60,48 @@ async function printPlan(
     userrefs: 0,
     props: {},
   });
-  for (const g of guests) {
-    out(`guest ${g.vmid} ${g.type} ${g.name || '-'}${g.freeze ? ' (freeze through the agent)' : ''}\n`);
-    for (const d of g.disks) {
+  const select = (s: string) => s.startsWith(opts.prefix);
+  const plans = guests.map((g) => ({
+    guest: g,
+    disks: g.disks.map((d) => {
       const src = source.get(d.dataset);
       const dst = targetDataset(opts.remoteZfsRoot, d.dataset);
-      if (!src) {
-        out(`  ${d.key} ${d.dataset}: dataset missing, skipped\n`);
-        continue;
-      }
+      if (!src) return { disk: d, dst, src, plan: null };
       const withPending: Dataset = { ...src, snapshots: [...src.snapshots, pending(src.name)] };
       const plan = planSync(
         { zfs: local, dataset: d.dataset, listing: withPending },
         { zfs: local, dataset: dst, listing: target.get(dst) ?? null },
-        (s) => s.startsWith(opts.prefix),
+        select,
       );
+      return { disk: d, dst, src, plan };
+    }),
+  }));
+  // What each increment would carry (`written@<base>`), in one zfs get per base snapshot name.
+  const written = new Map<string, number>();
+  const bases = new Map<string, string[]>();
+  for (const { disk, plan } of plans.flatMap((p) => p.disks)) {
+    if (plan?.kind !== 'incremental' || plan.steps[0]?.from?.bookmark) continue;
+    bases.set(plan.common.short, [...(bases.get(plan.common.short) ?? []), disk.dataset]);
+  }
+  for (const [short, datasets] of bases) {
+    const values = await local.get([`written@${short}`], datasets).catch(() => []);
+    for (const v of values) if (v.value) written.set(`${v.name}@${short}`, Number(v.value));
+  }
+
+  for (const { guest: g, disks } of plans) {
+    out(`guest ${g.vmid} ${g.type} ${g.name || '-'}${g.freeze ? ' (freeze through the agent)' : ''}\n`);
+    for (const { disk: d, dst, src, plan } of disks) {
+      if (!src || !plan) {
+        out(`  ${d.key} ${d.dataset}: dataset missing, skipped\n`);
+        continue;
+      }
       let what: string;
       if (plan.kind === 'full') {
         what = `full send, about ${formatBytes(src.referenced)}`;
       } else if (plan.kind === 'incremental') {
         const base = `${d.dataset}${plan.steps[0]?.from?.bookmark ? '#' : '@'}${plan.common.short}`;
-        const [w] = await local.get([`written@${plan.common.short}`], [d.dataset]).catch(() => []);
-        const est = w?.value ? `, about ${formatBytes(Number(w.value))}` : '';
+        const w = written.get(`${d.dataset}@${plan.common.short}`);
+        const est = w ? `, about ${formatBytes(w)}` : '';
         what = `incremental from ${base}${plan.steps.length > 1 ? ` (${plan.steps.length} steps)` : ''}${est}`;
       } else {
         what = `refused: ${plan.kind}`;
@@ -117,26 +137,28 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
   const remoteZfs = new Zfs(remote);
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   try {
-    const [source, remoteRootExists] = await Promise.all([
+    // One listing per side, side by side (the remote one opens the ssh connection meanwhile); the
+    // remote root's own listing says whether it exists and where its metadata directory is.
+    const [source, target] = await Promise.all([
       localZfs.list({ roots: [opts.localZfsRoot] }).then(byName),
-      remoteZfs.exists(opts.remoteZfsRoot),
+      remoteZfs.list({ roots: [opts.remoteZfsRoot], userProps: [METADATA_DIR_PROPERTY] }).then(byName),
     ]);
-    const target = remoteRootExists
-      ? byName(await remoteZfs.list({ roots: [opts.remoteZfsRoot] }))
-      : new Map();
+    const remoteRoot = target.get(opts.remoteZfsRoot);
 
     if (opts.dryRun) {
       await printPlan(found.guests, opts, localZfs, source, target, out);
       return found.failed.length > 0 ? ExitCode.failure : ExitCode.ok;
     }
-    if (!remoteRootExists) {
+    if (!remoteRoot) {
       log.info(`creating ${remote.name}:${opts.remoteZfsRoot}`);
       await remoteZfs.create(opts.remoteZfsRoot);
     }
     // prune and replicate on the backup server find the guests' configs through this property.
-    await remoteZfs.setUserProperties(opts.remoteZfsRoot, {
-      [METADATA_DIR_PROPERTY]: opts.remoteMetadataDir,
-    });
+    if (remoteRoot?.props[METADATA_DIR_PROPERTY] !== opts.remoteMetadataDir) {
+      await remoteZfs.setUserProperties(opts.remoteZfsRoot, {
+        [METADATA_DIR_PROPERTY]: opts.remoteMetadataDir,
+      });
+    }
 
     const ctx: BackupContext = {
       node: state.node,
