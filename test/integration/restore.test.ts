@@ -47,7 +47,7 @@ function snapshotOf(stdout: string, at: number): string {
   return rows.filter((r) => r.vmid === 100)[at]?.snapshot ?? '';
 }
 
-suite('restore on real ZFS', 12, () => {
+suite('restore on real ZFS', 20, () => {
   const h1: string[] = [];
   const h2: string[] = [];
   let s1 = '';

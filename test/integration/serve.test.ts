@@ -40,7 +40,7 @@ const pullAttack = (line: string) => vm(shellJoin(['ssh', 'zbm-dest-pull', line]
 /** Set by the --send-only test, which installs that key. */
 let PULL_TAG = '';
 
-suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 12, () => {
+suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () => {
   before(async () => {
     await reset();
     await sh(`set -e

@@ -93,7 +93,7 @@ const inFlight = new Set<string>();
  * A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM, with
  * the lab commands it was waiting for in its error.
  */
-export function it(name: string, body: () => Promise<void>, limit = 5): void {
+export function it(name: string, body: () => Promise<void>, limit = 8): void {
   nodeIt(name, { timeout: minutes(limit) + 30_000 }, async () => {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
