@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
 import { it, prop, type Result, reset, sh, suite, tree, vm, zbm } from '../lab/lab.ts';
+import { mailHeader } from '../support/mail.ts';
 
 /** The original design's verify command, word for word. */
 const VERIFY = verifyCommand(2);
@@ -97,21 +98,6 @@ function sample(samples: PromSample[], name: string, labels: Record<string, stri
 
 async function vmNow(): Promise<number> {
   return Number((await sh('date +%s')).trim());
-}
-
-/** Decodes RFC 2047 encoded words as a mail client shows the subject. */
-function decodeHeader(v: string): string {
-  return v
-    .replace(/\?=\s+=\?/g, '?==?')
-    .replace(/=\?UTF-8\?B\?([^?]*)\?=/gi, (_, b64: string) => Buffer.from(b64, 'base64').toString());
-}
-
-function mailHeader(mail: string, name: string): string {
-  const head = mail.split('\n\n')[0] ?? '';
-  // Unfold continuation lines first.
-  const m = new RegExp(`^${name}: (.*(?:\\n[ \\t].*)*)`, 'm').exec(head);
-  assert.ok(m, `no ${name} header in ${head}`);
-  return decodeHeader((m[1] ?? '').replace(/\n[ \t]/g, ' '));
 }
 
 interface Hook {
