@@ -115,8 +115,11 @@ suite('replicate on real ZFS', 10, () => {
   it('resumes an interrupted replication from its token', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
     assert.equal((await zbm('pve1', [...BACKUP, '--vmid', '102'])).code, 0);
+    // Cut once zfs send has written 3 MiB of the 8 (the receive on the replica is out of sight, and
+    // what the pipe and ssh still buffer then is well under 2 MiB): the resumed run moves under 7.
     const killed = await killMidStream([...REPLICATE, '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0', {
       host: 'zbm-dest',
+      bytes: 3 * 1024 * 1024,
     });
     assert.equal(killed.code, 130, killed.stderr);
     await receivesDone('zbm-replica');
