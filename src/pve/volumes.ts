@@ -8,6 +8,9 @@
 /** A template's snapshot: `zfs snapshot <base-…>@__base__`, the origin of every linked clone. */
 export const TEMPLATE_SNAPSHOT = '__base__';
 
+/** How Proxmox's own snapshot names begin: zbm's prefix must not be one of them, nor begin one. */
+export const PROXMOX_SNAPSHOT_NAMES = ['__replicate_', '__migration__', 'vzdump', TEMPLATE_SNAPSHOT] as const;
+
 /**
  * Proxmox's own snapshots: `@__replicate_<job>_<time>__` (pvesr), `@__migration__` (offline
  * migration), `@vzdump` (a CT backup in snapshot mode), `@__base__` (a template). The first three
