@@ -19,7 +19,7 @@ Exit codes:
 export const VERIFY_EXIT_CODES_HELP = `
 Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
   0    OK
-  1    WARNING (too few snapshots, an interrupted transfer, a stale scrub, a disk missing from a backup)
+  1    WARNING (too few snapshots, an interrupted transfer, a scrub overdue, a disk missing from a backup)
   2    CRITICAL (a backup too old or missing, a degraded pool)
   3    UNKNOWN (a check could not run, or a usage error)
 The first line of stdout is the status, with performance data after "|"; every run prints it.`;
@@ -245,9 +245,13 @@ const COMMANDS: { name: string; summary: string; job: boolean; build: (c: Comman
         .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option(
           '--max-scrub-age-days <days>',
-          "the pool's last scrub must be younger than this",
+          "the pool's last scrub must be younger than this; a pool never scrubbed is judged by its age",
           v.positiveNumber,
           35,
+        )
+        .option(
+          '--no-pool-checks',
+          "do not check the pool's health nor its scrub age (for pools monitored elsewhere)",
         )
         .option('--json', 'print the checks as JSON on stdout'),
   },

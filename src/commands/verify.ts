@@ -17,9 +17,11 @@ import {
   checkPveGuest,
   checkReplication,
   type FreshnessRules,
+  type PoolCreation,
   parseZpoolStatus,
   perfData,
   STATE_CODE,
+  showsNoScrub,
   worst,
 } from '../verify/checks.ts';
 import { newestManifests } from '../verify/manifests.ts';
@@ -41,6 +43,8 @@ export interface VerifyOptions {
   readonly exclude?: number[];
   readonly node?: string;
   readonly maxScrubAgeDays: number;
+  /** false (--no-pool-checks): no pool health nor scrub age, for pools monitored elsewhere. */
+  readonly poolChecks?: boolean;
   /** The manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir). */
   readonly localMetadataDir?: string;
   /** The earlier spelling of localMetadataDir. */
@@ -82,27 +86,60 @@ function datasetCheck(ctx: Context, d: Dataset): Check {
   return c;
 }
 
-/** Health and scrub age of the pool holding dataset, on host. */
+/**
+ * When a pool was created: its root dataset's `creation`. ZFS sets it in the transaction group
+ * that `zpool create` makes the pool in, nobody can set it, and it stays with the pool through
+ * export and import; it is one property, in seconds since the epoch, and zbm serve allows it of
+ * the root's pool. The other record, `zpool history`'s first entry, is as trustworthy, but it
+ * comes only with the whole history log (megabytes on a backup server that receives every hour),
+ * with dates printed in the host's time zone.
+ */
+async function poolCreation(host: Host, pool: string): Promise<PoolCreation> {
+  try {
+    return { at: await new Zfs(host).creation(pool) };
+  } catch (err) {
+    return { error: errorMessage(err) };
+  }
+}
+
+/** Health and scrub age of the pool holding dataset, on host; its gauges say what the check says. */
 async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeDays: number): Promise<Check> {
   const pool = dataset.split('/')[0] ?? '';
   try {
     const { stdout } = await run(host, ['zpool', 'status', pool]);
     const p = parseZpoolStatus(stdout);
+    // Only a pool that shows no scrub is judged by its age: one more call for it alone.
+    const created = showsNoScrub(p) ? await poolCreation(host, pool) : undefined;
+    const c = checkPool(p, maxScrubAgeDays * 86400, ctx.now, created);
+    const { scrub, scrub_age_seconds: scrubAge, pool_age_seconds: poolAge } = c.figures;
     ctx.metrics?.set(
       'zbm_pool_healthy',
       '1 when zpool status says ONLINE.',
       { pool },
       p.health === 'ONLINE' ? 1 : 0,
     );
-    if (p.lastScrub !== null) {
+    ctx.metrics?.set(
+      'zbm_pool_never_scrubbed',
+      '1 when zpool status shows no scrub, finished or under way: the pool is judged by its age.',
+      { pool },
+      scrub === 'never' ? 1 : 0,
+    );
+    if (typeof scrubAge === 'number') {
       ctx.metrics?.set(
         'zbm_pool_scrub_age_seconds',
         "Time since the pool's last scrub ended.",
         { pool },
-        ctx.now - p.lastScrub,
+        scrubAge,
       );
     }
-    const c = checkPool(p, maxScrubAgeDays * 86400, ctx.now);
+    if (typeof poolAge === 'number') {
+      ctx.metrics?.set(
+        'zbm_pool_age_seconds',
+        "Age of a pool never scrubbed (its root dataset's creation).",
+        { pool },
+        poolAge,
+      );
+    }
     return host.isLocal ? c : { ...c, subject: `${c.subject} on ${host.name}` };
   } catch (err) {
     return unknown(`pool ${pool}`, errorMessage(err));
@@ -181,7 +218,7 @@ async function serverChecks(
       await remote.close();
     }
   }
-  checks.push(await poolCheck(ctx, local, root, opts.maxScrubAgeDays));
+  if (opts.poolChecks !== false) checks.push(await poolCheck(ctx, local, root, opts.maxScrubAgeDays));
   return `${root} on ${local.name}`;
 }
 
@@ -266,7 +303,8 @@ async function pveChecks(ctx: Context, opts: VerifyOptions, log: Logger): Promis
         figures: {},
       });
     }
-    checks.push(await poolCheck(ctx, remote, remoteRoot, opts.maxScrubAgeDays));
+    if (opts.poolChecks !== false)
+      checks.push(await poolCheck(ctx, remote, remoteRoot, opts.maxScrubAgeDays));
   } catch (err) {
     checks.push(unknown(`backups on ${remote.name}`, `cannot list ${remoteRoot}: ${errorMessage(err)}`));
   } finally {
@@ -304,10 +342,11 @@ function checkUsage(opts: VerifyOptions): string | undefined {
 
 /**
  * Checks freshness and count per dataset, coverage per guest (from the manifests, or with --pve
- * from the Proxmox node's own configs), replication lag (with --remote) and pool health, and exits
- * with the monitoring-plugin code of the worst state. Whatever happens, the first line on stdout
- * is the status (with performance data): a run that cannot check anything is UNKNOWN (3), a usage
- * error included, as the monitoring-plugin guidelines ask.
+ * from the Proxmox node's own configs), replication lag (with --remote) and the pool's health and
+ * scrub age (unless --no-pool-checks), and exits with the monitoring-plugin code of the worst
+ * state. Whatever happens, the first line on stdout is the status (with performance data): a run
+ * that cannot check anything is UNKNOWN (3), a usage error included, as the monitoring-plugin
+ * guidelines ask.
  */
 export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics): Promise<number> {
   const ctx: Context = {

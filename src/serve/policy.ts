@@ -8,6 +8,7 @@ import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.
 import { LOCK_ARGV0 } from '../lock/remote.ts';
 import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
 import { dumpManifestsArgv, readConfigArgv } from '../restore/points.ts';
+import { creationArgv } from '../zfs/argv.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
@@ -103,13 +104,17 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     return writes('zfs receive') ?? lockedReceive(argv, policy);
   const metadataRead = readDecision(argv, policy);
   if (metadataRead) return metadataRead;
-  // verify --pve on a node checks the health of the pool its backups are on: read only.
+  // verify --pve on a node checks the health of the pool its backups are on, and the age of that
+  // pool if it was never scrubbed (its root dataset's creation): read only, nothing else of it.
+  const pool = policy.root.split('/')[0] ?? '';
   if (argv[0] === 'zpool') {
-    const pool = policy.root.split('/')[0];
     return argv.length === 3 && argv[1] === 'status' && argv[2] === pool
       ? { kind: 'exec', argv: [...argv] }
       : refuse(`only zpool status ${pool} is served`);
   }
+  const creation = creationArgv(pool);
+  if (argv.length === creation.length && creation.every((w, i) => argv[i] === w))
+    return { kind: 'exec', argv: [...argv] };
   if (argv[0] !== 'zfs')
     return refuse(`only zfs commands and config writes are served, not ${argv[0] ?? 'nothing'}`);
   const sub = argv[1];

@@ -143,40 +143,84 @@ export interface PoolStatus {
   /** zpool's own `status:` and `action:` text, when it has something to say. */
   readonly status?: string;
   readonly action?: string;
-  /** Seconds since the epoch of the last finished scrub; null when it never ran. */
+  /** Seconds since the epoch of the last finished scrub; null when zpool status shows none. */
   readonly lastScrub: number | null;
+  /**
+   * Start of the scrub under way, else null. zpool status shows only the current scan: while a
+   * scrub runs, the end of the one before is not known.
+   */
+  readonly scrubRunningSince?: number | null;
 }
 
-export function checkPool(p: PoolStatus, maxScrubAgeSeconds: number, now: number): Check {
-  const figures = { health: p.health, scrub_age_seconds: p.lastScrub === null ? null : now - p.lastScrub };
+/** Whether zpool status shows no scrub at all, finished or under way: the pool's age then counts. */
+export function showsNoScrub(p: PoolStatus): boolean {
+  return p.lastScrub === null && (p.scrubRunningSince ?? null) === null;
+}
+
+/**
+ * When a pool that shows no scrub was created (seconds since the epoch), or why that could not be
+ * read: such a pool is judged by its age.
+ */
+export type PoolCreation = { readonly at: number } | { readonly error: string };
+
+/**
+ * Health, then scrub age: the time since the last scrub ended, or for a pool never scrubbed its
+ * age, against the same limit, so that a new pool is OK until a scrub is due. A scrub under way is
+ * OK unless it started longer ago than the limit. The figures say which case applies: `scrub` is
+ * `finished`, `running` or `never`; `scrub_age_seconds` is set for a finished scrub,
+ * `pool_age_seconds` for a pool never scrubbed.
+ */
+export function checkPool(
+  p: PoolStatus,
+  maxScrubAgeSeconds: number,
+  now: number,
+  created?: PoolCreation,
+): Check {
+  const subject = `pool ${p.pool}`;
+  const running = p.scrubRunningSince ?? null;
+  const scrub = showsNoScrub(p) ? 'never' : p.lastScrub !== null ? 'finished' : 'running';
+  const poolAge = scrub === 'never' && created && 'at' in created ? now - created.at : null;
+  const figures = {
+    health: p.health,
+    scrub,
+    scrub_age_seconds: p.lastScrub === null ? null : now - p.lastScrub,
+    pool_age_seconds: poolAge,
+  };
   if (p.health !== 'ONLINE') {
     // DEGRADED is critical too: the backups survive, but one more failed disk loses them.
     const why = [p.status, p.action ? `action: ${p.action}` : undefined].filter(Boolean).join('; ');
     return {
       state: 'CRITICAL',
-      subject: `pool ${p.pool}`,
+      subject,
       message: `pool is ${p.health}${why ? `: ${why}` : ''} (zpool status -v ${p.pool})`,
       figures,
     };
   }
-  if (p.lastScrub === null || now - p.lastScrub > maxScrubAgeSeconds) {
-    const when =
-      p.lastScrub === null
-        ? 'never scrubbed'
-        : `last scrub ${((now - p.lastScrub) / 86400).toFixed(0)} days ago`;
-    return {
-      state: 'WARNING',
-      subject: `pool ${p.pool}`,
-      message: `${when}: run zpool scrub ${p.pool}`,
-      figures,
-    };
+  const limit = `--max-scrub-age-days (${hours(maxScrubAgeSeconds)})`;
+  const fix = `run zpool scrub ${p.pool}`;
+  const result = (state: State, message: string): Check => ({ state, subject, message, figures });
+  if (p.lastScrub !== null) {
+    const days = `${((now - p.lastScrub) / 86400).toFixed(0)} days ago`;
+    return now - p.lastScrub > maxScrubAgeSeconds
+      ? result('WARNING', `last scrub ${days}, longer ago than ${limit}: ${fix}`)
+      : result('OK', `ONLINE, last scrub ${days}`);
   }
-  return {
-    state: 'OK',
-    subject: `pool ${p.pool}`,
-    message: `ONLINE, last scrub ${((now - p.lastScrub) / 86400).toFixed(0)} days ago`,
-    figures,
-  };
+  if (running !== null) {
+    const since = hours(now - running);
+    return now - running > maxScrubAgeSeconds
+      ? result(
+          'WARNING',
+          `a scrub has been running for ${since}, longer than ${limit}: see zpool status ${p.pool}`,
+        )
+      : result('OK', `ONLINE, a scrub is running, started ${since} ago`);
+  }
+  if (poolAge === null) {
+    const why = created && 'error' in created ? created.error : 'not read';
+    return result('WARNING', `never scrubbed, and the age of the pool is unknown (${why}): ${fix}`);
+  }
+  return poolAge > maxScrubAgeSeconds
+    ? result('WARNING', `never scrubbed, and the pool is ${hours(poolAge)} old, older than ${limit}: ${fix}`)
+    : result('OK', `ONLINE, never scrubbed: the pool is ${hours(poolAge)} old, younger than ${limit}`);
 }
 
 const MONTHS: Record<string, number> = {
@@ -194,25 +238,38 @@ const MONTHS: Record<string, number> = {
   Dec: 11,
 };
 
+/** A date as zpool status prints it (C's ctime): `Thu Nov 26 11:05:03 2026`, `Sun Nov  8 ...`. */
+const CTIME = String.raw`\w{3} (\w{3})\s+(\d+) (\d+):(\d+):(\d+) (\d{4})`;
+
+/** The instant a ctime date captured by CTIME names, in zone; null if there is none. */
+function ctimeAt(m: RegExpExecArray | null, zone: TimeZone): number | null {
+  if (!m) return null;
+  const [, mon = '', day, hh, mm, ss, year] = m;
+  const month = MONTHS[mon];
+  if (month === undefined) return null;
+  const wall = Date.UTC(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)) / 1000;
+  return fromWallClock(zone, wall);
+}
+
 /**
- * Reads health and the end of the last scrub from `zpool status` text
- * ("scan: scrub repaired 0B in 00:00:01 with 0 errors on Thu Nov 26 11:05:03 2026").
- * The date is in the host's local time zone (TZ as libc reads it), as zpool prints it.
+ * Reads health, the end of the last scrub ("scan: scrub repaired 0B in 00:00:01 with 0 errors on
+ * Thu Nov 26 11:05:03 2026") and the start of a scrub under way ("scan: scrub in progress since
+ * ...") from `zpool status` text. The dates are in the host's local time zone (TZ as libc reads
+ * it), as zpool prints them.
  */
 export function parseZpoolStatus(text: string, zone: TimeZone = processZone()): PoolStatus {
   const pool = /^\s*pool:\s*(\S+)/m.exec(text)?.[1] ?? '';
   const health = /^\s*state:\s*(\S+)/m.exec(text)?.[1] ?? 'UNKNOWN';
-  const m = /scan:\s*scrub repaired .* on \w{3} (\w{3})\s+(\d+) (\d+):(\d+):(\d+) (\d{4})/.exec(text);
-  let lastScrub: number | null = null;
-  if (m) {
-    const [, mon = '', day, hh, mm, ss, year] = m;
-    const month = MONTHS[mon];
-    if (month !== undefined) {
-      const wall = Date.UTC(Number(year), month, Number(day), Number(hh), Number(mm), Number(ss)) / 1000;
-      lastScrub = fromWallClock(zone, wall);
-    }
-  }
-  return { pool, health, lastScrub, status: section(text, 'status'), action: section(text, 'action') };
+  const lastScrub = ctimeAt(new RegExp(`scan:\\s*scrub repaired .* on ${CTIME}`).exec(text), zone);
+  const scrubRunningSince = ctimeAt(new RegExp(`scan:\\s*scrub in progress since ${CTIME}`).exec(text), zone);
+  return {
+    pool,
+    health,
+    lastScrub,
+    scrubRunningSince,
+    status: section(text, 'status'),
+    action: section(text, 'action'),
+  };
 }
 
 /** A `key:` paragraph of zpool status (its continuation lines are indented), on one line. */
@@ -359,8 +416,8 @@ function perfItem(label: string, value: number, uom = '', warn = '', crit = ''):
 /**
  * The figures an administrator graphs, for the part after `|` of the status line: the age of the
  * stalest newest backup (critical above the age limit), the fewest snapshots of any dataset
- * (warning below the minimum), the largest replication lag, the oldest scrub; with --pve the
- * guests and their disks. Pure.
+ * (warning below the minimum), the largest replication lag, the oldest scrub (or, for a pool
+ * never scrubbed, its age); with --pve the guests and their disks. Pure.
  */
 export function perfData(
   checks: readonly Check[],
@@ -401,7 +458,11 @@ export function perfData(
   }
   const lag = max(figure('lag_seconds'));
   if (lag !== null) items.push(perfItem('replication_lag', lag, 's', '', limit));
+  const scrubLimit = String(Math.round(maxScrubAgeSeconds));
   const scrub = max(figure('scrub_age_seconds'));
-  if (scrub !== null) items.push(perfItem('scrub_age', scrub, 's', String(Math.round(maxScrubAgeSeconds))));
+  if (scrub !== null) items.push(perfItem('scrub_age', scrub, 's', scrubLimit));
+  // A pool never scrubbed is judged by its age, against the same limit.
+  const poolAge = max(figure('pool_age_seconds'));
+  if (poolAge !== null) items.push(perfItem('pool_age', poolAge, 's', scrubLimit));
   return items.join(' ');
 }

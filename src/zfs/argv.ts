@@ -141,6 +141,11 @@ export function getArgv(
   ];
 }
 
+/** One dataset's `creation`: what zbm serve allows of a pool's root dataset (policy.ts). */
+export function creationArgv(name: string): string[] {
+  return getArgv(['creation'], [name]);
+}
+
 export function setArgv(name: string, props: Readonly<Record<string, string>>): string[] {
   return ['zfs', 'set', ...Object.entries(props).map(([k, v]) => `${k}=${v}`), name];
 }

@@ -153,6 +153,19 @@ export function parseGet(text: string): PropertyValue[] {
   });
 }
 
+/**
+ * The `creation` of one dataset (seconds since the epoch) from `zfs get -H -p` of that property and
+ * that name alone: any other row, or a value that is not a plain count of seconds, is an error.
+ */
+export function parseCreation(text: string, name: string): number {
+  const rows = parseGet(text);
+  const [row] = rows;
+  const line = text.trim();
+  if (rows.length !== 1 || row?.name !== name || row.property !== 'creation')
+    throw new ZfsOutputError('zfs get', line, `not the creation of ${name} alone`);
+  return integer('zfs get', line, 'creation', row.value ?? '-');
+}
+
 /** Parses `zfs holds -H -p`: `<snapshot>\t<tag>\t<timestamp>`. */
 export function parseHolds(text: string): Hold[] {
   return lines(text).map((line) => {

@@ -2,7 +2,7 @@ import { CommandError, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import * as argv from './argv.ts';
-import { parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
+import { parseCreation, parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
 import {
   BATCH_CHUNK,
   BATCH_SCRIPT,
@@ -177,6 +177,12 @@ export class Zfs {
     if (names.length === 0) return [];
     const { stdout } = await run(this.host, argv.getArgv(properties, names, recursive));
     return parseGet(stdout);
+  }
+
+  /** When a dataset was created, in seconds since the epoch, as ZFS recorded it (read only). */
+  async creation(name: string): Promise<number> {
+    const { stdout } = await run(this.host, argv.creationArgv(name));
+    return parseCreation(stdout, name);
   }
 
   async setUserProperties(name: string, props: Readonly<Record<string, string>>): Promise<void> {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
 import { it, prop, type Result, reset, sh, suite, tree, vm, zbm } from '../lab/lab.ts';
+import { mailHeader } from '../support/mail.ts';
 
 /** The original design's verify command, word for word. */
 const VERIFY = verifyCommand(2);
@@ -99,21 +100,6 @@ async function vmNow(): Promise<number> {
   return Number((await sh('date +%s')).trim());
 }
 
-/** Decodes RFC 2047 encoded words as a mail client shows the subject. */
-function decodeHeader(v: string): string {
-  return v
-    .replace(/\?=\s+=\?/g, '?==?')
-    .replace(/=\?UTF-8\?B\?([^?]*)\?=/gi, (_, b64: string) => Buffer.from(b64, 'base64').toString());
-}
-
-function mailHeader(mail: string, name: string): string {
-  const head = mail.split('\n\n')[0] ?? '';
-  // Unfold continuation lines first.
-  const m = new RegExp(`^${name}: (.*(?:\\n[ \\t].*)*)`, 'm').exec(head);
-  assert.ok(m, `no ${name} header in ${head}`);
-  return decodeHeader((m[1] ?? '').replace(/\n[ \t]/g, ' '));
-}
-
 interface Hook {
   method: string;
   url: string;
@@ -163,8 +149,8 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
       const r = await zbm('pve1', BACKUP_PVE);
       assert.equal(r.code, 0, r.stderr);
     }
-    // A fresh pool has never been scrubbed, which verify reports.
-    await sh(`zpool scrub -w main && mkdir -p ${METRICS_DIR}`);
+    // No scrub: the pool is as fresh as a new backup server's (lab-reset made it).
+    await sh(`mkdir -p ${METRICS_DIR}`);
   });
 
   after(async () => {
@@ -174,14 +160,15 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
     await vm('zpool destroy -f lab-m 2>/dev/null; rm -f /var/tmp/lab/m-a /var/tmp/lab/m-b');
   });
 
-  it('the original verify command: one OK line per dataset and guest, exit 0, after two backups', async () => {
+  it('the original verify command on a fresh pool with fresh backups: one OK line per dataset and guest, the pool never scrubbed OK by its age, exit 0', async () => {
     const r = await zbm('zbm-dest', VERIFY);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(
       lines(r)[0] ?? '',
       // Then the performance data an admin graphs: datasets, the stalest backup's age (critical over
-      // the limit), the fewest snapshots (warning under the minimum), the oldest scrub.
-      /^ZBM OK - main\/bak-zbm on pve1: 0 critical, 0 warning, 0 unknown, \d+ ok \| datasets=9;;;0 backup_age=\d+s;;86400;0 snapshots=2;2:;;0 scrub_age=\d+s;3024000;;0$/,
+      // the limit), the fewest snapshots (warning under the minimum), and for a pool never scrubbed
+      // its age (warning over the scrub limit).
+      /^ZBM OK - main\/bak-zbm on pve1: 0 critical, 0 warning, 0 unknown, \d+ ok \| datasets=9;;;0 backup_age=\d+s;;86400;0 snapshots=2;2:;;0 pool_age=\d+s;3024000;;0$/,
     );
     const datasets = (await tree('main/bak-zbm')).filter((n) => !/[@#]/.test(n) && n !== 'main/bak-zbm');
     assert.equal(datasets.length, 9);
@@ -190,7 +177,69 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
     }
     assert.match(line(r, 'OK', 'guest 100 (web)'), /newest backup bak-zbm-\S+ has all 4 disk\(s\)/);
     assert.match(line(r, 'OK', 'guest 103 (ct-files)'), /has all 2 disk\(s\)/);
-    assert.match(line(r, 'OK', 'pool main'), /ONLINE, last scrub 0 days ago/);
+    assert.match(
+      line(r, 'OK', 'pool main'),
+      /: ONLINE, never scrubbed: the pool is \d+ (s|min) old, younger than --max-scrub-age-days \(35\.0 d\)$/,
+    );
+  });
+
+  it('a pool never scrubbed is a WARNING once older than --max-scrub-age-days, in the status line, --json and metrics alike; a scrub brings it back to OK', async () => {
+    // The clock moved past the scrub limit: a limit of 30 s (a fraction of a day), and a wait on the
+    // VM's own clock until the pool is older than that (usually none: the backups took longer).
+    const limit = 30;
+    const days = String(limit / 86400);
+    const created = Number(await prop('main', 'creation'));
+    assert.ok(created > 0);
+    await sh(`while [ "$(date +%s)" -le ${created + limit} ]; do sleep 0.2; done`);
+    const prom = `${METRICS_DIR}/zbm-verify-scrub.prom`;
+    const job = { command: 'verify', zbm_job: 'zbm-verify-scrub' };
+    const args = [...VERIFY, '--max-scrub-age-days', days, '--prometheus-textfile', prom];
+
+    const before = await vmNow();
+    const old = await zbm('zbm-dest', [...args, '--json']);
+    const after = await vmNow();
+    assert.equal(old.code, 1, old.stdout + old.stderr);
+    const { state, perfdata } = JSON.parse(old.stdout) as { state: string; perfdata: string };
+    assert.equal(state, 'WARNING');
+    assert.deepEqual(
+      checksOf(old)
+        .checks.filter((c) => c.state !== 'OK')
+        .map((c) => c.subject),
+      ['pool main'],
+    );
+    const pool = check(old, 'pool main');
+    assert.match(
+      pool.message,
+      /^never scrubbed, and the pool is \d+ (s|min) old, older than --max-scrub-age-days \(30 s\): run zpool scrub main$/,
+    );
+    // Its age is the pool's own: its root dataset's creation, as zfs shows it, to the time verify ran.
+    const age = Number(pool.figures.pool_age_seconds);
+    assert.ok(age > limit && age >= before - created && age <= after - created, `pool age ${age}`);
+    assert.deepEqual(
+      [pool.figures.health, pool.figures.scrub, pool.figures.scrub_age_seconds],
+      ['ONLINE', 'never', null],
+    );
+    assert.match(perfdata, new RegExp(` pool_age=${age}s;${limit};;0$`));
+    assert.doesNotMatch(perfdata, /scrub_age/);
+    const m = parseProm(await sh(`cat ${prom}`));
+    assert.equal(sample(m, 'zbm_pool_never_scrubbed', { ...job, pool: 'main' }), 1);
+    assert.equal(sample(m, 'zbm_pool_age_seconds', { ...job, pool: 'main' }), age);
+    assert.equal(sample(m, 'zbm_check_state', { ...job, subject: 'pool main' }), 1);
+    assert.ok(!m.some((x) => x.name === 'zbm_pool_scrub_age_seconds'));
+
+    await sh('zpool scrub -w main');
+    const scrubbed = await zbm('zbm-dest', args);
+    assert.equal(scrubbed.code, 0, scrubbed.stdout + scrubbed.stderr);
+    assert.match(
+      lines(scrubbed)[0] ?? '',
+      /^ZBM OK - main\/bak-zbm on pve1: 0 critical, 0 warning, 0 unknown, \d+ ok \| datasets=9;;;0 backup_age=\d+s;;86400;0 snapshots=2;2:;;0 scrub_age=\d+s;30;;0$/,
+    );
+    assert.match(line(scrubbed, 'OK', 'pool main'), /: ONLINE, last scrub 0 days ago$/);
+    const m2 = parseProm(await sh(`cat ${prom}`));
+    assert.equal(sample(m2, 'zbm_pool_never_scrubbed', { ...job, pool: 'main' }), 0);
+    const scrubAge = sample(m2, 'zbm_pool_scrub_age_seconds', { ...job, pool: 'main' });
+    assert.ok(scrubAge >= 0 && scrubAge <= limit, `scrub age ${scrubAge}`);
+    assert.ok(!m2.some((x) => x.name === 'zbm_pool_age_seconds'));
   });
 
   it('too few snapshots is a WARNING (exit 1), a backup older than the limit CRITICAL (exit 2)', async () => {
@@ -501,9 +550,11 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
     for (const g of ['guest 101 (db)', 'guest 103 (ct-files)', 'guest 104 (ct-legacy)']) line(r, 'OK', g);
     line(r, 'OK', 'pool main on zbm-dest');
 
-    // What backup-pve would not back up is not checked either.
-    const some = await zbm('pve1', [...args, '--exclude', '100,102,105']);
+    // What backup-pve would not back up is not checked either; nor the pool, if told so.
+    const some = await zbm('pve1', [...args, '--exclude', '100,102,105', '--no-pool-checks']);
     assert.equal(some.code, 0, some.stdout + some.stderr);
+    assert.doesNotMatch(some.stdout, /pool main|scrub_age|pool_age/);
+    assert.match(lines(some)[0] ?? '', /^ZBM OK - .*: 0 critical, 0 warning, 0 unknown, 3 ok \| /);
   });
 
   it('a degraded pool is CRITICAL, naming what zpool says to do', async () => {

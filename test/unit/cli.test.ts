@@ -108,6 +108,23 @@ describe('command line', () => {
   });
 });
 
+describe('command line: verify of the pool', () => {
+  it('checks the pool by default, with a 35-day scrub limit; --no-pool-checks turns it off; a fraction of a day is a limit', () => {
+    const options = (extra: string[]) =>
+      (parse([...ORIGINAL.verify.split(' '), ...extra]).result as Invocation).options;
+    assert.deepEqual([options([]).poolChecks, options([]).maxScrubAgeDays], [true, 35]);
+    assert.equal(options(['--no-pool-checks']).poolChecks, false);
+    assert.equal(options(['--max-scrub-age-days', '0.0002']).maxScrubAgeDays, 0.0002);
+    // --help wraps its lines to the terminal: read it as one.
+    const help = parse(['verify', '--help']).out.replace(/\s+/g, ' ');
+    assert.match(help, / --no-pool-checks do not check the pool's health nor its scrub age /);
+    assert.match(
+      help,
+      / --max-scrub-age-days <days> the pool's last scrub must be younger than this; a pool never scrubbed is judged by its age \(default: 35\) /,
+    );
+  });
+});
+
 describe('command line: what a new user types wrong', () => {
   it('help is not an error: zbm help and zbm help <command> exit 0 on stdout', () => {
     for (const line of [['help'], ['help', 'run'], ['help', 'backup-pve'], ['backup-pve', '--help']]) {

@@ -77,6 +77,16 @@ describe('config file', () => {
     assert.ok(!verify?.argv.includes('--lock-wait'));
     assert.ok(!verify?.argv.includes('--json'));
     assert.equal(verify?.schedule, '*-*-* 06:00');
+    // A negated flag is a key of its own, true to give it.
+    const noPool = parse(
+      'jobs:\n  verify:\n    command: verify\n    local-zfs-root: main/bak-zbm\n    no-pool-checks: true\n',
+    );
+    assert.deepEqual(noPool.jobs[0]?.argv, [
+      'verify',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--no-pool-checks',
+    ]);
   });
 
   it('gives the same options as the flags typed by hand, and later flags override the file', () => {

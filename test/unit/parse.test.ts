@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { parseGet, parseHolds, parseList, parseSendEstimate, ZfsOutputError } from '../../src/zfs/parse.ts';
+import {
+  parseCreation,
+  parseGet,
+  parseHolds,
+  parseList,
+  parseSendEstimate,
+  ZfsOutputError,
+} from '../../src/zfs/parse.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/zfs/${name}`, import.meta.url), 'utf8');
 
@@ -70,6 +77,26 @@ describe('parseGet', () => {
     assert.equal(rows.find((r) => r.property === 'zbm:test' && r.name === 'rpool/data')?.value, null);
     assert.equal(user?.value, 'hello');
     assert.equal(user?.source, 'local');
+  });
+});
+
+describe('parseCreation', () => {
+  it("reads one dataset's creation in seconds, and nothing else", () => {
+    assert.equal(parseCreation('main\tcreation\t1795000000\t-\n', 'main'), 1_795_000_000);
+    for (const [text, why] of [
+      ['main\tcreation\tThu Nov 26 11:05 2026\t-\n', /creation is "Thu Nov 26 11:05 2026", not a number/],
+      ['main\tcreation\t-\t-\n', /creation is "-", not a number/],
+      ['main/x\tcreation\t1795000000\t-\n', /not the creation of main alone/],
+      ['main\tused\t1795000000\t-\n', /not the creation of main alone/],
+      ['main\tcreation\t1\t-\nmain\tcreation\t2\t-\n', /not the creation of main alone/],
+      ['', /not the creation of main alone/],
+    ] as const) {
+      assert.throws(
+        () => parseCreation(text, 'main'),
+        (err: unknown) => err instanceof ZfsOutputError && why.test(err.message),
+        text,
+      );
+    }
   });
 });
 

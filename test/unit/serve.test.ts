@@ -12,6 +12,7 @@ import {
   abortReceiveArgv,
   bookmarkArgv,
   createArgv,
+  creationArgv,
   destroyBookmarkArgv,
   destroySnapshotsArgv,
   getArgv,
@@ -263,12 +264,13 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     );
   });
 
-  it('allows what a restore (or list-backups) from this tier reads, and verify --pve its pool health', () => {
+  it('allows what a restore (or list-backups) from this tier reads, and verify --pve its pool health and age', () => {
     ok(listArgv({ roots: [pull.root], userProps: ['zbm:metadata-dir'] }));
     ok(dumpManifestsArgv(pull.metadataDir));
     ok(dumpManifestsArgv(pull.metadataDir, 100));
     ok(readConfigArgv(pull.metadataDir, 100, 'bak-zbm-20261126T100000Z'));
     ok(['zpool', 'status', 'main']);
+    ok(creationArgv('main'));
     no(dumpManifestsArgv('/etc'), /only the manifests under \/root\/backups_metadata/);
     no([...dumpManifestsArgv(pull.metadataDir).slice(0, 5), '*'], /only the manifests/);
     no(['sh', '-c', 'id', 'zbm-manifests', pull.metadataDir, '100'], /only the manifests/);
@@ -319,12 +321,26 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(tarMetadataArgv(pull.metadataDir, ['100/a.conf', '--to-command=sh']), /not a guest config/);
   });
 
-  it('keeps the node mode as it was: no send, no reads there; only the pool health besides', () => {
+  it('keeps the node mode as it was: no send, no reads there; only the pool health and age besides', () => {
     refused(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` }), /only with zbm serve --send-only/);
     refused(listMetadataArgv('/root/backups_metadata'), /not allowed here/);
     refused(dumpManifestsArgv('/root/backups_metadata'), /not allowed here/);
     refused(readConfigArgv('/root/backups_metadata', 100, 'x'), /not allowed here/);
     allowed(['zpool', 'status', 'main']);
+    allowed(creationArgv('main'));
+  });
+
+  it("serves the creation of the root's pool and nothing else of it: no other property, pool or dataset, no -r", () => {
+    // -r would list the name of every dataset in the pool, the other nodes' guests included.
+    refused(getArgv(['creation'], ['main'], true), /main is outside main\/bak-zbm\/pve1/);
+    refused(getArgv(['creation,used'], ['main']), /main is outside/);
+    refused(getArgv(['used'], ['main']), /main is outside/);
+    refused(getArgv(['creation'], ['main', 'main/bak-zbm/pve2']), /main is outside/);
+    refused(getArgv(['creation'], ['main/bak-zbm']), /main\/bak-zbm is outside/);
+    refused(creationArgv('rpool'), /rpool is outside/);
+    refused(['zfs', 'get', '-H', '-p', '-o', 'name,property,value', 'creation', 'main'], /main is outside/);
+    // Inside the root, zfs get is served as before.
+    allowed(creationArgv(R));
   });
 });
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { zoneFromTz } from '../../src/time/zone.ts';
 import {
   checkDataset,
   checkGuest,
@@ -7,8 +8,11 @@ import {
   checkPveGuest,
   checkReplication,
   formatAge,
+  type PoolCreation,
+  type PoolStatus,
   parseZpoolStatus,
   perfData,
+  type State,
   worst,
 } from '../../src/verify/checks.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
@@ -93,6 +97,139 @@ describe('verify checks', () => {
     );
     assert.equal(checkPool({ pool: 'x', health: 'FAULTED', lastScrub: null }, 1, 0).state, 'CRITICAL');
     assert.equal(parseZpoolStatus('  pool: x\n state: ONLINE\nconfig:\n').lastScrub, null);
+  });
+
+  it('reads a scrub under way, and a pool that shows none', () => {
+    const running = parseZpoolStatus(
+      [
+        '  pool: main',
+        ' state: ONLINE',
+        '  scan: scrub in progress since Sun Nov  8 00:24:01 2026',
+        '\t1.23G / 2.00G scanned at 100M/s, 1.00G / 2.00G issued at 80M/s',
+        '\t0B repaired, 50.00% done, 00:00:12 to go',
+        'config:',
+      ].join('\n'),
+      zoneFromTz('UTC'),
+    );
+    assert.equal(running.lastScrub, null);
+    assert.equal(running.scrubRunningSince, Date.UTC(2026, 10, 8, 0, 24, 1) / 1000);
+    const none = parseZpoolStatus('  pool: main\n state: ONLINE\n  scan: none requested\nconfig:\n');
+    assert.deepEqual([none.lastScrub, none.scrubRunningSince], [null, null]);
+    const finished = parseZpoolStatus(
+      '  pool: main\n state: ONLINE\n  scan: scrub repaired 0B in 1 days 02:03:04 with 0 errors on Sun Nov  8 00:24:01 2026\n',
+      zoneFromTz('UTC'),
+    );
+    assert.deepEqual(
+      [finished.lastScrub, finished.scrubRunningSince],
+      [Date.UTC(2026, 10, 8, 0, 24, 1) / 1000, null],
+    );
+  });
+
+  it('judges the scrub age, and a pool never scrubbed by its age against the same limit', () => {
+    const DAY = 86_400;
+    const online = { pool: 'main', health: 'ONLINE' };
+    const degraded = {
+      pool: 'main',
+      health: 'DEGRADED',
+      status: 'One or more devices has been taken offline',
+    };
+    const limit = /--max-scrub-age-days \(35\.0 d\)/.source;
+    const cases: {
+      name: string;
+      p: PoolStatus;
+      created?: PoolCreation;
+      state: State;
+      message: RegExp;
+      figures: Record<string, number | string | null>;
+    }[] = [
+      {
+        name: 'scrubbed recently',
+        p: { ...online, lastScrub: NOW - 2 * DAY },
+        state: 'OK',
+        message: /^ONLINE, last scrub 2 days ago$/,
+        figures: { health: 'ONLINE', scrub: 'finished', scrub_age_seconds: 2 * DAY, pool_age_seconds: null },
+      },
+      {
+        name: 'scrubbed long ago',
+        p: { ...online, lastScrub: NOW - 40 * DAY },
+        state: 'WARNING',
+        message: new RegExp(`^last scrub 40 days ago, longer ago than ${limit}: run zpool scrub main$`),
+        figures: { health: 'ONLINE', scrub: 'finished', scrub_age_seconds: 40 * DAY, pool_age_seconds: null },
+      },
+      {
+        name: 'never scrubbed, a new pool',
+        p: { ...online, lastScrub: null },
+        created: { at: NOW - 600 },
+        state: 'OK',
+        message: new RegExp(`^ONLINE, never scrubbed: the pool is 10 min old, younger than ${limit}$`),
+        figures: { health: 'ONLINE', scrub: 'never', scrub_age_seconds: null, pool_age_seconds: 600 },
+      },
+      {
+        name: 'never scrubbed, exactly as old as the limit',
+        p: { ...online, lastScrub: null },
+        created: { at: NOW - 35 * DAY },
+        state: 'OK',
+        message: /^ONLINE, never scrubbed: the pool is 35\.0 d old/,
+        figures: { health: 'ONLINE', scrub: 'never', scrub_age_seconds: null, pool_age_seconds: 35 * DAY },
+      },
+      {
+        name: 'never scrubbed, older than the limit',
+        p: { ...online, lastScrub: null },
+        created: { at: NOW - 36 * DAY },
+        state: 'WARNING',
+        message: new RegExp(
+          `^never scrubbed, and the pool is 36\\.0 d old, older than ${limit}: run zpool scrub main$`,
+        ),
+        figures: { health: 'ONLINE', scrub: 'never', scrub_age_seconds: null, pool_age_seconds: 36 * DAY },
+      },
+      {
+        name: 'never scrubbed, its age unreadable',
+        p: { ...online, lastScrub: null },
+        created: { error: 'zfs get on zbm-dest failed: only zpool status main is served' },
+        state: 'WARNING',
+        message:
+          /^never scrubbed, and the age of the pool is unknown \(zfs get on zbm-dest failed: only zpool status main is served\): run zpool scrub main$/,
+        figures: { health: 'ONLINE', scrub: 'never', scrub_age_seconds: null, pool_age_seconds: null },
+      },
+      {
+        name: 'a scrub under way',
+        p: { ...online, lastScrub: null, scrubRunningSince: NOW - 3 * 3600 },
+        state: 'OK',
+        message: /^ONLINE, a scrub is running, started 3\.0 h ago$/,
+        figures: { health: 'ONLINE', scrub: 'running', scrub_age_seconds: null, pool_age_seconds: null },
+      },
+      {
+        name: 'a scrub under way for longer than the limit',
+        p: { ...online, lastScrub: null, scrubRunningSince: NOW - 36 * DAY },
+        state: 'WARNING',
+        message: new RegExp(
+          `^a scrub has been running for 36\\.0 d, longer than ${limit}: see zpool status main$`,
+        ),
+        figures: { health: 'ONLINE', scrub: 'running', scrub_age_seconds: null, pool_age_seconds: null },
+      },
+      {
+        name: 'degraded, scrubbed recently',
+        p: { ...degraded, lastScrub: NOW - DAY },
+        state: 'CRITICAL',
+        message: /^pool is DEGRADED: One or more devices has been taken offline \(zpool status -v main\)$/,
+        figures: { health: 'DEGRADED', scrub: 'finished', scrub_age_seconds: DAY, pool_age_seconds: null },
+      },
+      {
+        name: 'degraded, never scrubbed, a new pool',
+        p: { ...degraded, lastScrub: null },
+        created: { at: NOW - 600 },
+        state: 'CRITICAL',
+        message: /^pool is DEGRADED: /,
+        figures: { health: 'DEGRADED', scrub: 'never', scrub_age_seconds: null, pool_age_seconds: 600 },
+      },
+    ];
+    for (const c of cases) {
+      const got = checkPool(c.p, 35 * DAY, NOW, c.created);
+      assert.equal(got.state, c.state, c.name);
+      assert.equal(got.subject, 'pool main', c.name);
+      assert.match(got.message, c.message, c.name);
+      assert.deepEqual(got.figures, c.figures, c.name);
+    }
   });
 
   it('reports disks missing from the newest backup of a guest', () => {
@@ -213,6 +350,20 @@ describe('verify performance data (after "|" of the status line)', () => {
       perfData(checks, rules, 35 * 86400),
       'datasets=2;;;0 backup_age=5000s;;86400;0 snapshots=1;2:;;0 replication_lag=7200s;;86400;0 scrub_age=86400s;3024000;;0',
     );
+  });
+
+  it('gives the age of a pool never scrubbed as pool_age, with the scrub limit, and no scrub_age', () => {
+    const a = snap('bak-1', 7200);
+    const b = snap('bak-2', 3600);
+    const pool = (p: PoolStatus, created?: PoolCreation) => checkPool(p, 35 * 86400, NOW, created);
+    const never = { pool: 'p', health: 'ONLINE', lastScrub: null };
+    assert.equal(
+      perfData([checkDataset(ds([a, b]), rules, NOW), pool(never, { at: NOW - 600 })], rules, 35 * 86400),
+      'datasets=1;;;0 backup_age=3600s;;86400;0 snapshots=2;2:;;0 pool_age=600s;3024000;;0',
+    );
+    // Neither figure when there is nothing to say: a scrub under way, an age that could not be read.
+    assert.equal(perfData([pool({ ...never, scrubRunningSince: NOW - 60 })], rules, 86400), '');
+    assert.equal(perfData([pool(never, { error: 'x' })], rules, 86400), '');
   });
 
   it('with --pve: guests, disks, disks backed up and the stalest backup', () => {
