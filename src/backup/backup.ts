@@ -5,6 +5,7 @@ import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
+import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
 import { isProxmoxSnapshot } from '../pve/volumes.ts';
 import { holdTag, moveHold } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
@@ -44,6 +45,11 @@ export interface BackupContext {
   readonly log: BackupLog;
   readonly now: () => Date;
   readonly onProgress?: (label: string, bytes: number) => void;
+  /**
+   * The guest's Proxmox lock as its config says now: read again right before its snapshot (and
+   * freeze), so that a vzdump, snapshot or migration that began during the run is left alone.
+   */
+  readonly currentLock?: (guest: Guest) => Promise<string | null>;
 }
 
 export interface DiskResult {
@@ -229,6 +235,11 @@ export async function backupGuests(
 ): Promise<GuestResult[]> {
   const { log } = ctx;
   const runStart = Date.now();
+  // A guest Proxmox has locked is left alone before zbm takes its own lock on it.
+  const locks = planLocks(guests);
+  const lockedOut = new Map(locks.skipped.map((s) => [s.guest, s.message]));
+  for (const n of locks.notes)
+    log.info(`${guestLabel(n.guest)}: locked by Proxmox (lock: ${n.lock}), backed up all the same: ${n.why}`);
   const runs: GuestRun[] = guests.map((guest) => ({
     guest,
     label: guestLabel(guest),
@@ -241,20 +252,23 @@ export async function backupGuests(
     disks: [],
     synced: [],
     obsolete: [],
-    end: null,
+    end: lockedOut.has(guest) ? { result: 'skipped', error: lockedOut.get(guest) as string } : null,
   }));
   const active = () => runs.filter((r) => r.end === null);
 
   // All at once, so that the wait for a guest held elsewhere is --lock-wait for the run, not per guest.
   const acquired = await Promise.all(
-    guests.map((g) =>
-      acquire(`guest-${g.vmid}`, `backup-pve of guest ${g.vmid}`, ctx.lockWaitMs, (h, ms) =>
-        log.info(describeWait(`guest ${g.vmid}`, h, ms)),
-      ),
+    runs.map((r) =>
+      r.end !== null
+        ? null
+        : acquire(`guest-${r.guest.vmid}`, `backup-pve of guest ${r.guest.vmid}`, ctx.lockWaitMs, (h, ms) =>
+            log.info(describeWait(`guest ${r.guest.vmid}`, h, ms)),
+          ),
     ),
   );
   try {
     for (const [i, r] of runs.entries()) {
+      if (r.end !== null) continue;
       const a = acquired[i];
       if (a && 'heldBy' in a) {
         r.end = {
@@ -276,7 +290,7 @@ export async function backupGuests(
     const sent = active();
     await Promise.all([protectAll(ctx, sent, targetListing), writeAllMetadata(ctx, sent)]);
   } finally {
-    for (const a of acquired) if ('lock' in a) a.lock.release();
+    for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
   return runs.map((r) => result(r));
 }
@@ -341,7 +355,9 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     );
   };
 
-  const plain = runs.filter((r) => !r.guest.freeze);
+  // Side by side: one config read per guest, right before any of them is snapshotted.
+  await Promise.all(runs.map((r) => recheckLock(ctx, r)));
+  const plain = runs.filter((r) => !r.guest.freeze && r.end === null);
   const byPrepared = new Map(plain.map((r) => [r.prepared, r]));
   for (const batch of snapshotBatches(plain.flatMap((r) => (r.prepared ? [r.prepared] : [])))) {
     const members = batch.map((p) => byPrepared.get(p) as GuestRun);
@@ -362,7 +378,9 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     }
   }
 
-  for (const r of runs.filter((x) => x.guest.freeze)) {
+  for (const r of runs.filter((x) => x.guest.freeze && x.end === null)) {
+    // Its turn may come after the other guests' snapshots: read its lock again right before the freeze.
+    if (!(await recheckLock(ctx, r))) continue;
     r.started = Date.now();
     const at = ctx.now();
     const snapshot = snapshotName(ctx.prefix, at);
@@ -375,6 +393,26 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
       fail(r, errorMessage(err));
     }
   }
+}
+
+/**
+ * Whether the guest is still free of a Proxmox lock that makes zbm stay away; if not, it ends here,
+ * skipped. A config that cannot be read now keeps the decision taken at the start of the run.
+ */
+async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
+  if (!ctx.currentLock || r.end !== null) return r.end === null;
+  let lock: string | null;
+  try {
+    lock = await ctx.currentLock(r.guest);
+  } catch (err) {
+    ctx.log.debug(`${r.label}: reading its lock again: ${errorMessage(err)}`);
+    return true;
+  }
+  if (lock === null) return true;
+  const d = lockDecision(lock);
+  if (d.action === 'backup') return true;
+  r.end = { result: 'skipped', error: lockedMessage(lock, d.why) };
+  return false;
 }
 
 /**

@@ -137,6 +137,7 @@ function guest(vmid: number, disks: number, freeze = false): Guest {
     })),
     skipped: [],
     freeze,
+    lock: null,
   };
 }
 
@@ -343,6 +344,80 @@ describe('backup-pve: one run over several guests', () => {
       rmSync(join(lockDir, lockFileName('guest-501')), { force: true });
       other.kill();
     }
+  });
+
+  it('a guest Proxmox has locked (vzdump running) is skipped, never frozen nor snapshotted, and not locked by zbm; the others go on', async () => {
+    const gs = [
+      { ...guest(520, 2, true), lock: 'backup' },
+      guest(521, 1),
+      { ...guest(522, 1), lock: 'fstrim' },
+    ];
+    const w = world(gs);
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['skipped', 'ok', 'ok'],
+    );
+    assert.match(results[0]?.error ?? '', /locked by Proxmox \(lock: backup\).*retried on the next run/);
+    assert.ok(!w.local.calls.some((c) => c.includes('vm-520-')), 'a locked guest is never snapshotted');
+    assert.deepEqual(
+      w.localHost.calls.filter((c) => c[0] === 'qm'),
+      [],
+      'a locked guest is never pinged nor frozen',
+    );
+    assert.deepEqual(results[0]?.obsolete, []);
+    assert.ok(w.logs.some((l) => /^info: guest 522 .*lock: fstrim.*backed up all the same/.test(l)));
+  });
+
+  it('a lock that appears during the run is seen right before the snapshot and the freeze', async () => {
+    const gs = [guest(530, 1), guest(531, 1, true), guest(532, 1)];
+    const w = world(gs);
+    const read: number[] = [];
+    const locks = new Map([
+      [530, 'snapshot'],
+      [531, 'migrate'],
+    ]);
+    const results = await backupGuests(
+      {
+        ...w.ctx,
+        currentLock: async (g) => {
+          read.push(g.vmid);
+          return locks.get(g.vmid) ?? null;
+        },
+      },
+      gs,
+      w.source,
+      w.target,
+    );
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['skipped', 'skipped', 'ok'],
+    );
+    assert.match(results[0]?.error ?? '', /lock: snapshot/);
+    assert.match(results[1]?.error ?? '', /lock: migrate/);
+    assert.deepEqual(
+      w.local.calls.filter((c) => c.startsWith('snapshot ')).map((c) => c.includes('vm-532-disk-0@')),
+      [true],
+    );
+    assert.deepEqual(
+      w.localHost.calls.filter((c) => c[0] === 'qm'),
+      [],
+    );
+    // A config that cannot be read at that moment keeps the decision of the run's start.
+    const w2 = world([guest(540, 1)]);
+    const r2 = await backupGuests(
+      {
+        ...w2.ctx,
+        currentLock: async () => {
+          throw new Error('ENOENT');
+        },
+      },
+      [guest(540, 1)],
+      w2.source,
+      w2.target,
+    );
+    assert.equal(r2[0]?.result, 'ok');
+    assert.ok(read.includes(530) && read.includes(531) && read.includes(532));
   });
 
   it('holds that fail for the run are moved guest by guest: the faulty guest keeps its snapshots, the others are cleaned up', async () => {
