@@ -1,8 +1,6 @@
 /**
  * What Proxmox VE names on ZFS for its own use (docs/proxmox.md): snapshots it makes and destroys
- * itself, and volumes that are no guest disk. zbm never sends, destroys or builds on them, with one
- * exception documented there: a template's `@__base__`, the origin of its linked clones, travels
- * once, under a zbm name, so that the clones can travel as clones.
+ * itself, and volumes that are no guest disk. zbm never sends, destroys or builds on them.
  */
 
 /** A template's snapshot: `zfs snapshot <base-…>@__base__`, the origin of every linked clone. */
@@ -36,11 +34,6 @@ export function proxmoxVolume(volname: string): string | null {
     return "Proxmox's RAM state volume of a snapshot or hibernation, not a disk";
   if (/^vm-\d+-fleece-/.test(own)) return "vzdump's fleecing image, not a disk";
   return null;
-}
-
-/** A template's volume name: `base-<id>-…` (VM) or `basevol-<id>-…` (CT). */
-export function isTemplateVolume(dataset: string): boolean {
-  return /^(?:base|basevol)-\d+-/.test(dataset.slice(dataset.lastIndexOf('/') + 1));
 }
 
 /** The datasets of guest vmid among names: Proxmox's volume names for it (`qm disk rescan`'s rule). */
