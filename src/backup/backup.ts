@@ -5,7 +5,9 @@ import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
-import { type BasePair, bookmarkBases, holdTag, moveHolds } from '../transfer/protect.ts';
+import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
+import { isProxmoxSnapshot } from '../pve/volumes.ts';
+import { holdTag, moveHold } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
@@ -43,6 +45,11 @@ export interface BackupContext {
   readonly log: BackupLog;
   readonly now: () => Date;
   readonly onProgress?: (label: string, bytes: number) => void;
+  /**
+   * The guest's Proxmox lock as its config says now: read again right before its snapshot (and
+   * freeze), so that a vzdump, snapshot or migration that began during the run is left alone.
+   */
+  readonly currentLock?: (guest: Guest) => Promise<string | null>;
 }
 
 export interface DiskResult {
@@ -228,6 +235,11 @@ export async function backupGuests(
 ): Promise<GuestResult[]> {
   const { log } = ctx;
   const runStart = Date.now();
+  // A guest Proxmox has locked is left alone before zbm takes its own lock on it.
+  const locks = planLocks(guests);
+  const lockedOut = new Map(locks.skipped.map((s) => [s.guest, s.message]));
+  for (const n of locks.notes)
+    log.info(`${guestLabel(n.guest)}: locked by Proxmox (lock: ${n.lock}), backed up all the same: ${n.why}`);
   const runs: GuestRun[] = guests.map((guest) => ({
     guest,
     label: guestLabel(guest),
@@ -240,20 +252,23 @@ export async function backupGuests(
     disks: [],
     synced: [],
     obsolete: [],
-    end: null,
+    end: lockedOut.has(guest) ? { result: 'skipped', error: lockedOut.get(guest) as string } : null,
   }));
   const active = () => runs.filter((r) => r.end === null);
 
   // All at once, so that the wait for a guest held elsewhere is --lock-wait for the run, not per guest.
   const acquired = await Promise.all(
-    guests.map((g) =>
-      acquire(`guest-${g.vmid}`, `backup-pve of guest ${g.vmid}`, ctx.lockWaitMs, (h, ms) =>
-        log.info(describeWait(`guest ${g.vmid}`, h, ms)),
-      ),
+    runs.map((r) =>
+      r.end !== null
+        ? null
+        : acquire(`guest-${r.guest.vmid}`, `backup-pve of guest ${r.guest.vmid}`, ctx.lockWaitMs, (h, ms) =>
+            log.info(describeWait(`guest ${r.guest.vmid}`, h, ms)),
+          ),
     ),
   );
   try {
     for (const [i, r] of runs.entries()) {
+      if (r.end !== null) continue;
       const a = acquired[i];
       if (a && 'heldBy' in a) {
         r.end = {
@@ -275,7 +290,7 @@ export async function backupGuests(
     const sent = active();
     await Promise.all([protectAll(ctx, sent, targetListing), writeAllMetadata(ctx, sent)]);
   } finally {
-    for (const a of acquired) if ('lock' in a) a.lock.release();
+    for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
   return runs.map((r) => result(r));
 }
@@ -340,7 +355,9 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     );
   };
 
-  const plain = runs.filter((r) => !r.guest.freeze);
+  // Side by side: one config read per guest, right before any of them is snapshotted.
+  await Promise.all(runs.map((r) => recheckLock(ctx, r)));
+  const plain = runs.filter((r) => !r.guest.freeze && r.end === null);
   const byPrepared = new Map(plain.map((r) => [r.prepared, r]));
   for (const batch of snapshotBatches(plain.flatMap((r) => (r.prepared ? [r.prepared] : [])))) {
     const members = batch.map((p) => byPrepared.get(p) as GuestRun);
@@ -361,7 +378,9 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     }
   }
 
-  for (const r of runs.filter((x) => x.guest.freeze)) {
+  for (const r of runs.filter((x) => x.guest.freeze && x.end === null)) {
+    // Its turn may come after the other guests' snapshots: read its lock again right before the freeze.
+    if (!(await recheckLock(ctx, r))) continue;
     r.started = Date.now();
     const at = ctx.now();
     const snapshot = snapshotName(ctx.prefix, at);
@@ -374,6 +393,26 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
       fail(r, errorMessage(err));
     }
   }
+}
+
+/**
+ * Whether the guest is still free of a Proxmox lock that makes zbm stay away; if not, it ends here,
+ * skipped. A config that cannot be read now keeps the decision taken at the start of the run.
+ */
+async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
+  if (!ctx.currentLock || r.end !== null) return r.end === null;
+  let lock: string | null;
+  try {
+    lock = await ctx.currentLock(r.guest);
+  } catch (err) {
+    ctx.log.debug(`${r.label}: reading its lock again: ${errorMessage(err)}`);
+    return true;
+  }
+  if (lock === null) return true;
+  const d = lockDecision(lock);
+  if (d.action === 'backup') return true;
+  r.end = { result: 'skipped', error: lockedMessage(lock, d.why) };
+  return false;
 }
 
 /**
@@ -457,11 +496,72 @@ async function sendAll(
   }
 }
 
+/** `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once. */
+const BOOKMARK_CONCURRENCY = 4;
+
+/** The hold tags backup-pve ever put on a node's snapshots (`zbm-base:pve:<remote>`), whatever the remote. */
+function isNodeHoldTag(tag: string): boolean {
+  return tag.startsWith(`zbm-base:${PVE_SOURCE}:`);
+}
+
+/** One disk sent this run, and what stays of it on both sides (docs/proxmox.md). */
+interface Protection {
+  readonly run: GuestRun;
+  /** zbm's snapshots of the node dataset to destroy once the base is held (with -y). */
+  readonly obsolete: readonly string[];
+  /** Snapshots on the backup server to hold: the ones whose guid the node keeps. */
+  readonly hold: readonly string[];
+  /** Snapshots on the backup server that may carry the tag now and are released unless in hold. */
+  readonly maybeHeld: readonly string[];
+  /** Node snapshots that carry a hold (an earlier zbm held its base on the node): to release. */
+  readonly nodeHeld: readonly string[];
+  /** zbm bookmarks on the node (an earlier zbm bookmarked its base): to destroy. */
+  readonly nodeBookmarks: readonly string[];
+}
+
 /**
- * Protects every new base of the run: the holds moved on both sides in one `zfs holds`, `hold` and
- * `release` per side, then every base bookmarked here in one channel program. Only a guest whose
- * every base is protected gets its obsolete snapshots on the list to destroy: without a protected
- * base, nothing is destroyed on the node.
+ * What a synced disk leaves behind. On the node: zbm's snapshots only, never a hold (it would make
+ * Proxmox's `zfs destroy -r` fail) nor a bookmark (one newer than a rollback target passes Proxmox's
+ * check and then makes `zfs rollback` fail, leaving the guest stopped and locked). On the backup
+ * server: a hold on every snapshot whose guid the node keeps, so that whatever the node does next
+ * (a rollback to before its newest backup keeps an older zbm snapshot), the base is there. Pure.
+ */
+export function protection(
+  source: Dataset,
+  target: string,
+  targetBefore: Dataset | null,
+  sync: Pick<SyncResult, 'common' | 'sent'>,
+  prefix: string,
+  keepSource: number,
+): Omit<Protection, 'run'> {
+  const onServer = new Map<string, string>();
+  for (const s of targetBefore?.snapshots ?? []) onServer.set(s.guid, s.name);
+  for (const short of sync.sent) {
+    const s = source.snapshots.find((x) => x.short === short);
+    if (s) onServer.set(s.guid, `${target}@${short}`);
+  }
+  onServer.set(sync.common.guid, `${target}@${sync.common.short}`);
+  const obsolete = obsoleteSnapshots(source, sync.common.short, prefix, keepSource, new Set(onServer.keys()));
+  const gone = new Set(obsolete);
+  const kept = source.snapshots.filter((s) => s.short.startsWith(prefix) && !gone.has(s.name));
+  const hold = [
+    ...new Set(kept.flatMap((s) => onServer.get(s.guid) ?? []).concat(onServer.get(sync.common.guid) ?? [])),
+  ];
+  return {
+    obsolete,
+    hold,
+    maybeHeld: (targetBefore?.snapshots ?? []).filter((s) => s.userrefs > 0).map((s) => s.name),
+    nodeHeld: source.snapshots.filter((s) => s.userrefs > 0).map((s) => s.name),
+    nodeBookmarks: source.bookmarks.filter((b) => b.short.startsWith(prefix)).map((b) => b.name),
+  };
+}
+
+/**
+ * Protects every new base of the run on the backup server (the holds moved in one `zfs holds`,
+ * `hold` and `release`), then clears what an earlier zbm left on the node: its holds (one `zfs
+ * holds` and `release`, none when no snapshot there has a hold) and its bookmarks (one call each).
+ * Only a guest whose bases are held on the backup server gets its obsolete snapshots on the list
+ * to destroy: without a protected base, nothing is destroyed on the node.
  */
 async function protectAll(
   ctx: BackupContext,
@@ -469,50 +569,75 @@ async function protectAll(
   targetListing: ReadonlyMap<string, Dataset>,
 ): Promise<void> {
   const { log } = ctx;
-  const select = (short: string) => short.startsWith(ctx.prefix);
-  const pairsOf = (r: GuestRun): BasePair[] =>
-    r.synced.map(({ source, target, sync }) => ({
-      source,
-      target,
-      targetBefore: targetListing.get(target) ?? null,
-      common: sync.common.short,
-    }));
   const withPairs = runs.filter((r) => r.synced.length > 0);
+  const plans = new Map(
+    withPairs.map((r) => [
+      r,
+      r.synced.map(({ source, target, sync }) => ({
+        run: r,
+        ...protection(source, target, targetListing.get(target) ?? null, sync, ctx.prefix, ctx.keepSource),
+      })),
+    ]),
+  );
   const problems = new Map<GuestRun, string>();
+  const tag = holdTag(PVE_SOURCE, ctx.remote.name);
   // Idempotent (holds are looked up before they are moved), so a failed batch can be redone per guest.
   const holdErrors = await batchThenEach(
     withPairs,
-    (rs) => moveHolds(ctx.localZfs, ctx.remoteZfs, holdTag(PVE_SOURCE, ctx.remote.name), rs.flatMap(pairsOf)),
+    (rs) => {
+      const ps = rs.flatMap((r) => plans.get(r) ?? []);
+      return moveHold(
+        ctx.remoteZfs,
+        tag,
+        ps.flatMap((p) => p.hold),
+        ps.flatMap((p) => p.maybeHeld),
+      );
+    },
     log,
-    'moving the holds',
+    'holding the bases on the backup server',
   );
   for (const [i, err] of holdErrors) problems.set(withPairs[i] as GuestRun, err);
 
-  const entries = withPairs
-    .filter((r) => !problems.has(r))
-    .flatMap((r) => pairsOf(r).map((pair) => ({ r, pair })));
-  const bookmarkErrors = await bookmarkBases(
-    ctx.localZfs,
-    entries.map((e) => e.pair),
-    select,
-    (message) => log.info(message),
-  );
-  for (const [i, err] of bookmarkErrors) {
-    const e = entries[i];
-    if (!e) continue;
-    problems.set(e.r, [problems.get(e.r), `${e.pair.source.name}: ${err}`].filter(Boolean).join('; '));
+  // What an earlier zbm left on the node. Its failure is reported; the base is safe all the same.
+  const leftovers = withPairs.flatMap((r) => plans.get(r) ?? []);
+  const cleanup: string[] = [];
+  const nodeHeld = leftovers.flatMap((p) => p.nodeHeld);
+  try {
+    const held = (nodeHeld.length > 0 ? await ctx.localZfs.holds(nodeHeld) : []).filter((h) =>
+      isNodeHoldTag(h.tag),
+    );
+    for (const t of new Set(held.map((h) => h.tag))) {
+      await ctx.localZfs.release(
+        t,
+        held.filter((h) => h.tag === t).map((h) => h.snapshot),
+      );
+    }
+    if (held.length > 0) cleanup.push(`released ${held.length} hold(s) an earlier zbm put on this node`);
+  } catch (err) {
+    log.error(`releasing the holds an earlier zbm put on this node's snapshots: ${errorMessage(err)}`);
   }
+  await forEachLimited(leftovers, BOOKMARK_CONCURRENCY, async (p) => {
+    for (const b of p.nodeBookmarks) {
+      try {
+        await ctx.localZfs.destroyBookmark(b);
+        cleanup.push(`destroyed bookmark ${b}`);
+      } catch (err) {
+        log.error(
+          `${p.run.label}: destroying ${b} (an earlier zbm's bookmark: it would make a rollback to an older snapshot fail): ${errorMessage(err)}`,
+        );
+      }
+    }
+  });
+  for (const c of cleanup) log.info(c);
 
   for (const r of withPairs) {
     const err = problems.get(r);
     if (err !== undefined) {
       // Without a protected base, nothing is destroyed on the node this run.
-      log.error(`${r.label}: protecting the new base snapshots: ${err}`);
+      log.error(`${r.label}: holding the new base snapshots on ${ctx.remote.name}: ${err}`);
       continue;
     }
-    for (const { source, sync } of r.synced) {
-      r.obsolete.push(...obsoleteSnapshots(source, sync.common.short, ctx.prefix, ctx.keepSource));
-    }
+    for (const p of plans.get(r) ?? []) r.obsolete.push(...p.obsolete);
   }
 }
 
@@ -546,16 +671,28 @@ async function writeAllMetadata(ctx: BackupContext, runs: readonly GuestRun[]): 
   }
 }
 
-/** zbm snapshots of source beyond the newest keepSource, never the common base. Pure. */
+/**
+ * zbm's snapshots of source that are no longer needed: all but the newest keepSource, the common
+ * base, and the rollback anchors, the newest zbm snapshot before each snapshot an administrator
+ * took (Proxmox's own snapshots aside) when the backup server has it (onServer, by guid). After
+ * `qm rollback` to that snapshot the anchor is still on the node, and the next backup starts from
+ * it instead of sending the whole disk again. Pure.
+ */
 export function obsoleteSnapshots(
   source: Dataset,
   common: string,
   prefix: string,
   keepSource: number,
+  onServer: ReadonlySet<string> = new Set(),
 ): string[] {
   const ours = source.snapshots.filter((s) => s.short.startsWith(prefix));
   const keep = new Set(ours.slice(Math.max(0, ours.length - keepSource)).map((s) => s.short));
   keep.add(common);
+  let last: Dataset['snapshots'][number] | null = null;
+  for (const s of [...source.snapshots].sort((a, b) => a.createtxg - b.createtxg)) {
+    if (s.short.startsWith(prefix)) last = s;
+    else if (!isProxmoxSnapshot(s.short) && last && onServer.has(last.guid)) keep.add(last.short);
+  }
   return ours.filter((s) => !keep.has(s.short)).map((s) => s.name);
 }
 

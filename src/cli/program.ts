@@ -11,7 +11,7 @@ import * as v from './values.ts';
 export const EXIT_CODES_HELP = `
 Exit codes:
   0    success
-  1    a failure (for example one guest or dataset failed; the others were still done)
+  1    a failure (for example one guest or dataset failed, or was skipped as Proxmox had locked it; the others were still done)
   2    usage error (unknown flag, bad value, missing option)
   75   zbm serve: the dataset is locked by another zbm run (a prune); the next run retries
   130  interrupted (SIGINT/SIGTERM/SIGHUP); every child process was stopped`;
@@ -298,6 +298,31 @@ const COMMANDS: { name: string; summary: string; job: boolean; build: (c: Comman
         )
         .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
         .option('--json', 'print the restore points as JSON on stdout'),
+  },
+  {
+    name: 'prepare-rollback',
+    job: false,
+    summary:
+      "take zbm's snapshots off a guest's disks on this node so that qm/pct rollback to an older snapshot works",
+    build: (c) =>
+      c
+        .addOption(required('--vmid <id>', 'the guest to roll back (one VMID)', v.oneVmid))
+        .option(
+          '--snapshot <name>',
+          'the Proxmox snapshot the guest is rolled back to: zbm snapshots newer than it go, the newest older one stays (default: every zbm snapshot and bookmark of the guest)',
+          v.snapshotShortName,
+        )
+        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
+        .option('-y, --yes', 'destroy without asking')
+        .option('--dry-run', 'print what would be destroyed and change nothing')
+        .option('--json', 'print the plan, or with -y the result, as JSON on stdout')
+        .option(
+          '--lock-wait <seconds>',
+          'how long to wait for a zbm run working on the guest',
+          v.count,
+          DEFAULT_LOCK_WAIT_SECONDS,
+        )
+        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)"),
   },
   {
     name: 'restore',

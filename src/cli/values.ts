@@ -3,6 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import { errorMessage } from '../errors.ts';
 import { parseByteSize } from '../host/rate.ts';
 import { parseSshDestination } from '../host/ssh.ts';
+import { PROXMOX_SNAPSHOT_NAMES } from '../pve/volumes.ts';
 import { fromWallClock, processZone } from '../time/zone.ts';
 import { checkName, checkSnapshotShortName } from '../zfs/names.ts';
 
@@ -19,7 +20,15 @@ function parser<T>(check: (value: string) => T): (value: string) => T {
 
 export const dataset = parser((v) => checkName(v, 'dataset', 'dataset name'));
 
-export const prefix = parser((v) => checkSnapshotShortName(v, 'snapshot prefix'));
+export const prefix = parser((v) => {
+  checkSnapshotShortName(v, 'snapshot prefix');
+  const clash = PROXMOX_SNAPSHOT_NAMES.find((n) => n.startsWith(v) || v.startsWith(n));
+  if (clash)
+    throw new Error(
+      `Proxmox names its own snapshots ${clash}...: zbm would take them for its own (choose a prefix such as bak-zbm-)`,
+    );
+  return v;
+});
 
 export const remote = parser(parseSshDestination);
 

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { type BackupContext, backupGuests, type GuestResult, targetDataset } from '../backup/backup.ts';
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
@@ -9,7 +10,8 @@ import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
-import { discover, type Guest, readPveState } from '../pve/index.ts';
+import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveState } from '../pve/index.ts';
+import { planLocks } from '../pve/locks.ts';
 import { planSync } from '../transfer/sync.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -61,6 +63,7 @@ async function printPlan(
     props: {},
   });
   const select = (s: string) => s.startsWith(opts.prefix);
+  const locked = new Map(planLocks(guests).skipped.map((s) => [s.guest, s.message]));
   const plans = guests.map((g) => ({
     guest: g,
     disks: g.disks.map((d) => {
@@ -90,6 +93,11 @@ async function printPlan(
 
   for (const { guest: g, disks } of plans) {
     out(`guest ${g.vmid} ${g.type} ${g.name || '-'}${g.freeze ? ' (freeze through the agent)' : ''}\n`);
+    const lockMessage = locked.get(g);
+    if (lockMessage !== undefined) {
+      out(`  ${lockMessage}\n`);
+      continue;
+    }
     for (const { disk: d, dst, src, plan } of disks) {
       if (!src || !plan) {
         out(`  ${d.key} ${d.dataset}: dataset missing, skipped\n`);
@@ -190,6 +198,11 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
       },
       now: () => new Date(),
       onProgress: (label, bytes) => progress.update(label, bytes),
+      currentLock: async (g) =>
+        guestLock(
+          parseGuestConfig(await readFile(`/etc/pve/${configPath(state.node, g.type, g.vmid)}`, 'utf8'))
+            .current,
+        ),
     };
 
     // The guests' disks are sent one at a time (the node's disks and the link are shared); the

@@ -6,6 +6,7 @@ import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { type BackupPveOptions, backupPve } from './backup-pve.ts';
 import { type ConfigCheckOptions, configCheck, type InstallTimersOptions, installTimers } from './config.ts';
 import { type ListBackupsOptions, listBackups } from './list-backups.ts';
+import { type PrepareRollbackOptions, prepareRollback } from './prepare-rollback.ts';
 import { type PruneOptions, prune } from './prune.ts';
 import { type ReplicateOptions, replicate } from './replicate.ts';
 import { type RestoreOptions, restore } from './restore.ts';
@@ -55,6 +56,8 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
         return await status(inv.options as unknown as StatusOptions, log);
       case 'list-backups':
         return await listBackups(inv.options as unknown as ListBackupsOptions, log);
+      case 'prepare-rollback':
+        return await prepareRollback(inv.options as unknown as PrepareRollbackOptions, log);
       case 'restore':
         return await restore(inv.options as unknown as RestoreOptions, log);
       default:

@@ -5,6 +5,7 @@ import { errorMessage, ZbmError } from '../errors.ts';
 import { relativeTo } from '../zfs/names.ts';
 import { type GuestConfig, parseGuestConfig } from './config.ts';
 import { agentFreeze, type GuestDisk, type SkippedDisk, selectDisks } from './disks.ts';
+import { guestLock } from './locks.ts';
 import { parseStorageCfg, zfsPools } from './storage.ts';
 import { type GuestType, NODE_NAME, parseVmlist } from './vmlist.ts';
 
@@ -28,6 +29,8 @@ export interface Guest {
   skipped: SkippedDisk[];
   /** qemu && agentFreeze */
   freeze: boolean;
+  /** Proxmox's `lock:` of the running config (src/pve/locks.ts), or null. */
+  lock: string | null;
 }
 
 export interface Discovery {
@@ -86,6 +89,7 @@ function guestOf(
     disks,
     skipped,
     freeze: type === 'qemu' && agentFreeze(config.current),
+    lock: guestLock(config.current),
   };
 }
 

@@ -3,6 +3,7 @@ import { nameProblem } from '../zfs/names.ts';
 import type { ZfsPool } from './storage.ts';
 import { compareNatural, parseBool, splitPropertyParts } from './text.ts';
 import type { GuestType } from './vmlist.ts';
+import { proxmoxVolume } from './volumes.ts';
 
 export interface GuestDisk {
   key: string;
@@ -83,6 +84,8 @@ function resolveVolume(volume: string, pools: ReadonlyMap<string, ZfsPool>, node
   const own = m[5] as string;
   // PVE's pattern lets the name part contain "/", but PVE never creates nested volumes: refuse them.
   if (own.includes('/')) return skip(`${JSON.stringify(volname)} names a nested dataset`, true);
+  const proxmox = proxmoxVolume(own);
+  if (proxmox) return skip(proxmox, false);
   const dataset = `${pool.pool}/${own}`;
   const problem = nameProblem(dataset, 'dataset');
   if (problem) return skip(`dataset ${JSON.stringify(dataset)} is not a valid ZFS name: ${problem}`, true);

@@ -16,6 +16,15 @@ export {
   type SkippedDisk,
   selectDisks,
 } from './disks.ts';
+export {
+  guestLock,
+  type LockDecision,
+  type LockPlan,
+  lockDecision,
+  lockedMessage,
+  PROXMOX_LOCKS,
+  planLocks,
+} from './locks.ts';
 export { parseStorageCfg, type StorageEntry, type ZfsPool, zfsPools } from './storage.ts';
 export { PveFormatError } from './text.ts';
 export { type GuestType, parseVmlist, type VmlistEntry } from './vmlist.ts';

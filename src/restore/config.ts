@@ -174,7 +174,7 @@ export interface Rewritten {
 
 /**
  * The config a restored guest gets: the backup's current section only (PVE snapshots and
- * `parent:` name snapshots the restored disks do not have), the restored disks' new volumes, a
+ * `parent:` name snapshots the restored disks do not have) without `lock:`, the restored disks' new volumes, a
  * new vmgenid (as PVE's own restore does, so that the OS inside knows it was restored), new MACs
  * on request. For another VMID, every volume the old guest owns that was not restored is left
  * out: the new guest must never share a disk with the original one.
@@ -193,7 +193,9 @@ export function rewriteConfig(input: RewriteInput): Rewritten {
       continue;
     }
     const value = m[2] ?? '';
-    if (key === 'parent') continue;
+    // Proxmox's lock of the backed-up guest (`lock: fstrim` is backed up) is no lock of the
+    // restored one; Proxmox's own restore drops it too.
+    if (key === 'parent' || key === 'lock') continue;
     if (!input.keepHostKeys && isHostKey(type, key)) {
       dropped.push({
         key,

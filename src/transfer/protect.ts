@@ -24,14 +24,19 @@ function candidates(d: Dataset | null, name: string, common: string): string[] {
   return [`${name}@${common}`, ...held];
 }
 
-async function moveHold(
+/**
+ * Moves tag onto exactly the snapshots of wanted among those that may carry it (maybeHeld and
+ * wanted): one `zfs holds`, one `zfs hold`, one `zfs release`, each only when there is something to
+ * ask or change. Hold first, release after, so that a protected snapshot is never without its hold.
+ */
+export async function moveHold(
   zfs: Zfs,
   tag: string,
   wanted: readonly string[],
   maybeHeld: readonly string[],
 ): Promise<void> {
-  const current = new Set((await zfs.holds(maybeHeld)).filter((h) => h.tag === tag).map((h) => h.snapshot));
-  // Hold first, release after: there is never a moment without a protected base.
+  const asked = [...new Set([...maybeHeld, ...wanted])];
+  const current = new Set((await zfs.holds(asked)).filter((h) => h.tag === tag).map((h) => h.snapshot));
   await zfs.hold(
     tag,
     wanted.filter((s) => !current.has(s)),

@@ -10,14 +10,21 @@ export interface ListRequest {
   /** Include snapshots and bookmarks (the default) or only datasets. */
   readonly withSnapshots?: boolean;
   readonly userProps?: readonly string[];
+  /** Also list `origin`: the snapshot a clone was made from (Dataset.origin). */
+  readonly withOrigin?: boolean;
   /** `-d depth` instead of `-r`: 0 for the roots alone, 1 for their snapshots too. */
   readonly depth?: number;
+}
+
+/** The columns after LIST_COLUMNS, in order: origin when asked for, then the user properties. */
+export function extraColumns(req: Pick<ListRequest, 'withOrigin' | 'userProps'>): string[] {
+  return [...(req.withOrigin ? ['origin'] : []), ...(req.userProps ?? [])];
 }
 
 export function listArgv(req: ListRequest): string[] {
   const types = req.withSnapshots === false ? 'filesystem,volume' : 'filesystem,volume,snapshot,bookmark';
   const depth = req.depth === undefined ? ['-r'] : ['-d', String(req.depth)];
-  const cols = [...LIST_COLUMNS, ...(req.userProps ?? [])].join(',');
+  const cols = [...LIST_COLUMNS, ...extraColumns(req)].join(',');
   return ['zfs', 'list', '-H', '-p', ...depth, '-t', types, '-o', cols, ...req.roots];
 }
 

@@ -56,12 +56,14 @@ interface MutableDataset extends Omit<Dataset, 'snapshots' | 'bookmarks'> {
 }
 
 /**
- * Parses `zfs list -H -p -t filesystem,volume,snapshot,bookmark -o <LIST_COLUMNS>,<userProps>`.
- * Snapshots and bookmarks are attached to their dataset and sorted by createtxg.
+ * Parses `zfs list -H -p -t filesystem,volume,snapshot,bookmark -o <LIST_COLUMNS>,<extra>`, where
+ * extra is `origin` (when listed) and the user properties (argv.ts extraColumns). Snapshots and
+ * bookmarks are attached to their dataset and sorted by createtxg.
  */
-export function parseList(text: string, userProps: readonly string[] = []): Dataset[] {
+export function parseList(text: string, extra: readonly string[] = []): Dataset[] {
   const what = 'zfs list';
-  const width = LIST_COLUMNS.length + userProps.length;
+  const width = LIST_COLUMNS.length + extra.length;
+  const originAt = extra.indexOf('origin');
   const datasets = new Map<string, MutableDataset>();
   const snaps: Snapshot[] = [];
   const marks: Bookmark[] = [];
@@ -74,10 +76,15 @@ export function parseList(text: string, userProps: readonly string[] = []): Data
     const [name = '', type = '', g, txg, creation, used, referenced, written, encryption, userrefs, token] =
       f;
     const props: Record<string, string> = {};
-    userProps.forEach((p, i) => {
+    extra.forEach((p, i) => {
       const v = f[LIST_COLUMNS.length + i];
-      if (v !== undefined && v !== '-') props[p] = v;
+      if (p !== 'origin' && v !== undefined && v !== '-') props[p] = v;
     });
+    const originValue = originAt < 0 ? undefined : f[LIST_COLUMNS.length + originAt];
+    const origin =
+      originValue === undefined || originValue === '-' || originValue === '' ? null : originValue;
+    if (origin !== null && nameProblem(origin, 'snapshot'))
+      throw new ZfsOutputError(what, line, `bad origin (${nameProblem(origin, 'snapshot')})`);
     const kind = type === 'snapshot' ? 'snapshot' : type === 'bookmark' ? 'bookmark' : 'dataset';
     const problem = nameProblem(name, kind);
     if (problem) throw new ZfsOutputError(what, line, `bad name (${problem})`);
@@ -93,6 +100,7 @@ export function parseList(text: string, userProps: readonly string[] = []): Data
         written: integer(what, line, 'written', written),
         encrypted: encryption !== undefined && encryption !== 'off' && encryption !== '-',
         resumeToken: token === undefined || token === '-' || token === '' ? null : token,
+        origin,
         props,
         snapshots: [],
         bookmarks: [],

@@ -40,6 +40,8 @@ export interface Dataset {
   readonly encrypted: boolean;
   /** Set while a resumable receive into this dataset is incomplete. */
   readonly resumeToken: string | null;
+  /** The snapshot this dataset was cloned from (`pool/base-100-disk-0@__base__`); null when it is no clone, or when the listing did not ask (withOrigin). */
+  readonly origin: string | null;
   readonly props: Readonly<Record<string, string>>;
   /** Oldest first (by createtxg). */
   readonly snapshots: readonly Snapshot[];

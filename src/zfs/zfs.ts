@@ -45,7 +45,7 @@ export class Zfs {
     if (req.roots.length === 0) return [];
     try {
       const { stdout } = await run(this.host, argv.listArgv(req));
-      return parseList(stdout, req.userProps);
+      return parseList(stdout, argv.extraColumns(req));
     } catch (err) {
       if (!isMissing(err)) throw err;
       if (req.roots.length === 1) return [];

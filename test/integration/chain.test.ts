@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { before } from 'node:test';
 import { BACKUP_PVE, PRUNE_DEST, PRUNE_REPLICA, REPLICATE } from '../lab/commands.ts';
 import { it, type LabHost, reset, sh, suite, writeZvol, zbm } from '../lab/lab.ts';
+import { keptByRules, type Rules } from '../lab/retention.ts';
 
 const DISK = 'vm-102-disk-0';
 /** One small guest keeps the rounds quick; the commands are otherwise the original ones. */
@@ -32,42 +33,8 @@ async function snaps(dataset: string, host: LabHost): Promise<Snap[]> {
 const guids = (s: readonly Snap[]) => new Set(s.map((x) => x.guid));
 const shorts = (s: readonly Snap[]) => s.map((x) => x.short);
 
-type Rules = Partial<Record<'last' | 'hourly' | 'daily' | 'monthly', number>>;
 const DEST_RULES: Rules = { last: 2, hourly: 2 };
 const REPLICA_RULES: Rules = { last: 5, hourly: 24, daily: 30, monthly: 12 };
-
-/**
- * The test's own model of Proxmox's retention (PBS's algorithm, as docs/prune.md states it), over
- * this test's few backups: what the rules alone keep. Periods in UTC, the lab's time zone, read
- * from the names (bak-zbm-YYYYMMDDTHHMMSSZ).
- */
-function keptByRules(backups: readonly string[], rules: Rules): Set<string> {
-  const period = {
-    last: (n: string) => n,
-    hourly: (n: string) => n.slice(8, 19),
-    daily: (n: string) => n.slice(8, 16),
-    monthly: (n: string) => n.slice(8, 14),
-  };
-  const newestFirst = [...backups].sort().reverse();
-  const mark = new Map<string, 'keep' | 'remove'>();
-  for (const rule of ['last', 'hourly', 'daily', 'monthly'] as const) {
-    const keep = rules[rule] ?? 0;
-    if (keep === 0) continue;
-    const of = period[rule];
-    const kept = new Set(newestFirst.filter((n) => mark.get(n) === 'keep').map(of));
-    const taken = new Set<string>();
-    for (const n of newestFirst) {
-      if (mark.has(n) || kept.has(of(n))) continue;
-      if (taken.has(of(n))) mark.set(n, 'remove');
-      else if (taken.size >= keep) break;
-      else {
-        taken.add(of(n));
-        mark.set(n, 'keep');
-      }
-    }
-  }
-  return new Set(newestFirst.filter((n) => mark.get(n) === 'keep'));
-}
 
 /** What a prune leaves of `before`: what the rules keep, plus what it must keep besides. */
 function afterPrune(before: readonly Snap[], rules: Rules, mustKeep: readonly string[] = []): string[] {

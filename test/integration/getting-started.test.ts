@@ -213,7 +213,8 @@ suite(
         assert.equal(r.code, 0, `${args[0]}: ${r.stderr}`);
       }
       // What the workflow left, as an admin would look: one backup on every tier, the node's base
-      // snapshot bookmarked, every base held by its pair, the config and manifest on both servers.
+      // snapshot alone on the node (no bookmark, no hold: Proxmox's destroy and rollback stay free),
+      // every base held by its pair on the servers, the config and manifest on both servers.
       const [snap] = (await tree('main/bak-zbm/subvol-104-disk-0'))
         .filter((n) => n.includes('@'))
         .map((n) => n.split('@')[1]);
@@ -221,7 +222,7 @@ suite(
       const node = 'rpool/data/subvol-104-disk-0';
       assert.deepEqual(
         (await tree(node)).filter((n) => n.includes('bak-zbm-')),
-        [`${node}#${snap}`, `${node}@${snap}`],
+        [`${node}@${snap}`],
       );
       // replicate bookmarked its base on the backup server too (its own next incremental's source).
       const copy = 'main/bak-zbm/subvol-104-disk-0';
@@ -240,7 +241,7 @@ suite(
           host,
         );
       }
-      assert.deepEqual(await holds(node, 'pve1'), [`${node}@${snap}\tzbm-base:pve:zbm-dest`]);
+      assert.deepEqual(await holds(node, 'pve1'), []);
       const ds = `main/bak-zbm/subvol-104-disk-0@${snap}`;
       assert.deepEqual(await holds('main/bak-zbm'), [
         `${ds}\tzbm-base:pve1:zbm-replica`,

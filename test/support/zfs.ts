@@ -32,6 +32,7 @@ export function dataset(
     written: 0,
     encrypted: false,
     resumeToken: null,
+    origin: null,
     props: {},
     snapshots,
     bookmarks: [],

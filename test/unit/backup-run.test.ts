@@ -7,8 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import {
   type BackupContext,
   backupGuests,
+  obsoleteSnapshots,
   type PreparedGuest,
   prepareGuest,
+  protection,
   snapshotBatches,
 } from '../../src/backup/backup.ts';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/backup/metadata.ts';
@@ -135,6 +137,7 @@ function guest(vmid: number, disks: number, freeze = false): Guest {
     })),
     skipped: [],
     freeze,
+    lock: null,
   };
 }
 
@@ -149,8 +152,11 @@ interface World {
   target: Map<string, Dataset>;
 }
 
-/** Guests backed up once before: OLD on both sides, held on both, bookmarked on the node. */
-function world(guests: readonly Guest[], opts: { serve?: boolean } = {}): World {
+/**
+ * Guests backed up once before: OLD on both sides, held on the backup server. `legacy`: as an
+ * earlier zbm left it, also held and bookmarked on the node.
+ */
+function world(guests: readonly Guest[], opts: { serve?: boolean; legacy?: boolean } = {}): World {
   const localHost = new FakeHost('pve1');
   const remoteHost = new FakeHost(
     'zbm-dest',
@@ -162,8 +168,15 @@ function world(guests: readonly Guest[], opts: { serve?: boolean } = {}): World 
   const target = new Map<string, Dataset>();
   for (const g of guests) {
     for (const d of g.disks) {
-      local.data.set(d.dataset, dataset(d.dataset, [snap(d.dataset, OLD, 1, 1)], [mark(d.dataset, OLD, 1)]));
-      local.holdsOf.set(`${d.dataset}@${OLD}`, new Set([tag]));
+      if (opts.legacy) {
+        local.data.set(
+          d.dataset,
+          dataset(d.dataset, [snap(d.dataset, OLD, 1, 1)], [mark(d.dataset, OLD, 1)]),
+        );
+        local.holdsOf.set(`${d.dataset}@${OLD}`, new Set([tag, 'someone-else']));
+      } else {
+        local.data.set(d.dataset, dataset(d.dataset, [snap(d.dataset, OLD, 1)]));
+      }
       const t = `main/bak-zbm/${d.volname}`;
       target.set(t, dataset(t, [snap(t, OLD, 1, 1)]));
       remote.holdsOf.set(`${t}@${OLD}`, new Set([tag]));
@@ -201,7 +214,7 @@ describe('backup-pve: one run over several guests', () => {
     rmSync(lockDir, { recursive: true, force: true });
   });
 
-  it('makes the same zfs calls for 1 and for 3 guests, apart from the per-disk ones', async () => {
+  it('makes the same zfs calls for 1 and for 3 guests, apart from the per-disk ones; nothing but snapshots on the node', async () => {
     const counts = async (n: number) => {
       const gs = Array.from({ length: n }, (_, i) => guest(200 + i, 2));
       const w = world(gs);
@@ -212,31 +225,32 @@ describe('backup-pve: one run over several guests', () => {
         w.logs.join('\n'),
       );
       const remoteCommands = w.remoteHost.calls.filter((c) => c[0] !== 'zfs' || c[1] !== 'receive').length;
+      // The node keeps no hold: no hold, holds or release there at all.
+      assert.deepEqual(
+        w.local.calls.filter((c) => /^(hold|holds|release|bookmark|program|destroy) /.test(c)),
+        [],
+      );
       return {
         snapshot: w.local.count('snapshot'),
         list: w.local.count('list'),
-        holds: w.local.count('holds') + w.remote.count('holds'),
-        hold: w.local.count('hold') + w.remote.count('hold'),
-        release: w.local.count('release') + w.remote.count('release'),
-        program: w.local.count('program'),
-        bookmark: w.local.programOps.filter((o) => o.kind === 'bookmark').length,
-        destroyBookmark: w.local.count('destroy'),
+        holds: w.remote.count('holds'),
+        hold: w.remote.count('hold'),
+        release: w.remote.count('release'),
         remoteCommands,
         obsolete: results.flatMap((r) => r.obsolete).length,
+        held: [...w.remote.holdsOf].filter(([, tags]) => tags.size > 0).map(([s]) => s.split('@')[1]),
       };
     };
     const one = await counts(1);
     const three = await counts(3);
-    const perRun = { snapshot: 1, list: 1, holds: 2, hold: 2, release: 2, program: 1, remoteCommands: 1 };
+    const perRun = { snapshot: 1, list: 1, holds: 1, hold: 1, release: 1, remoteCommands: 1 };
     for (const c of [one, three])
-      assert.deepEqual(
-        { ...c, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
-        { ...perRun, bookmark: 0, destroyBookmark: 0, obsolete: 0 },
-      );
-    // A bookmark made per disk, in the one channel program; destroying the one it replaces is a
-    // call per disk (channel programs cannot destroy bookmarks).
-    assert.deepEqual([one.bookmark, one.destroyBookmark, one.obsolete], [2, 2, 2]);
-    assert.deepEqual([three.bookmark, three.destroyBookmark, three.obsolete], [6, 6, 6]);
+      assert.deepEqual({ ...c, obsolete: 0, held: [] }, { ...perRun, obsolete: 0, held: [] });
+    // OLD is obsolete on every disk, and the backup server holds the new base of every disk only.
+    assert.equal(one.obsolete, 2);
+    assert.equal(three.obsolete, 6);
+    assert.equal(three.held.length, 6);
+    assert.ok(three.held.every((s) => s !== OLD));
   });
 
   it('--jobs sends that many disks at a time, and each guest keeps its disks in order', async () => {
@@ -332,6 +346,80 @@ describe('backup-pve: one run over several guests', () => {
     }
   });
 
+  it('a guest Proxmox has locked (vzdump running) is skipped, never frozen nor snapshotted, and not locked by zbm; the others go on', async () => {
+    const gs = [
+      { ...guest(520, 2, true), lock: 'backup' },
+      guest(521, 1),
+      { ...guest(522, 1), lock: 'fstrim' },
+    ];
+    const w = world(gs);
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['skipped', 'ok', 'ok'],
+    );
+    assert.match(results[0]?.error ?? '', /locked by Proxmox \(lock: backup\).*retried on the next run/);
+    assert.ok(!w.local.calls.some((c) => c.includes('vm-520-')), 'a locked guest is never snapshotted');
+    assert.deepEqual(
+      w.localHost.calls.filter((c) => c[0] === 'qm'),
+      [],
+      'a locked guest is never pinged nor frozen',
+    );
+    assert.deepEqual(results[0]?.obsolete, []);
+    assert.ok(w.logs.some((l) => /^info: guest 522 .*lock: fstrim.*backed up all the same/.test(l)));
+  });
+
+  it('a lock that appears during the run is seen right before the snapshot and the freeze', async () => {
+    const gs = [guest(530, 1), guest(531, 1, true), guest(532, 1)];
+    const w = world(gs);
+    const read: number[] = [];
+    const locks = new Map([
+      [530, 'snapshot'],
+      [531, 'migrate'],
+    ]);
+    const results = await backupGuests(
+      {
+        ...w.ctx,
+        currentLock: async (g) => {
+          read.push(g.vmid);
+          return locks.get(g.vmid) ?? null;
+        },
+      },
+      gs,
+      w.source,
+      w.target,
+    );
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['skipped', 'skipped', 'ok'],
+    );
+    assert.match(results[0]?.error ?? '', /lock: snapshot/);
+    assert.match(results[1]?.error ?? '', /lock: migrate/);
+    assert.deepEqual(
+      w.local.calls.filter((c) => c.startsWith('snapshot ')).map((c) => c.includes('vm-532-disk-0@')),
+      [true],
+    );
+    assert.deepEqual(
+      w.localHost.calls.filter((c) => c[0] === 'qm'),
+      [],
+    );
+    // A config that cannot be read at that moment keeps the decision of the run's start.
+    const w2 = world([guest(540, 1)]);
+    const r2 = await backupGuests(
+      {
+        ...w2.ctx,
+        currentLock: async () => {
+          throw new Error('ENOENT');
+        },
+      },
+      [guest(540, 1)],
+      w2.source,
+      w2.target,
+    );
+    assert.equal(r2[0]?.result, 'ok');
+    assert.ok(read.includes(530) && read.includes(531) && read.includes(532));
+  });
+
   it('holds that fail for the run are moved guest by guest: the faulty guest keeps its snapshots, the others are cleaned up', async () => {
     const gs = [guest(600, 1), guest(601, 1)];
     const w = world(gs);
@@ -339,25 +427,31 @@ describe('backup-pve: one run over several guests', () => {
     const results = await backupGuests(w.ctx, gs, w.source, w.target);
     assert.equal(results[0]?.obsolete.length, 1);
     assert.deepEqual(results[1]?.obsolete, [], 'nothing destroyed without a protected base');
-    assert.ok(w.logs.some((l) => /^error: guest 601 \(g601\): protecting the new base snapshots/.test(l)));
+    assert.ok(
+      w.logs.some((l) => /^error: guest 601 \(g601\): holding the new base snapshots on zbm-dest/.test(l)),
+    );
     // The old base of 601 is still held on the backup server: never a moment without one.
     assert.ok(w.remote.holdsOf.get(`main/bak-zbm/vm-601-disk-0@${OLD}`)?.size);
   });
 
-  it("a failed bookmark is its guest's alone", async () => {
+  it("what an earlier zbm left on the node (its hold, its bookmark) goes; another tool's hold stays", async () => {
     const gs = [guest(700, 1), guest(701, 1)];
-    const w = world(gs);
-    w.local.failBookmark = (s) => s.includes('vm-700-');
+    const w = world(gs, { legacy: true });
     const results = await backupGuests(w.ctx, gs, w.source, w.target);
-    assert.deepEqual(results[0]?.obsolete, []);
-    assert.equal(results[1]?.obsolete.length, 1);
-    assert.ok(
-      w.logs.some((l) =>
-        /^error: guest 700 \(g700\): protecting the new base snapshots: .*vm-700-disk-0: cannot bookmark/.test(
-          l,
-        ),
-      ),
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['ok', 'ok'],
+      w.logs.join('\n'),
     );
+    for (const g of gs) {
+      const ds = g.disks[0]?.dataset ?? '';
+      assert.deepEqual([...(w.local.holdsOf.get(`${ds}@${OLD}`) ?? [])], ['someone-else']);
+      assert.ok(w.local.calls.includes(`destroy ${ds}#${OLD}`));
+    }
+    // One holds and one release for both guests on the node, whatever their number.
+    assert.equal(w.local.count('holds'), 1);
+    assert.equal(w.local.count('release'), 1);
+    assert.equal(results[0]?.obsolete.length, 1);
   });
 
   it('writes all configs and manifests with one command; behind zbm serve, one file per command', async () => {
@@ -425,5 +519,74 @@ describe('backup-pve planning', () => {
       batches.map((b) => b.map((g) => g.guest.vmid)),
       [[1, 3], [2], [4]],
     );
+  });
+});
+
+describe('what a backup leaves on the node and holds on the backup server', () => {
+  const D = 'rpool/data/vm-100-disk-0';
+  const T = 'main/bak-zbm/vm-100-disk-0';
+  const z = (short: string, txg: number) => snap(D, `${PREFIX}${short}`, txg);
+  const admin = (short: string, txg: number) => snap(D, short, txg);
+
+  it('keeps the newest zbm snapshots and, before each admin snapshot, the newest zbm snapshot the server has', () => {
+    const source = dataset(D, [
+      z('20261101T000000Z', 1),
+      z('20261102T000000Z', 2),
+      admin('before-upgrade', 3),
+      z('20261103T000000Z', 4),
+      admin('__replicate_100-0_1700000000__', 5),
+      admin('vzdump', 6),
+      admin('__migration__', 7),
+      z('20261104T000000Z', 8),
+      admin('second-admin', 9),
+      z('20261105T000000Z', 10),
+    ]);
+    const all = (...txgs: number[]) => new Set(txgs.map(String));
+    const obsolete = (onServer: Set<string>, keep = 1) =>
+      obsoleteSnapshots(source, `${PREFIX}20261105T000000Z`, PREFIX, keep, onServer).map(
+        (n) => n.split('@')[1],
+      );
+    // Anchors: 20261102 (before before-upgrade) and 20261104 (before second-admin). Proxmox's own
+    // snapshots anchor nothing: 20261103 goes.
+    assert.deepEqual(obsolete(all(1, 2, 4, 8, 10)), [
+      `${PREFIX}20261101T000000Z`,
+      `${PREFIX}20261103T000000Z`,
+    ]);
+    // An anchor the backup server does not have is of no use: it goes too.
+    assert.deepEqual(obsolete(all(1, 4, 8, 10)), [
+      `${PREFIX}20261101T000000Z`,
+      `${PREFIX}20261102T000000Z`,
+      `${PREFIX}20261103T000000Z`,
+    ]);
+    // --keep-source 3 keeps the three newest besides.
+    assert.deepEqual(obsolete(all(1, 2, 4, 8, 10), 3), [`${PREFIX}20261101T000000Z`]);
+  });
+
+  it('the server holds every snapshot the node keeps; the node keeps no hold and no bookmark', () => {
+    const base = `${PREFIX}20261102T000000Z`;
+    const fresh = `${PREFIX}20261103T000000Z`;
+    const source = {
+      ...dataset(D, [
+        z('20261101T000000Z', 1),
+        admin('before-upgrade', 2),
+        z('20261102T000000Z', 3),
+        z('20261103T000000Z', 4),
+      ]),
+      bookmarks: [mark(D, base, 3), mark(D, 'not-ours', 1)],
+    };
+    const before = dataset(T, [snap(T, `${PREFIX}20261101T000000Z`, 1), snap(T, base, 3, 1)]);
+    const p = protection(
+      source,
+      T,
+      before,
+      { common: { short: fresh, guid: '4', createtxg: 4, creation: 4 }, sent: [fresh] },
+      PREFIX,
+      1,
+    );
+    assert.deepEqual(p.obsolete, [`${D}@${base}`]);
+    // The anchor (20261101, before before-upgrade) and the new base: held on the server.
+    assert.deepEqual([...p.hold].sort(), [`${T}@${PREFIX}20261101T000000Z`, `${T}@${fresh}`]);
+    assert.deepEqual(p.maybeHeld, [`${T}@${base}`]);
+    assert.deepEqual(p.nodeBookmarks, [`${D}#${base}`]);
   });
 });

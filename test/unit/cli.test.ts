@@ -74,6 +74,8 @@ describe('command line', () => {
         'relative',
       ],
       ['status', '--local-zfs-root', 'main', '--prefix', 'a/b'],
+      ['prune', '--local-zfs-root', 'main', '--prefix', '__'],
+      ['prune', '--local-zfs-root', 'main', '--prefix', 'vzdump-'],
       ['replicate', '--remote', 'x'],
       [...ORIGINAL['backup-pve'].split(' '), '--jobs', '0'],
       [...ORIGINAL.replicate.split(' '), '--jobs', '9'],
@@ -96,6 +98,10 @@ describe('command line', () => {
     }
     assert.match(parse(bad[0] ?? []).err, /--frobnicate/);
     assert.match(parse(bad[1] ?? []).err, /--keep-last.*two/);
+    assert.match(
+      parse(['prune', '--local-zfs-root', 'main', '--prefix', '__']).err,
+      /Proxmox names its own snapshots __replicate_/,
+    );
     assert.match(parse(bad.at(-2) ?? []).err, /--jobs.*from 1 to 8/);
     const jobs = parse([...ORIGINAL.replicate.split(' '), '--jobs', '4']).result as Invocation;
     assert.equal(jobs.options.jobs, 4);

@@ -41,6 +41,7 @@ describe('the man page zbm(8)', () => {
       'verify',
       'status',
       'list\\-backups',
+      'prepare\\-rollback',
       'restore',
       'run',
       'config check',

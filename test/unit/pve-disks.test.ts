@@ -51,6 +51,26 @@ describe('VM disks', () => {
     assert.equal(Object.hasOwn(skips(r), 'unused0'), false);
   });
 
+  it("never backs up Proxmox's RAM state volumes nor vzdump's fleecing images, wherever they appear", () => {
+    const r = selectDisks(
+      'qemu',
+      {
+        scsi0: 'local-zfs:vm-100-disk-0,size=8G',
+        scsi1: 'local-zfs:vm-100-state-before-upgrade,size=4G',
+        unused0: 'local-zfs:vm-100-state-suspend-2026-11-26',
+        unused1: 'local-zfs:vm-100-fleece-0',
+      },
+      pools,
+      { includeUnused: true },
+    );
+    assert.deepEqual(datasets(r), ['scsi0=rpool/data/vm-100-disk-0']);
+    assert.deepEqual(skips(r), {
+      scsi1: "Proxmox's RAM state volume of a snapshot or hibernation, not a disk",
+      unused0: "Proxmox's RAM state volume of a snapshot or hibernation, not a disk",
+      unused1: "vzdump's fleecing image, not a disk",
+    });
+  });
+
   it('maps a linked clone to its own dataset and reads storage ids with dots and underscores', () => {
     const r = selectDisks('qemu', current('qemu-102.conf'), pools);
     assert.deepEqual(datasets(r), ['scsi0=rpool/data/vm-102-disk-0', 'scsi1=tank/vm/vm-102-disk-1']);

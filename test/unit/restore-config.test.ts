@@ -22,6 +22,7 @@ ide2: local:iso/debian.iso,media=cdrom,size=628M
 name: web
 net0: virtio=BC:24:11:5A:10:00,bridge=vmbr0,firewall=1
 net1: e1000=BC:24:11:5A:10:01,bridge=vmbr1
+lock: fstrim
 parent: before-upgrade
 scsi0: local-zfs:vm-100-disk-0,iothread=1,size=64M
 scsi1: file=local-zfs:vm-100-disk-1,backup=0,size=64M
@@ -91,7 +92,7 @@ describe('restore: volumes in config values', () => {
 describe('restore: config rewrite', () => {
   const uuid = () => '11111111-2222-3333-4444-555555555555';
 
-  it('as a new guest: restored volumes renamed, snapshots and parent gone, the old guest volumes left out', () => {
+  it('as a new guest: restored volumes renamed, snapshots, parent and lock gone, the old guest volumes left out', () => {
     const r = rewriteConfig({
       text: VM,
       type: 'qemu',
@@ -134,7 +135,7 @@ vmgenid: 11111111-2222-3333-4444-555555555555
       newUuid: uuid,
     });
     assert.match(r.text, /^scsi1: file=local-zfs:vm-100-disk-1,backup=0,size=64M$/m);
-    assert.doesNotMatch(r.text, /parent:|\[before-upgrade\]|snaptime/);
+    assert.doesNotMatch(r.text, /parent:|lock:|\[before-upgrade\]|snaptime/);
     assert.deepEqual(
       r.untouched.map((u) => u.key),
       ['efidisk0', 'scsi1', 'sata0', 'unused0'],

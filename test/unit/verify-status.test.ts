@@ -29,6 +29,7 @@ function ds(name: string, snapshots: Snapshot[], used = 1024): Dataset {
     written: 0,
     encrypted: false,
     resumeToken: null,
+    origin: null,
     props: {},
     snapshots,
     bookmarks: [],

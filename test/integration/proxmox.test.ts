@@ -1,0 +1,216 @@
+/**
+ * Proxmox's own operations on guests that zbm backs up, in the middle of a chain of backups, with
+ * exactly the zfs commands Proxmox runs (test/lab/pve-ops.ts): a rollback to an admin's snapshot,
+ * `qm destroy`, pvesr storage replication, a guest locked by vzdump; then one replicate and one
+ * prune. Each case goes on from the state the one before left (one lab reset for the file).
+ */
+import assert from 'node:assert/strict';
+import { before } from 'node:test';
+import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
+import { holds, it, type LabHost, reset, sh, suite, tree, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
+import * as pve from '../lab/pve-ops.ts';
+import { keptByRules } from '../lab/retention.ts';
+
+const disks = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => `rpool/data/${prefix}-disk-${i}`);
+const VM100: pve.PveGuest = { vmid: 100, type: 'qemu', disks: disks('vm-100', 4) };
+/** Every volume qm destroy removes: scsi0, scsi1 (backup=0) and unused0. */
+const VM101: pve.PveGuest = { vmid: 101, type: 'qemu', disks: disks('vm-101', 3) };
+const VM102: pve.PveGuest = { vmid: 102, type: 'qemu', disks: disks('vm-102', 1) };
+const CT104: pve.PveGuest = { vmid: 104, type: 'lxc', disks: disks('subvol-104', 1) };
+
+interface JsonGuest {
+  vmid: number;
+  snapshot: string | null;
+  result: string;
+  error?: string;
+  disks: { source: string; mode: string }[];
+}
+
+const guests = (stdout: string) => (JSON.parse(stdout) as { guests: JsonGuest[] }).guests;
+const guest = (gs: JsonGuest[], vmid: number) => {
+  const g = gs.find((x) => x.vmid === vmid);
+  assert.ok(g, `guest ${vmid} in ${JSON.stringify(gs.map((x) => x.vmid))}`);
+  return g;
+};
+
+/** backup-pve with the original design's command and --json; the exit code as expected. */
+async function backup(extra: readonly string[], code = 0): Promise<JsonGuest[]> {
+  const r = await zbm('pve1', [...BACKUP_PVE, ...extra, '--json']);
+  assert.equal(r.code, code, `backup-pve ${extra.join(' ')} exited ${r.code}\n${r.stderr}`);
+  return guests(r.stdout);
+}
+
+/** The whole tree under root, sorted here so that the expected lists need no zfs sort order. */
+const sorted = async (root: string, host: LabHost = 'zbm-dest') => (await tree(root, host)).sort();
+const snapsOf = (t: readonly string[], ds: string) =>
+  t.filter((n) => n.startsWith(`${ds}@`)).map((n) => n.slice(ds.length + 1));
+const withSnaps = (ds: string, shorts: readonly string[]) => [ds, ...shorts.map((s) => `${ds}@${s}`)].sort();
+
+suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, () => {
+  before(async () => {
+    await reset();
+  });
+
+  it("rollback: Proxmox refuses while zbm's newer snapshot is there; after zbm prepare-rollback, qm rollback's check and zfs rollback succeed, the guest is unlocked and back at the snapshot, every restore point stays; the next backup of that guest is refused as diverged and changes nothing", async () => {
+    const first = await backup([]);
+    await writeZvol('rpool/data/vm-100-disk-0', 1, 8);
+    await pve.snapshot(VM100, 'admin1');
+    const atAdmin = await zvolHash('rpool/data/vm-100-disk-0');
+    await writeZvol('rpool/data/vm-100-disk-0', 1, 16);
+    const second = await backup(['--vmid', '100']);
+    const bak1 = guest(first, 100).snapshot ?? '';
+    const bak2 = guest(second, 100).snapshot ?? '';
+    assert.match(bak2, /^bak-zbm-/);
+
+    // On the node: zbm's newest snapshot and, before admin1, the newest one the server has (the
+    // anchor the next backup after a rollback can start from); no hold, no bookmark.
+    const d0 = 'rpool/data/vm-100-disk-0';
+    assert.deepEqual(await sorted(d0, 'pve1'), withSnaps(d0, ['before-upgrade', bak1, 'admin1', bak2]));
+    assert.deepEqual(await holds('rpool/data', 'pve1'), []);
+    const server = await sorted('main/bak-zbm');
+    const live = await zvolHash(d0);
+
+    // What an admin meets without zbm's step: Proxmox's check refuses, before anything changes.
+    await assert.rejects(
+      pve.rollback(VM100, 'admin1'),
+      /can't rollback, 'admin1' is not most recent snapshot on 'local-zfs:vm-100-disk-0'/,
+    );
+    assert.equal(await pve.lockOf(VM100), null);
+    assert.equal(await zvolHash(d0), live);
+
+    const prep = await zbm('pve1', ['prepare-rollback', '--vmid', '100', '--snapshot', 'admin1', '-y']);
+    assert.equal(prep.code, 0, prep.stderr);
+    assert.match(prep.stdout, /zbm is out of the way: qm rollback 100 admin1/);
+    await pve.rollback(VM100, 'admin1');
+    assert.equal(await pve.lockOf(VM100), null, 'the guest is not left locked');
+    // The zvol's cached pages still hold what was written before the rollback.
+    await sh('blockdev --flushbufs /dev/zvol/rpool/data/vm-100-disk-0', 'pve1');
+    assert.equal(await zvolHash(d0), atAdmin, 'the disk is back at the snapshot');
+    for (const ds of VM100.disks)
+      assert.deepEqual(
+        await sorted(ds, 'pve1'),
+        withSnaps(ds, [...(ds === d0 ? ['before-upgrade'] : []), bak1, 'admin1']),
+        ds,
+      );
+    assert.deepEqual(await sorted('main/bak-zbm'), server, 'every restore point stays on the backup server');
+
+    // Today the backup server's chain has bak2 after the common bak1, and zbm refuses to roll it
+    // back: the guest fails, nothing is lost. (Issue 19, point 2: start a new chain beside it.)
+    const r = await zbm('pve1', [...BACKUP_PVE, '--vmid', '100', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /main\/bak-zbm\/vm-100-disk-0 has diverged/);
+    assert.equal(guest(guests(r.stdout), 100).result, 'failed');
+    assert.deepEqual(await sorted('main/bak-zbm'), server);
+  });
+
+  it("qm destroy: zfs destroy -r of every volume succeeds with zbm's snapshot on the disk; the guest's restore points stay on the backup server and the next backup goes on without it", async () => {
+    const ds = 'rpool/data/vm-101-disk-0';
+    assert.ok(
+      snapsOf(await tree(ds, 'pve1'), ds).some((s) => s.startsWith('bak-zbm-')),
+      "zbm's snapshot is there",
+    );
+    const kept = await sorted('main/bak-zbm/vm-101-disk-0');
+    assert.ok(kept.some((n) => n.includes('@bak-zbm-')));
+
+    assert.deepEqual(await pve.destroyGuest(VM101), [], 'every volume removed');
+    assert.deepEqual(
+      (await tree('rpool/data', 'pve1')).filter((n) => n.includes('vm-101-')),
+      [],
+    );
+    const gs = await backup(['--exclude', '100']);
+    assert.deepEqual(
+      gs.map((g) => [g.vmid, g.result]),
+      [
+        [102, 'ok'],
+        [103, 'ok'],
+        [104, 'ok'],
+      ],
+    );
+    assert.deepEqual(await sorted('main/bak-zbm/vm-101-disk-0'), kept);
+  });
+
+  it("pvesr: two replication runs (zfs send -RpvU -I into zfs recv -F) succeed with zbm's snapshots on the disk, which travel and are destroyed there again as the source loses them; zbm's next backups stay incremental and match the disk", async () => {
+    const ds = VM102.disks[0] as string;
+    const copy = 'replica/data/vm-102-disk-0';
+    await sh('zfs create replica/data', 'pve1');
+    const job: pve.ReplicationJob = { id: '102-0', targetRoot: 'replica/data', last: null };
+
+    const zbmBefore = snapsOf(await tree(ds, 'pve1'), ds);
+    assert.equal(zbmBefore.length, 1, `${zbmBefore}`);
+    const r1 = await pve.replicateGuest(VM102, job);
+    assert.deepEqual(await sorted(copy, 'pve1'), withSnaps(copy, [...zbmBefore, r1]));
+
+    await writeZvol(ds, 1, 4);
+    const b = guest(await backup(['--vmid', '102']), 102);
+    assert.equal(b.disks[0]?.mode, 'incremental');
+    const bak = b.snapshot ?? '';
+    const r2 = await pve.replicateGuest(VM102, job);
+    // recv -F removed the zbm snapshot the source no longer has; pvesr's older snapshot goes on its next run.
+    assert.deepEqual(await sorted(copy, 'pve1'), withSnaps(copy, [r1, bak, r2]));
+    assert.deepEqual(await sorted(ds, 'pve1'), withSnaps(ds, [bak, r2]));
+    assert.deepEqual(await holds(copy, 'pve1'), []);
+
+    await writeZvol(ds, 1, 12);
+    const c = guest(await backup(['--vmid', '102']), 102);
+    assert.equal(c.disks[0]?.mode, 'incremental');
+    assert.deepEqual(await sorted(ds, 'pve1'), withSnaps(ds, [r2, c.snapshot ?? '']));
+    assert.equal(await zvolHash('main/bak-zbm/vm-102-disk-0'), await zvolHash(ds));
+  });
+
+  it('a guest vzdump holds (lock: backup) is skipped, named with its lock, never snapshotted; the others are backed up; exit code 1', async () => {
+    await pve.setLock(CT104, 'backup');
+    const ds = CT104.disks[0] as string;
+    const before104 = await sorted(ds, 'pve1');
+    const r = await zbm('pve1', [...BACKUP_PVE, '--exclude', '100', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /guest 104: skipped: locked by Proxmox \(lock: backup\).*retried on the next run/);
+    const gs = guests(r.stdout);
+    assert.deepEqual(
+      gs.map((g) => [g.vmid, g.result]),
+      [
+        [102, 'ok'],
+        [103, 'ok'],
+        [104, 'skipped'],
+      ],
+    );
+    assert.match(guest(gs, 104).error ?? '', /lock: backup/);
+    assert.deepEqual(await sorted(ds, 'pve1'), before104, 'no snapshot of the locked guest');
+    assert.equal(await zvolHash('main/bak-zbm/vm-102-disk-0'), await zvolHash('rpool/data/vm-102-disk-0'));
+    await pve.unlock(CT104);
+    assert.equal(await pve.lockOf(CT104), null);
+  });
+
+  it('then one replicate mirrors every restore point, the destroyed guest’s included, and one prune keeps what its rules, the holds and the replica need', async () => {
+    const rep = await zbm('zbm-dest', REPLICATE);
+    assert.equal(rep.code, 0, rep.stderr);
+    const dest = await sorted('main/bak-zbm');
+    assert.ok(dest.includes('main/bak-zbm/vm-101-disk-0'));
+    // replicate bookmarks its base on the backup server only.
+    assert.deepEqual(
+      await sorted('main/bak-zbm', 'zbm-replica'),
+      dest.filter((n) => !n.includes('#')),
+    );
+
+    const held = new Set((await holds('main/bak-zbm')).map((l) => l.split('\t')[0]));
+    const p = await zbm('zbm-dest', PRUNE_DEST);
+    assert.equal(p.code, 0, p.stderr);
+    const datasets = dest.filter((n) => !n.includes('@') && !n.includes('#'));
+    const expected = datasets.flatMap((d) => {
+      const shorts = snapsOf(dest, d).sort();
+      const kept = keptByRules(shorts, { last: 2, hourly: 2 });
+      // Held snapshots (the node's bases, replicate's base) and the newest, in common with the replica.
+      const keep = shorts.filter((s) => kept.has(s) || held.has(`${d}@${s}`) || s === shorts.at(-1));
+      return [d, ...keep.map((s) => `${d}@${s}`)];
+    });
+    assert.deepEqual(
+      (await sorted('main/bak-zbm')).filter((n) => !n.includes('#')),
+      expected.sort(),
+    );
+    // The replica keeps every restore point until its own prune.
+    assert.deepEqual(
+      await sorted('main/bak-zbm', 'zbm-replica'),
+      dest.filter((n) => !n.includes('#')),
+    );
+  });
+});
