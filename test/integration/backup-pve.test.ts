@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
-import { BACKUP_PVE } from '../lab/commands.ts';
+import { BACKED_UP, BACKUP_PVE } from '../lab/commands.ts';
 import {
   holds,
   it,
@@ -18,19 +18,6 @@ import {
 } from '../lab/lab.ts';
 
 const ORIGINAL = BACKUP_PVE;
-
-/** The disks backup-pve must take from the lab's fixtures, by vzdump's rules. */
-const BACKED_UP = [
-  'subvol-103-disk-0',
-  'subvol-103-disk-1',
-  'subvol-104-disk-0',
-  'vm-100-disk-0',
-  'vm-100-disk-1',
-  'vm-100-disk-2',
-  'vm-100-disk-3',
-  'vm-101-disk-0',
-  'vm-102-disk-0',
-];
 
 interface JsonDisk {
   key: string;

@@ -27,7 +27,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
-import { BACKUP_PVE, PRUNE_DEST, REPLICATE, verifyCommand } from '../lab/commands.ts';
+import { BACKED_UP, BACKUP_PVE, PRUNE_DEST, REPLICATE, verifyCommand } from '../lab/commands.ts';
 import { holds, it, type Result, reset, sh, suite, tree, vm, zvolHash } from '../lab/lab.ts';
 import { mailHeader, splitMails } from '../support/mail.ts';
 
@@ -46,18 +46,6 @@ function guide(command: string): string {
   return command;
 }
 
-/** The disks backup-pve takes from the lab's guests (the other disks are not on zfspool storage). */
-const BACKED_UP = [
-  'subvol-103-disk-0',
-  'subvol-103-disk-1',
-  'subvol-104-disk-0',
-  'vm-100-disk-0',
-  'vm-100-disk-1',
-  'vm-100-disk-2',
-  'vm-100-disk-3',
-  'vm-101-disk-0',
-  'vm-102-disk-0',
-];
 const SENDMAIL = '/usr/sbin/sendmail';
 const MAIL_LOG = '/var/tmp/zbm-guide-mail.log';
 

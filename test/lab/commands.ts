@@ -73,3 +73,19 @@ export const verifyCommand = (minSnapshots: number) =>
     '--min-snapshots',
     String(minSnapshots),
   ] as const;
+
+/**
+ * The disks BACKUP_PVE takes from lab-reset's guests, by vzdump's rules: not 101's backup=0 disk
+ * nor its unused one, not 102's disk on dir storage, not 103's mount point without backup=1.
+ */
+export const BACKED_UP = [
+  'subvol-103-disk-0',
+  'subvol-103-disk-1',
+  'subvol-104-disk-0',
+  'vm-100-disk-0',
+  'vm-100-disk-1',
+  'vm-100-disk-2',
+  'vm-100-disk-3',
+  'vm-101-disk-0',
+  'vm-102-disk-0',
+] as const;
