@@ -17,7 +17,8 @@ labs=${ZBM_LABS:-2}
 cache=${ZBM_LAB_CACHE:-/var/cache/zbm-lab}
 known=$cache/test-durations.tsv
 # A machine's first run orders the files by the durations of a run recorded in the repository.
-seed=test/integration/durations.tsv
+order=$known
+[[ -f $order ]] || order=test/integration/durations.tsv
 
 report=$(mktemp -d /tmp/zbm-test-report-XXXX)
 export ZBM_TEST_REPORT_DIR=$report
@@ -25,9 +26,7 @@ queue=$report/queue
 # Longest first; files without a recorded duration (new ones) before all others.
 for f in "$@"; do
     d=
-    from=$known
-    [[ -f $from ]] || from=$seed
-    [[ -f $from ]] && d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { d = $2 } END { print d }' "$from")
+    [[ -f $order ]] && d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { d = $2 } END { print d }' "$order")
     printf '%s\t%s\n' "${d:-999999}" "$f"
 done | sort -t$'\t' -k1,1nr | cut -f2 >"$queue"
 
