@@ -18,10 +18,26 @@ export interface RunResult {
   readonly stderr: string;
 }
 
+// ZBM_TRACE=1: every command's start (seconds since zbm started), duration, host and argv on
+// stderr, to find where a run's time goes (docs/development.md, "Where a run's time goes").
+const TRACE = process.env.ZBM_TRACE === '1';
+
+function traced(child: ChildProcess, host: Host, argv: readonly string[]): ChildProcess {
+  const begin = performance.now();
+  child.once('exit', () => {
+    const end = performance.now();
+    process.stderr.write(
+      `trace: +${(begin / 1000).toFixed(3)}s ${((end - begin) / 1000).toFixed(3)}s ${host.name}: ${argv.join(' ')}\n`,
+    );
+  });
+  return child;
+}
+
 export function start(host: Host, argv: readonly string[], stdio: StdioOptions): ChildProcess {
   const { file, args } = host.invocation(argv);
   // Its own process group, so that stopping it also stops whatever it started (sh -c pipelines).
-  return track(spawn(file, [...args], { stdio, detached: true }));
+  const child = track(spawn(file, [...args], { stdio, detached: true }));
+  return TRACE ? traced(child, host, argv) : child;
 }
 
 /** Keeps the tail of a stream's text, up to limit characters. */
