@@ -134,22 +134,32 @@ function printSummary(results: readonly GuestResult[], out: (s: string) => void)
 
 export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: Metrics): Promise<number> {
   const out = writeOut;
-  const state = await readPveState('/etc/pve', opts.node);
-  const found = discover(state, { localZfsRoot: opts.localZfsRoot, vmids: opts.vmid, exclude: opts.exclude });
-  for (const w of found.warnings) log.warn(w);
-  for (const f of found.failed) log.error(`guest ${f.vmid}: ${f.error}`);
-
-  const local = new LocalHost(state.node);
   const remote = new SshHost(opts.remote);
-  const localZfs = new Zfs(local);
   const remoteZfs = new Zfs(remote);
+  // The remote listing needs nothing from /etc/pve: it starts first, so that the ssh connection
+  // opens while the guests are read. Its own listing says whether the root exists and where its
+  // metadata directory is.
+  const targetListing = remoteZfs
+    .list({ roots: [opts.remoteZfsRoot], userProps: [METADATA_DIR_PROPERTY] })
+    .then(byName);
+  // Awaited below; when reading /etc/pve fails first, that error is the one reported.
+  targetListing.catch(() => {});
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   try {
-    // One listing per side, side by side (the remote one opens the ssh connection meanwhile); the
-    // remote root's own listing says whether it exists and where its metadata directory is.
+    const state = await readPveState('/etc/pve', opts.node);
+    const found = discover(state, {
+      localZfsRoot: opts.localZfsRoot,
+      vmids: opts.vmid,
+      exclude: opts.exclude,
+    });
+    for (const w of found.warnings) log.warn(w);
+    for (const f of found.failed) log.error(`guest ${f.vmid}: ${f.error}`);
+
+    const local = new LocalHost(state.node);
+    const localZfs = new Zfs(local);
     const [source, target] = await Promise.all([
       localZfs.list({ roots: [opts.localZfsRoot] }).then(byName),
-      remoteZfs.list({ roots: [opts.remoteZfsRoot], userProps: [METADATA_DIR_PROPERTY] }).then(byName),
+      targetListing,
     ]);
     const remoteRoot = target.get(opts.remoteZfsRoot);
 
