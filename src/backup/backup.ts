@@ -2,7 +2,7 @@ import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
-import { forEachLimited } from '../pool.ts';
+import { forEachLimited, Slots } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
 import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
@@ -10,9 +10,9 @@ import { isProxmoxSnapshot } from '../pve/volumes.ts';
 import { holdTag, moveHold } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
-import type { Dataset } from '../zfs/types.ts';
+import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
-import { withFrozenGuest } from './freeze.ts';
+import { pingAgent, withFrozenGuest } from './freeze.ts';
 import {
   buildManifest,
   type FileToWrite,
@@ -283,12 +283,24 @@ export async function backupGuests(
       else r.end = { result: p.result, error: p.error };
     }
 
+    // The holds on the backup server's old bases are looked up while the snapshots are taken and
+    // sent, so that moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
+    const heldBefore = active().flatMap((r) =>
+      [...(r.prepared?.targets.values() ?? [])].flatMap(
+        (t) =>
+          targetListing
+            .get(t)
+            ?.snapshots.filter((s) => s.userrefs > 0)
+            .map((s) => s.name) ?? [],
+      ),
+    );
+    const earlyHolds = ctx.remoteZfs.holds(heldBefore).catch(() => undefined);
     await takeSnapshots(ctx, active());
     await sendAll(ctx, active(), targetListing);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();
-    await Promise.all([protectAll(ctx, sent, targetListing), writeAllMetadata(ctx, sent)]);
+    await Promise.all([protectAll(ctx, sent, targetListing, await earlyHolds), writeAllMetadata(ctx, sent)]);
   } finally {
     for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
@@ -357,6 +369,11 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
 
   // Side by side: one config read per guest, right before any of them is snapshotted.
   await Promise.all(runs.map((r) => recheckLock(ctx, r)));
+  // Every agent is asked at once, while the other guests are snapshotted: a guest whose agent does
+  // not answer costs its timeout once per run, not once per guest in turn.
+  const agents = new Map(
+    runs.filter((r) => r.guest.freeze && r.end === null).map((r) => [r, pingAgent(ctx.local, r.guest.vmid)]),
+  );
   const plain = runs.filter((r) => !r.guest.freeze && r.end === null);
   const byPrepared = new Map(plain.map((r) => [r.prepared, r]));
   for (const batch of snapshotBatches(plain.flatMap((r) => (r.prepared ? [r.prepared] : [])))) {
@@ -385,7 +402,8 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     const at = ctx.now();
     const snapshot = snapshotName(ctx.prefix, at);
     try {
-      const frozen = await withFrozenGuest(ctx.local, r.guest.vmid, true, log, () =>
+      const agent = agents.get(r) ?? pingAgent(ctx.local, r.guest.vmid);
+      const frozen = await withFrozenGuest(ctx.local, r.guest.vmid, agent, log, () =>
         ctx.localZfs.snapshot(diskSnapshots(r, snapshot)),
       );
       taken(r, snapshot, at, frozen);
@@ -414,6 +432,11 @@ async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
   r.end = { result: 'skipped', error: lockedMessage(lock, d.why) };
   return false;
 }
+
+/** Receives that may still be committing beside the running streams. */
+const COMMITTING = 3;
+/** Transfers at once on the one ssh connection: below sshd's default MaxSessions (10), with room for the run's other commands. */
+const MAX_TRANSFERS = 8;
 
 /**
  * Lists the fresh snapshots of every guest in one call, then sends each disk, ctx.jobs at a time.
@@ -449,10 +472,15 @@ async function sendAll(
   // Filled by slot, so that a guest's disks keep their order in its result and manifest whatever
   // order the transfers end in.
   const done = new Map(sending.map((r) => [r, [] as { disk: DiskResult; synced?: GuestRun['synced'][0] }[]]));
-  await forEachLimited(work, ctx.jobs ?? 1, async ({ r, disk, slot }) => {
+  // ctx.jobs streams at a time; a receive still committing after its stream (most of a small
+  // increment's time, a transaction group) no longer holds its stream's place.
+  const jobs = ctx.jobs ?? 1;
+  const streams = new Slots(jobs);
+  await forEachLimited(work, Math.min(MAX_TRANSFERS, jobs + COMMITTING), async ({ r, disk, slot }) => {
     const target = r.prepared?.targets.get(disk.dataset) ?? '';
     const source = fresh.get(disk.dataset) ?? null;
     const slots = done.get(r) ?? [];
+    const streamEnded = await streams.acquire();
     try {
       const sync = await syncDataset(
         { zfs: ctx.localZfs, dataset: disk.dataset, listing: source },
@@ -464,6 +492,7 @@ async function sendAll(
           onMessage: (m) => log.warn(`${r.label}: ${m}`),
           // The backup server's prune waits for (or skips) a dataset while this receive runs.
           receiveLock: { what: 'backup-pve', waitSeconds: ctx.lockWaitMs / 1000 },
+          onStreamsEnd: streamEnded,
         },
       );
       slots[slot] = {
@@ -483,6 +512,8 @@ async function sendAll(
       slots[slot] = {
         disk: { key: disk.key, source: disk.dataset, target, mode: 'failed', resumed: null, bytes: 0, error },
       };
+    } finally {
+      streamEnded();
     }
     // The guest's last disk: its own duration ends here, not with the run.
     if (slots.filter(Boolean).length === r.prepared?.disks.length) r.finished = Date.now();
@@ -567,6 +598,7 @@ async function protectAll(
   ctx: BackupContext,
   runs: readonly GuestRun[],
   targetListing: ReadonlyMap<string, Dataset>,
+  earlyHolds: readonly Hold[] | undefined,
 ): Promise<void> {
   const { log } = ctx;
   const withPairs = runs.filter((r) => r.synced.length > 0);
@@ -581,20 +613,25 @@ async function protectAll(
   );
   const problems = new Map<GuestRun, string>();
   const tag = holdTag(PVE_SOURCE, ctx.remote.name);
-  // Idempotent (holds are looked up before they are moved), so a failed batch can be redone per guest.
+  const move = (rs: readonly GuestRun[], known?: readonly Hold[]) => {
+    const ps = rs.flatMap((r) => plans.get(r) ?? []);
+    return moveHold(
+      ctx.remoteZfs,
+      tag,
+      ps.flatMap((p) => p.hold),
+      ps.flatMap((p) => p.maybeHeld),
+      known,
+    );
+  };
+  // Idempotent (holds are looked up again before they are moved), so a failed batch is redone per
+  // guest; also for one guest when the batch used the early lookup, which may have gone stale.
   const holdErrors = await batchThenEach(
     withPairs,
-    (rs) => {
-      const ps = rs.flatMap((r) => plans.get(r) ?? []);
-      return moveHold(
-        ctx.remoteZfs,
-        tag,
-        ps.flatMap((p) => p.hold),
-        ps.flatMap((p) => p.maybeHeld),
-      );
-    },
+    (rs) => move(rs, earlyHolds),
     log,
     'holding the bases on the backup server',
+    (r) => move([r]),
+    earlyHolds !== undefined,
   );
   for (const [i, err] of holdErrors) problems.set(withPairs[i] as GuestRun, err);
 

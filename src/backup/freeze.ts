@@ -47,28 +47,34 @@ async function stopWatchdog(host: Host, pid: number, vmid: number, log: FreezeLo
 }
 
 /**
+ * Asks the guest's agent whether it answers: null when it does, else why not. Started for every
+ * guest to freeze at once, before the first freeze, so that a dead agent's wait is not added to
+ * the run once per guest.
+ */
+export function pingAgent(host: Host, vmid: number): Promise<string | null> {
+  return run(host, qm(vmid, 'ping'), { timeoutMs: 10_000 }).then(
+    () => null,
+    (err: unknown) => errorMessage(err),
+  );
+}
+
+/**
  * Runs action (the snapshot) with the guest's file systems frozen through its agent when that is
- * possible, as Proxmox does: a dead agent or a failed freeze is a warning and the snapshot is still
- * taken (crash-consistent). The thaw runs whatever happened, with a time limit and one retry, so
- * that a guest is never left frozen. Returns whether the snapshot was taken frozen.
+ * possible, as Proxmox does: an agent that did not answer its ping (agent, from pingAgent) or a
+ * failed freeze is a warning and the snapshot is still taken (crash-consistent). The thaw runs
+ * whatever happened, with a time limit and one retry, so that a guest is never left frozen.
+ * Returns whether the snapshot was taken frozen.
  */
 export async function withFrozenGuest(
   host: Host,
   vmid: number,
-  enabled: boolean,
+  agent: Promise<string | null>,
   log: FreezeLog,
   action: () => Promise<void>,
 ): Promise<boolean> {
-  if (!enabled) {
-    await action();
-    return false;
-  }
-  try {
-    await run(host, qm(vmid, 'ping'), { timeoutMs: 10_000 });
-  } catch (err) {
-    log.warn(
-      `guest ${vmid}: the guest agent does not answer, snapshot taken without freeze (${errorMessage(err)})`,
-    );
+  const silent = await agent;
+  if (silent !== null) {
+    log.warn(`guest ${vmid}: the guest agent does not answer, snapshot taken without freeze (${silent})`);
     await action();
     return false;
   }

@@ -15,6 +15,8 @@ export interface PipeOptions {
   readonly limiter?: RateLimiter;
   /** Called with the running total of bytes that went through the pipe. */
   readonly onProgress?: (bytes: number) => void;
+  /** Called when the stream has passed, before the receiver has exited (it may still be committing). */
+  readonly onStreamEnd?: () => void;
 }
 
 export interface PipeResult {
@@ -110,8 +112,9 @@ export async function pipe(from: Endpoint, to: Endpoint, opts: PipeOptions = {})
   });
 
   const meter = new Meter(opts);
-  const flow =
-    sender.stdout && receiver.stdin ? relay(sender.stdout, meter, receiver.stdin) : Promise.resolve();
+  const flow = (
+    sender.stdout && receiver.stdin ? relay(sender.stdout, meter, receiver.stdin) : Promise.resolve()
+  ).then(() => opts.onStreamEnd?.());
 
   const [fe, te] = await Promise.all([fromExit, toExit, flow]);
   if (fe.code !== 0 || te.code !== 0) {

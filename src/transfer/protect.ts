@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors.ts';
 import { forEachLimited } from '../pool.ts';
-import type { Dataset } from '../zfs/types.ts';
+import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
 /** The hold tag of one source→target pair: a second target never releases the first one's base. */
@@ -28,15 +28,23 @@ function candidates(d: Dataset | null, name: string, common: string): string[] {
  * Moves tag onto exactly the snapshots of wanted among those that may carry it (maybeHeld and
  * wanted): one `zfs holds`, one `zfs hold`, one `zfs release`, each only when there is something to
  * ask or change. Hold first, release after, so that a protected snapshot is never without its hold.
+ * known: the holds of maybeHeld, looked up earlier (the snapshots of wanted not in maybeHeld had
+ * none then): the `zfs holds` is skipped. Should they have changed since, the hold or the release
+ * fails, and the caller tries again without them.
  */
 export async function moveHold(
   zfs: Zfs,
   tag: string,
   wanted: readonly string[],
   maybeHeld: readonly string[],
+  known?: readonly Hold[],
 ): Promise<void> {
   const asked = [...new Set([...maybeHeld, ...wanted])];
-  const current = new Set((await zfs.holds(asked)).filter((h) => h.tag === tag).map((h) => h.snapshot));
+  const holds = known ?? (await zfs.holds(asked));
+  const mayCarry = new Set(asked);
+  const current = new Set(
+    holds.filter((h) => h.tag === tag && mayCarry.has(h.snapshot)).map((h) => h.snapshot),
+  );
   await zfs.hold(
     tag,
     wanted.filter((s) => !current.has(s)),

@@ -28,6 +28,11 @@ export interface SyncOptions {
    * prune takes), waiting this long for it; false when the caller holds that lock itself.
    */
   readonly receiveLock?: { readonly what: string; readonly waitSeconds: number } | false;
+  /**
+   * Called once the last stream has passed, while its receive may still be committing (for a
+   * small increment, most of its time): the caller may start the next stream meanwhile.
+   */
+  readonly onStreamsEnd?: () => void;
 }
 
 export type SyncMode = 'full' | 'incremental' | 'up-to-date';
@@ -137,11 +142,15 @@ export async function syncDataset(
     case 'full':
     case 'incremental': {
       const sent: string[] = [];
-      for (const step of plan.steps) {
+      for (const [i, step] of plan.steps.entries()) {
         const r = await pipe(
           { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw) },
           { host: target.zfs.host, argv: recv },
-          { limiter: opts.limiter, onProgress: progress },
+          {
+            limiter: opts.limiter,
+            onProgress: progress,
+            onStreamEnd: i === plan.steps.length - 1 ? opts.onStreamsEnd : undefined,
+          },
         );
         bytes += r.bytes;
         sent.push(step.to.short);

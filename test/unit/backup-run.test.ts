@@ -38,7 +38,14 @@ class FakeHost implements Host {
       const script = log ? 'echo start >> "$1"; sleep 0.3; echo end >> "$1"; printf stream' : 'printf stream';
       return { file: 'sh', args: ['-c', script, 'send', log ?? ''] };
     }
-    if (argv[0] === 'zfs' && argv[1] === 'receive') return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
+    if (argv[0] === 'zfs' && argv[1] === 'receive') {
+      // With a log file: each receive reads its stream, then commits for a while, as zfs does.
+      const log = process.env.ZBM_TEST_RECEIVE_LOG;
+      const script = log
+        ? 'cat > /dev/null; echo commit >> "$1"; sleep 0.4; echo committed >> "$1"'
+        : 'cat > /dev/null';
+      return { file: 'sh', args: ['-c', script, 'receive', log ?? ''] };
+    }
     if (this.fail(argv)) return { file: 'sh', args: ['-c', 'echo refused >&2; exit 1'] };
     return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
   }
@@ -85,11 +92,15 @@ class FakeZfs {
     if (snapshots.length === 0) return;
     this.calls.push(`hold ${snapshots.join(' ')}`);
     if (this.failHold(snapshots)) throw new Error('cannot hold: injected');
+    // As zfs: the whole call fails, and nothing is held, when one snapshot has the tag already.
+    if (snapshots.some((s) => this.holdsOf.get(s)?.has(tag)))
+      throw new Error('cannot hold: tag already exists');
     for (const s of snapshots) this.holdsOf.set(s, new Set([...(this.holdsOf.get(s) ?? []), tag]));
   }
   async release(tag: string, snapshots: readonly string[]): Promise<void> {
     if (snapshots.length === 0) return;
     this.calls.push(`release ${snapshots.join(' ')}`);
+    if (snapshots.some((s) => !this.holdsOf.get(s)?.has(tag))) throw new Error('cannot release: no such tag');
     for (const s of snapshots) this.holdsOf.get(s)?.delete(tag);
   }
   async bookmark(snapshot: string, bm: string): Promise<void> {
@@ -282,6 +293,40 @@ describe('backup-pve: one run over several guests', () => {
     assert.equal(await maxInFlight(3), 3);
   });
 
+  it("a receive's commit does not hold its stream's place: the next stream starts, one stream at a time all the same", async () => {
+    const gs = [guest(910, 3), guest(911, 3)];
+    const log = join(lockDir, 'commits');
+    writeFileSync(log, '');
+    process.env.ZBM_TEST_SEND_LOG = log;
+    process.env.ZBM_TEST_RECEIVE_LOG = log;
+    try {
+      const w = world(gs);
+      const results = await backupGuests({ ...w.ctx, jobs: 1 }, gs, w.source, w.target);
+      assert.ok(results.every((r) => r.result === 'ok'));
+    } finally {
+      delete process.env.ZBM_TEST_SEND_LOG;
+      delete process.env.ZBM_TEST_RECEIVE_LOG;
+    }
+    let streams = 0;
+    let maxStreams = 0;
+    let committing = 0;
+    let maxCommitting = 0;
+    let startedDuringCommit = 0;
+    for (const line of readFileSync(log, 'utf8').split('\n')) {
+      if (line === 'start') {
+        maxStreams = Math.max(maxStreams, ++streams);
+        if (committing > 0) startedDuringCommit++;
+      }
+      if (line === 'end') streams--;
+      if (line === 'commit') maxCommitting = Math.max(maxCommitting, ++committing);
+      if (line === 'committed') committing--;
+    }
+    assert.equal(maxStreams, 1, '--jobs 1: one stream at a time');
+    assert.ok(startedDuringCommit >= 3, `streams started during a commit: ${startedDuringCommit}`);
+    // Bounded all the same: one ssh connection carries them all.
+    assert.ok(maxCommitting <= 4, `receives committing at once: ${maxCommitting}`);
+  });
+
   it('a frozen guest gets its own snapshot call, the others share one', async () => {
     const gs = [guest(300, 2, true), guest(301, 1), guest(302, 1)];
     const w = world(gs);
@@ -432,6 +477,33 @@ describe('backup-pve: one run over several guests', () => {
     );
     // The old base of 601 is still held on the backup server: never a moment without one.
     assert.ok(w.remote.holdsOf.get(`main/bak-zbm/vm-601-disk-0@${OLD}`)?.size);
+  });
+
+  it("the old bases' holds are looked up while the disks are sent; when that lookup went stale, each guest is looked up again", async () => {
+    const gs = [guest(610, 1), guest(611, 1)];
+    const w = world(gs);
+    const old610 = `main/bak-zbm/vm-610-disk-0@${OLD}`;
+    // Between the lookup and the move, something else releases the run's tag on 610's old base.
+    let asked: string[] = [];
+    w.local.failSnapshot = () => {
+      asked = w.remote.calls.map((c) => c.split(' ')[0] ?? '');
+      w.remote.holdsOf.get(old610)?.clear();
+      return false;
+    };
+    const results = await backupGuests(w.ctx, gs, w.source, w.target);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      ['ok', 'ok'],
+    );
+    assert.deepEqual(asked, ['holds'], 'the lookup is under way before the snapshots are taken');
+    // The batch's release failed on the stale lookup; each guest was then looked up and moved alone.
+    assert.equal(w.remote.count('holds'), 3);
+    const held = (vmid: number) =>
+      [...w.remote.holdsOf]
+        .filter(([s, tags]) => s.includes(`vm-${vmid}-`) && tags.size > 0)
+        .map(([s]) => s.split('@')[1]);
+    assert.deepEqual(held(610), [results[0]?.snapshot]);
+    assert.deepEqual(held(611), [results[1]?.snapshot]);
   });
 
   it("what an earlier zbm left on the node (its hold, its bookmark) goes; another tool's hold stays", async () => {
