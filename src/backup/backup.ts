@@ -8,7 +8,7 @@ import type { Guest } from '../pve/index.ts';
 import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
 import { isProxmoxSnapshot } from '../pve/volumes.ts';
 import { holdTag, moveHold } from '../transfer/protect.ts';
-import { type SyncResult, syncDataset } from '../transfer/sync.ts';
+import { type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
 import { joinDataset } from '../zfs/names.ts';
 import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
@@ -433,11 +433,6 @@ async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
   return false;
 }
 
-/** Receives that may still be committing beside the running streams. */
-const COMMITTING = 3;
-/** Transfers at once on the one ssh connection: below sshd's default MaxSessions (10), with room for the run's other commands. */
-const MAX_TRANSFERS = 8;
-
 /**
  * Lists the fresh snapshots of every guest in one call, then sends each disk, ctx.jobs at a time.
  * A disk's failure is its own: the other disks and guests go on.
@@ -476,7 +471,7 @@ async function sendAll(
   // increment's time, a transaction group) no longer holds its stream's place.
   const jobs = ctx.jobs ?? 1;
   const streams = new Slots(jobs);
-  await forEachLimited(work, Math.min(MAX_TRANSFERS, jobs + COMMITTING), async ({ r, disk, slot }) => {
+  await forEachLimited(work, transfersAtOnce(jobs), async ({ r, disk, slot }) => {
     const target = r.prepared?.targets.get(disk.dataset) ?? '';
     const source = fresh.get(disk.dataset) ?? null;
     const slots = done.get(r) ?? [];

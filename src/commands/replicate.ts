@@ -10,11 +10,11 @@ import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/lock.ts';
 import { describeConflict } from '../plan/diff.ts';
-import { forEachLimited } from '../pool.ts';
+import { forEachLimited, Slots } from '../pool.ts';
 import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
-import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
+import { planSync, type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -84,13 +84,17 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   const out = writeOut;
   try {
-    const sourceList = await source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] });
+    // One listing per side, side by side; the target root's own line says whether it exists.
+    const [sourceList, targetList] = await Promise.all([
+      source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] }),
+      target.zfs.list({ roots: [target.root], userProps: [METADATA_DIR_PROPERTY] }),
+    ]);
     if (sourceList.length === 0) {
       log.error(`${source.host.name}: ${source.root} does not exist; nothing to replicate`);
       return ExitCode.failure;
     }
-    const targetRootExists = await target.zfs.exists(target.root);
-    const targetList = targetRootExists ? await target.zfs.list({ roots: [target.root] }) : [];
+    const targetRoot = targetList.find((d) => d.name === target.root);
+    const targetRootExists = targetRoot !== undefined;
     const { pairs, orphans } = mirrorPairs(source.root, sourceList, target.root, targetList, select);
     const targets = new Map(targetList.map((d) => [d.name, d]));
     for (const o of orphans)
@@ -150,7 +154,11 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     // By slot, in the order of the pairs, whatever order the transfers end in.
     const results: DatasetResult[] = new Array(pairs.length);
     const basesBySlot: (BasePair | undefined)[] = new Array(pairs.length);
-    await forEachLimited(pairs, opts.jobs ?? 1, async ({ source: d, target: targetName }, slot) => {
+    // --jobs streams at a time; a receive still committing after its stream no longer holds its
+    // stream's place (as in backup-pve).
+    const jobs = opts.jobs ?? 1;
+    const streams = new Slots(jobs);
+    await forEachLimited(pairs, transfersAtOnce(jobs), async ({ source: d, target: targetName }, slot) => {
       const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
       // The lock lives on this host, so it is named after this host's side of the pair.
       const lockName = opts.pull ? targetName : d.name;
@@ -166,6 +174,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
         results[slot] = { ...base, result: 'skipped', error };
         return;
       }
+      const streamEnded = await streams.acquire();
       try {
         let before = targets.get(targetName) ?? null;
         const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
@@ -199,6 +208,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
               progress.clear();
               log.warn(m);
             },
+            onStreamsEnd: streamEnded,
           },
         );
         progress.clear();
@@ -221,22 +231,27 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
         log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
         results[slot] = { ...base, result: 'failed', error };
       } finally {
+        streamEnded();
         acquired.lock.release();
       }
     });
     const bases = basesBySlot.filter((b): b is BasePair => b !== undefined);
 
-    let protectFailed = false;
-    try {
-      await protectBases(source.zfs, target.zfs, tag, bases, select, (message) => log.info(message));
-    } catch (err) {
-      protectFailed = true;
-      log.error(
-        `protecting the new common snapshots on ${source.host.name} and ${target.host.name}: ${errorMessage(err)}`,
-      );
-    }
-
-    const metadataFailed = !(await replicateMetadata(source, target, sourceList, log));
+    // Side by side: the configs are copied while the bases are protected; neither changes the other.
+    const [protectFailed, metadataFailed] = await Promise.all([
+      protectBases(source.zfs, target.zfs, tag, bases, select, (message) => log.info(message)).then(
+        () => false,
+        (err: unknown) => {
+          log.error(
+            `protecting the new common snapshots on ${source.host.name} and ${target.host.name}: ${errorMessage(err)}`,
+          );
+          return true;
+        },
+      ),
+      replicateMetadata(source, target, sourceList, targetRoot?.props[METADATA_DIR_PROPERTY], log).then(
+        (ok) => !ok,
+      ),
+    ]);
 
     if (opts.json) {
       out(
@@ -289,6 +304,8 @@ async function replicateMetadata(
   source: Side,
   target: Side,
   sourceList: readonly Dataset[],
+  /** The target root's metadata directory property as listed at the start of the run. */
+  targetProperty: string | undefined,
   log: Logger,
 ): Promise<boolean> {
   const property = sourceList.find((d) => d.name === source.root)?.props[METADATA_DIR_PROPERTY];
@@ -313,7 +330,9 @@ async function replicateMetadata(
       { host: target.host, dir: to },
       replicated,
     );
-    await target.zfs.setUserProperties(target.root, { [METADATA_DIR_PROPERTY]: to });
+    // prune and verify on the target find the configs through it; set only when it differs.
+    if (targetProperty !== to)
+      await target.zfs.setUserProperties(target.root, { [METADATA_DIR_PROPERTY]: to });
     if (copied > 0)
       log.info(`copied ${copied} guest config and manifest file(s) to ${target.host.name}:${to}`);
     return true;
