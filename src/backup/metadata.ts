@@ -1,5 +1,6 @@
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
+import { parseVolname } from '../pve/volumes.ts';
 import { VERSION } from '../version.ts';
 
 /**
@@ -56,12 +57,10 @@ export function metadataDirOf(
   return { dir: property };
 }
 
-const VOLUME = /^(?:vm|subvol|base|basevol)-([1-9]\d*)-./;
-
 /** The VMID of a PVE volume dataset, from its last component (`.../vm-100-disk-0` → 100). */
 export function vmidOf(dataset: string): number | null {
-  const m = VOLUME.exec(dataset.slice(dataset.lastIndexOf('/') + 1));
-  return m ? Number(m[1]) : null;
+  const v = parseVolname(dataset.slice(dataset.lastIndexOf('/') + 1));
+  return v?.plainVmid && v.rest !== '' ? v.vmid : null;
 }
 
 export interface ManifestDisk {

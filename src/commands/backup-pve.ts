@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { type BackupContext, backupGuests, type GuestResult, targetDataset } from '../backup/backup.ts';
+import { type BackupContext, backupGuests, type GuestResult } from '../backup/backup.ts';
 import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
+import { targetDataset } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';

@@ -1,6 +1,7 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import { isHoldTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -139,7 +140,7 @@ export async function prepareRollback(
         done.push(r);
         try {
           // An earlier zbm held its base on the node: its tags go first, no one else's.
-          const tags = (await zfs.holds(p.held)).filter((h) => h.tag.startsWith('zbm-base:'));
+          const tags = (await zfs.holds(p.held)).filter((h) => isHoldTag(h.tag));
           for (const t of new Set(tags.map((h) => h.tag)))
             await zfs.release(
               t,

@@ -26,7 +26,7 @@ import {
 import { DEFAULT_CLOCK_SKEW_SECONDS, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
 import { formatWallClock } from '../time/civil.ts';
 import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
-import { joinDataset, relativeTo } from '../zfs/names.ts';
+import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 import { metadataDirOption } from './list-backups.ts';
@@ -111,9 +111,7 @@ function describeRules(rules: KeepRules): string {
 type PerSnapshot = Map<string, Map<string, string[]>>;
 
 function addPerSnapshot(found: PerSnapshot, snapshot: string, values: readonly string[]): void {
-  const at = snapshot.indexOf('@');
-  const ds = snapshot.slice(0, at);
-  const short = snapshot.slice(at + 1);
+  const { dataset: ds, snapshot: short } = splitSnapshot(snapshot);
   const perDs = found.get(ds) ?? new Map<string, string[]>();
   perDs.set(short, [...(perDs.get(short) ?? []), ...values]);
   found.set(ds, perDs);

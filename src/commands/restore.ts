@@ -7,6 +7,7 @@ import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { printableLines, writeOut } from '../cli/printable.ts';
 import { formatBytes, Progress } from '../cli/progress.ts';
+import { formatStamp } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
@@ -25,7 +26,6 @@ import {
   type LocalState,
   planDiskRestore,
   planGuestRestore,
-  stamp,
 } from '../restore/plan.ts';
 import { choosePoint, type RestorePoint, readConfigArgv } from '../restore/points.ts';
 import { syncDataset } from '../transfer/sync.ts';
@@ -366,7 +366,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
       let extra: Record<string, unknown> = {};
       if (plan.kind === 'guest') {
         if (plan.replaces?.configText !== undefined) {
-          const saved = `${REPLACED_CONFIGS}/${plan.vmid}-${stamp(new Date())}.conf`;
+          const saved = `${REPLACED_CONFIGS}/${plan.vmid}-${formatStamp(new Date())}.conf`;
           await writeFileAtomic(localHost, saved, plan.replaces.configText);
           log.warn(`the replaced config of guest ${plan.vmid} is kept as ${saved}`);
           extra = { replacedConfig: saved };

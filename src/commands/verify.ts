@@ -1,7 +1,7 @@
-import { targetDataset } from '../backup/backup.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { printable, writeOut } from '../cli/printable.ts';
+import { targetDataset } from '../conventions/names.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -25,7 +25,7 @@ import {
   worst,
 } from '../verify/checks.ts';
 import { newestManifests } from '../verify/manifests.ts';
-import { joinDataset, relativeTo } from '../zfs/names.ts';
+import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 import { metadataDirOption } from './list-backups.ts';
@@ -104,7 +104,7 @@ async function poolCreation(host: Host, pool: string): Promise<PoolCreation> {
 
 /** Health and scrub age of the pool holding dataset, on host; its gauges say what the check says. */
 async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeDays: number): Promise<Check> {
-  const pool = dataset.split('/')[0] ?? '';
+  const pool = poolOf(dataset);
   try {
     const { stdout } = await run(host, ['zpool', 'status', pool]);
     const p = parseZpoolStatus(stdout);
@@ -188,7 +188,7 @@ async function serverChecks(
     for (const e of errors) checks.push(unknown(`metadata ${dir}`, e));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.
     for (const m of manifests) {
-      checks.push(checkGuest(m, names, (t) => joinDataset(root, t.slice(t.lastIndexOf('/') + 1))));
+      checks.push(checkGuest(m, names, (t) => targetDataset(root, t)));
     }
   }
 

@@ -5,8 +5,8 @@
  */
 import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { snapshotTime } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
-import { snapshotTime } from './retention.ts';
 
 export { METADATA_DIR_PROPERTY, vmidOf } from '../backup/metadata.ts';
 

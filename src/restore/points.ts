@@ -4,7 +4,8 @@
  * datasets. Pure.
  */
 import { type Manifest, type ManifestDisk, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
-import { joinDataset, nameProblem } from '../zfs/names.ts';
+import { targetDataset, trailingStampTime } from '../conventions/names.ts';
+import { nameProblem } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export interface PointDisk {
@@ -171,11 +172,6 @@ export function parseManifestDump(dump: string): { manifests: Manifest[]; errors
   return { manifests, errors };
 }
 
-/** Where a manifest's disk lives on a tier: its last component under the tier's root. */
-export function datasetOnTier(root: string, target: string): string {
-  return joinDataset(root, target.slice(target.lastIndexOf('/') + 1));
-}
-
 /** The restore points of a tier, by vmid and then oldest first. */
 export function restorePoints(
   manifests: readonly Manifest[],
@@ -185,7 +181,8 @@ export function restorePoints(
   const byName = new Map(datasets.map((d) => [d.name, d]));
   const points = manifests.map((m): RestorePoint => {
     const disks = m.disks.map((d): PointDisk => {
-      const dataset = datasetOnTier(root, d.target);
+      // A manifest's disk lives on each tier by the same rule as on the backup server.
+      const dataset = targetDataset(root, d.target);
       const listing = byName.get(dataset);
       // Identity is the guid: a snapshot of the same name from another chain is another backup,
       // and a manifest without one (written by whoever could write there) names no backup at all.
@@ -224,10 +221,7 @@ export function restorePoints(
 export function pointTime(p: Pick<RestorePoint, 'time' | 'snapshot'>): number {
   const t = Date.parse(p.time);
   if (Number.isFinite(t)) return t;
-  const m = /(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(p.snapshot);
-  if (!m) return 0;
-  const [y, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  return Date.UTC(y, mo - 1, d, h, mi, s);
+  return trailingStampTime(p.snapshot) ?? 0;
 }
 
 export interface Selection {

@@ -3,11 +3,6 @@ import { forEachLimited } from '../pool.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
-/** The hold tag of one source→target pair: a second target never releases the first one's base. */
-export function holdTag(sourceHost: string, targetHost: string): string {
-  return `zbm-base:${sourceHost}:${targetHost}`;
-}
-
 /** One dataset whose transfer succeeded: its new common snapshot is to be protected. */
 export interface BasePair {
   /** The source dataset as listed after its snapshot was taken. */
