@@ -3,6 +3,9 @@ import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
+import { buildManifest } from '../metadata/manifest.ts';
+import { metadataPaths } from '../metadata/store.ts';
+import { type FileToWrite, writeFileAtomic, writeFilesAtomic } from '../metadata/write.ts';
 import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
@@ -14,13 +17,6 @@ import { poolOf } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { withFrozenGuest } from './freeze.ts';
-import {
-  buildManifest,
-  type FileToWrite,
-  metadataPaths,
-  writeFileAtomic,
-  writeFilesAtomic,
-} from './metadata.ts';
 
 export interface BackupLog {
   error(msg: string): void;

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { type BackupContext, backupGuests, type GuestResult } from '../backup/backup.ts';
-import { METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
@@ -10,6 +9,7 @@ import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
+import { METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveState } from '../pve/index.ts';
 import { planLocks } from '../pve/locks.ts';

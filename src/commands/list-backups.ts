@@ -1,4 +1,3 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { formatBytes } from '../cli/progress.ts';
@@ -7,7 +6,9 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
-import { dumpManifestsArgv, parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
+import { dumpManifestsArgv, parseManifestDump } from '../metadata/manifest.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
+import { type RestorePoint, restorePoints } from '../restore/points.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -101,34 +102,6 @@ function row(p: RestorePoint, host: string) {
     referenced: p.referenced,
     host,
   };
-}
-
-/**
- * The metadata directory given for a tier: --remote-metadata-dir with --remote, --local-metadata-dir
- * with --local-zfs-root, or the earlier --metadata-dir for either. prune and verify, whose backups
- * are always those under --local-zfs-root (their --remote is the next tier), pass no remote.
- */
-export function metadataDirOption(opts: {
-  remote?: string;
-  remoteMetadataDir?: string;
-  localMetadataDir?: string;
-  metadataDir?: string;
-}): string | undefined {
-  const [given, other] =
-    opts.remote === undefined
-      ? [opts.localMetadataDir, ['--remote-metadata-dir', opts.remoteMetadataDir] as const]
-      : [opts.remoteMetadataDir, ['--local-metadata-dir', opts.localMetadataDir] as const];
-  if (other[1] !== undefined) {
-    throw new UsageError(
-      opts.remote === undefined
-        ? '--remote-metadata-dir goes with --remote: with --local-zfs-root the directory is --local-metadata-dir'
-        : '--local-metadata-dir goes with --local-zfs-root: with --remote the directory is --remote-metadata-dir',
-    );
-  }
-  if (given !== undefined && opts.metadataDir !== undefined && given !== opts.metadataDir) {
-    throw new UsageError('--metadata-dir is the earlier spelling of the same option: give one of them');
-  }
-  return given ?? opts.metadataDir;
 }
 
 /** Lists the restore points of every guest (or of --vmid) on one tier. */

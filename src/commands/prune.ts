@@ -1,4 +1,3 @@
-import { chooseMetadataDir } from '../backup/metadata.ts';
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
@@ -14,7 +13,13 @@ import {
   describeWait,
   receiveLockName,
 } from '../lock/lock.ts';
-import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
+import { type GuestSnapshots, pruneMetadata } from '../metadata/remove.ts';
+import {
+  chooseMetadataDir,
+  datasetsByGuest,
+  METADATA_DIR_PROPERTY,
+  metadataDirOption,
+} from '../metadata/store.ts';
 import {
   type DatasetPlan,
   type Kept,
@@ -29,7 +34,6 @@ import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
 import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { metadataDirOption } from './list-backups.ts';
 
 export interface PruneOptions {
   readonly localZfsRoot: string;
@@ -234,17 +238,14 @@ function guestSnapshots(
   datasets: readonly Dataset[],
   outcomes: ReadonlyMap<string, DatasetOutcome>,
 ): Map<number, GuestSnapshots> {
-  const guests = new Map<number, { remaining: Set<string>; destroyed: Set<string> }>();
-  for (const d of datasets) {
-    const vmid = vmidOf(d.name);
-    if (vmid === null) continue;
-    const g = guests.get(vmid) ?? { remaining: new Set<string>(), destroyed: new Set<string>() };
-    guests.set(vmid, g);
-    const gone = new Set(outcomes.get(d.name)?.destroyed ?? []);
-    for (const s of d.snapshots) {
-      if (gone.has(s.short)) g.destroyed.add(s.short);
-      else g.remaining.add(s.short);
+  const guests = new Map<number, GuestSnapshots>();
+  for (const [vmid, own] of datasetsByGuest(datasets)) {
+    const g = { remaining: new Set<string>(), destroyed: new Set<string>() };
+    for (const d of own) {
+      const gone = new Set(outcomes.get(d.name)?.destroyed ?? []);
+      for (const s of d.snapshots) (gone.has(s.short) ? g.destroyed : g.remaining).add(s.short);
     }
+    guests.set(vmid, g);
   }
   return guests;
 }

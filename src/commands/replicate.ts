@@ -1,4 +1,3 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
@@ -10,9 +9,10 @@ import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/lock.ts';
+import { copyMetadata } from '../metadata/copy.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import { describeConflict } from '../plan/diff.ts';
 import { forEachLimited } from '../pool.ts';
-import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { type BasePair, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';

@@ -2,7 +2,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { printableLines, writeOut } from '../cli/printable.ts';
@@ -13,6 +12,9 @@ import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
+import { readConfigArgv } from '../metadata/manifest.ts';
+import { metadataDirOption } from '../metadata/store.ts';
+import { writeFileAtomic } from '../metadata/write.ts';
 import { parseStorageCfg, parseVmlist, readPveState, zfsPools } from '../pve/index.ts';
 import type { GuestType } from '../pve/vmlist.ts';
 import { mountArgv, renameArgv, subvolProperties, waitForZvolsArgv } from '../restore/argv.ts';
@@ -27,12 +29,12 @@ import {
   planDiskRestore,
   planGuestRestore,
 } from '../restore/plan.ts';
-import { choosePoint, type RestorePoint, readConfigArgv } from '../restore/points.ts';
+import { choosePoint, type RestorePoint } from '../restore/points.ts';
 import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, metadataDirOption, type Tier, tierFromOptions } from './list-backups.ts';
+import { loadTier, type Tier, tierFromOptions } from './list-backups.ts';
 
 export interface RestoreOptions {
   readonly remote: string;

@@ -1,11 +1,11 @@
-import { METADATA_DIR_PROPERTY, metadataDirOf } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
+import { newestManifests } from '../metadata/manifest.ts';
+import { METADATA_DIR_PROPERTY, metadataDirOf } from '../metadata/store.ts';
 import { buildStatus, type RemoteView, renderStatusTable } from '../status/table.ts';
-import { newestManifests } from '../verify/manifests.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
 export interface StatusOptions {

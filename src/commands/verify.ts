@@ -1,4 +1,3 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
 import { printable, writeOut } from '../cli/printable.ts';
 import { targetDataset } from '../conventions/names.ts';
@@ -7,6 +6,8 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
+import { newestManifests } from '../metadata/manifest.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, readPveState } from '../pve/index.ts';
 import {
@@ -24,11 +25,9 @@ import {
   showsNoScrub,
   worst,
 } from '../verify/checks.ts';
-import { newestManifests } from '../verify/manifests.ts';
 import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { metadataDirOption } from './list-backups.ts';
 
 export interface VerifyOptions {
   readonly localZfsRoot?: string;

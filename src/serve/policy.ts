@@ -1,13 +1,9 @@
-import {
-  METADATA_DIR_PROPERTY,
-  METADATA_FILE_LIMIT,
-  WRITE_FILE_ARGV,
-  WRITE_FILES_ARGV,
-} from '../backup/metadata.ts';
 import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
-import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
-import { dumpManifestsArgv, readConfigArgv } from '../restore/points.ts';
+import { listMetadataArgv, tarMetadataArgv } from '../metadata/copy.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../metadata/manifest.ts';
+import { METADATA_DIR_PROPERTY, METADATA_FILE, METADATA_FILE_LIMIT } from '../metadata/store.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../metadata/write.ts';
 import { creationArgv } from '../zfs/argv.ts';
 import { poolOf } from '../zfs/names.ts';
 

@@ -3,6 +3,7 @@
  * be tested without ZFS. States and exit codes follow the monitoring-plugin convention
  * (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import type { ManifestSummary } from '../metadata/manifest.ts';
 import { orderAnomalies } from '../prune/plan.ts';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
 import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
@@ -277,15 +278,6 @@ function section(text: string, key: string): string | undefined {
   const m = new RegExp(`^\\s*${key}:[ \\t]*(.*(?:\\n[ \\t]+(?![a-z]+:)\\S.*)*)`, 'm').exec(text);
   const v = m?.[1]?.replace(/\s+/g, ' ').trim();
   return v ? v : undefined;
-}
-
-/** The part of a backup manifest (docs/metadata.md) that coverage needs. */
-export interface ManifestSummary {
-  readonly vmid: number;
-  readonly name: string;
-  readonly snapshot: string;
-  readonly disks: readonly { key: string; target: string }[];
-  readonly missing: readonly { key: string; reason: string }[];
 }
 
 /**
