@@ -1,3 +1,4 @@
+import { forEachLimited } from '../concurrency.ts';
 import { holdTag, isHoldTagFrom, snapshotName, targetDataset } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -6,7 +7,6 @@ import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import { buildManifest } from '../metadata/manifest.ts';
 import { metadataPaths } from '../metadata/store.ts';
 import { type FileToWrite, writeFileAtomic, writeFilesAtomic } from '../metadata/write.ts';
-import { forEachLimited } from '../pool.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
 import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';

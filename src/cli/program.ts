@@ -1,11 +1,11 @@
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { printable } from '../text/printable.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion, type CompletionCommand } from './completion.ts';
-import { printable } from './printable.ts';
 import * as v from './values.ts';
 
 export const EXIT_CODES_HELP = `

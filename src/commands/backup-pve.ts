@@ -3,7 +3,7 @@ import { type BackupContext, backupGuests, type GuestResult } from '../backup/ba
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
-import { formatBytes, Progress } from '../cli/progress.ts';
+import { Progress } from '../cli/progress.ts';
 import { targetDataset } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -13,6 +13,7 @@ import { METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveState } from '../pve/index.ts';
 import { planLocks } from '../pve/locks.ts';
+import { formatBytes } from '../text/human.ts';
 import { planSync } from '../transfer/sync.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';

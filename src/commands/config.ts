@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileS
 import { join } from 'node:path';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import { commandOptionSpecs } from '../cli/program.ts';
 import { configPath, loadConfig } from '../config/load.ts';
 import { GENERATED_MARK, type UnitFile, unitsFor } from '../config/units.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -17,7 +18,7 @@ export interface ConfigCheckOptions {
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
 export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path, opts.config !== undefined);
+  const config = loadConfig(path, commandOptionSpecs(), opts.config !== undefined);
   if (opts.json) {
     writeOut(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
   } else {
@@ -63,7 +64,7 @@ function unitHeaders(dir: string): Map<string, string> {
  */
 export async function installTimers(opts: InstallTimersOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path, opts.config !== undefined);
+  const config = loadConfig(path, commandOptionSpecs(), opts.config !== undefined);
   const zbm = realpathSync(process.argv[1] ?? '/usr/bin/zbm');
   const all: UnitFile[] = config.jobs.flatMap((j) => unitsFor(j, zbm, path));
   const wanted = new Set(all.map((u) => u.name));

@@ -1,6 +1,7 @@
 import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
-import { ExitCode, errorMessage, showCommandLines, UsageError } from '../errors.ts';
+import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { showCommandLines } from '../host/failure.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { type BackupPveOptions, backupPve } from './backup-pve.ts';

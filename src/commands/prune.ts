@@ -1,6 +1,7 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -28,7 +29,7 @@ import {
   type RemoteFacts,
   retentionFor,
 } from '../prune/plan.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
+import { hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
 import { formatWallClock } from '../time/civil.ts';
 import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
 import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';

@@ -1,7 +1,8 @@
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
-import { formatBytes, Progress } from '../cli/progress.ts';
+import { Progress } from '../cli/progress.ts';
+import { forEachLimited } from '../concurrency.ts';
 import { holdTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -12,8 +13,8 @@ import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/
 import { copyMetadata } from '../metadata/copy.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import { describeConflict } from '../plan/diff.ts';
-import { forEachLimited } from '../pool.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
+import { formatBytes } from '../text/human.ts';
 import { type BasePair, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
-import { printableLines, writeOut } from '../cli/printable.ts';
-import { formatBytes, Progress } from '../cli/progress.ts';
+import { writeOut } from '../cli/printable.ts';
+import { Progress } from '../cli/progress.ts';
 import { formatStamp } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
@@ -30,11 +30,13 @@ import {
   planGuestRestore,
 } from '../restore/plan.ts';
 import { choosePoint, type RestorePoint } from '../restore/points.ts';
+import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
+import { formatBytes } from '../text/human.ts';
+import { printableLines } from '../text/printable.ts';
 import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, type Tier, tierFromOptions } from './list-backups.ts';
 
 export interface RestoreOptions {
   readonly remote: string;

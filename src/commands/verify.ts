@@ -1,5 +1,5 @@
 import type { Logger } from '../cli/log.ts';
-import { printable, writeOut } from '../cli/printable.ts';
+import { writeOut } from '../cli/printable.ts';
 import { targetDataset } from '../conventions/names.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -10,6 +10,7 @@ import { newestManifests } from '../metadata/manifest.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, readPveState } from '../pve/index.ts';
+import { printable } from '../text/printable.ts';
 import {
   type Check,
   checkDataset,

@@ -102,6 +102,12 @@ export function trailingStampTime(name: string): number | null {
   return f === null ? null : Date.UTC(f.y, f.mo - 1, f.d, f.h, f.mi, f.s);
 }
 
+/**
+ * How far ahead of this host's clock a snapshot's time may be before it counts as "in the future":
+ * zbm serve's default --clock-skew, and prune's and verify's margin for the same thing.
+ */
+export const DEFAULT_CLOCK_SKEW_SECONDS = 300;
+
 const HOLD_TAG_PREFIX = 'zbm-base:';
 
 /** The hold tag of one source→target pair: a second target never releases the first one's base. */

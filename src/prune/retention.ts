@@ -32,12 +32,6 @@ export interface RetentionResult {
   readonly remove: readonly string[];
 }
 
-/**
- * How far ahead of this host's clock a snapshot's time may be before it counts as "in the future":
- * zbm serve's default --clock-skew, and prune's and verify's margin for the same thing.
- */
-export const DEFAULT_CLOCK_SKEW_SECONDS = 300;
-
 export function hasRules(rules: KeepRules): boolean {
   return RULE_ORDER.some((r) => (rules[r] ?? 0) > 0);
 }

@@ -3,11 +3,12 @@
  * temporary name, what is moved aside, and the config the guest gets. Pure; the executor in
  * src/commands/restore.ts only runs it.
  */
-import { formatBytes } from '../cli/progress.ts';
+
 import { formatStamp } from '../conventions/names.ts';
 import { configPath, parseGuestConfig } from '../pve/index.ts';
 import type { ZfsPool } from '../pve/storage.ts';
 import type { GuestType } from '../pve/vmlist.ts';
+import { formatBytes } from '../text/human.ts';
 import { nameProblem } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import {

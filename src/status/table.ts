@@ -3,9 +3,8 @@
  * volume names), and their table.
  */
 
-import { formatBytes } from '../cli/progress.ts';
 import { vmidOf } from '../metadata/store.ts';
-import { formatAge } from '../verify/checks.ts';
+import { formatAge, formatBytes } from '../text/human.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export interface GuestStatus {

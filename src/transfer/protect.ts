@@ -1,5 +1,5 @@
+import { forEachLimited } from '../concurrency.ts';
 import { errorMessage } from '../errors.ts';
-import { forEachLimited } from '../pool.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 

@@ -1,4 +1,5 @@
-import { CommandError, errorMessage, UsageError } from '../errors.ts';
+import { errorMessage, UsageError } from '../errors.ts';
+import { CommandError } from '../host/failure.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import * as argv from './argv.ts';
