@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileS
 import { join } from 'node:path';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
-import { commandOptionSpecs } from '../cli/program.ts';
+import { type CommandOptions, commandOptionSpecs } from '../cli/program.ts';
 import { configPath, loadConfig } from '../config/load.ts';
 import { GENERATED_MARK, type UnitFile, unitsFor } from '../config/units.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -10,10 +10,8 @@ import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { shellJoin } from '../host/quote.ts';
 
-export interface ConfigCheckOptions {
-  readonly config?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type ConfigCheckOptions = CommandOptions<'config-check'>;
 
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
 export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promise<number> {
@@ -30,13 +28,8 @@ export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promis
   return ExitCode.ok;
 }
 
-export interface InstallTimersOptions {
-  readonly config?: string;
-  readonly unitDir: string;
-  /** commander's --no-start: false when given. */
-  readonly start: boolean;
-  readonly dryRun?: boolean;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type InstallTimersOptions = CommandOptions<'install-timers'>;
 
 /** The first line of each zbm-* unit in dir: who wrote it, and from which config file. */
 function unitHeaders(dir: string): Map<string, string> {

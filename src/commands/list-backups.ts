@@ -1,23 +1,14 @@
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { ExitCode } from '../errors.ts';
 import { metadataDirOption } from '../metadata/store.ts';
 import type { RestorePoint } from '../restore/points.ts';
 import { loadTier, tierFromOptions } from '../restore/tier.ts';
 import { formatBytes } from '../text/human.ts';
 
-export interface ListBackupsOptions {
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly localZfsRoot?: string;
-  readonly remoteMetadataDir?: string;
-  readonly localMetadataDir?: string;
-  /** The earlier spelling, for whichever tier the backups are on. */
-  readonly metadataDir?: string;
-  readonly vmid?: number[];
-  readonly prefix: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type ListBackupsOptions = CommandOptions<'list-backups'>;
 
 function row(p: RestorePoint, host: string) {
   return {

@@ -1,6 +1,7 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { isHoldTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -12,16 +13,8 @@ import { type DatasetRollbackPlan, planRollbackPreparation } from '../rollback/p
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface PrepareRollbackOptions {
-  readonly vmid: number;
-  readonly snapshot?: string;
-  readonly prefix: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly lockWait: number;
-  readonly node?: string;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type PrepareRollbackOptions = CommandOptions<'prepare-rollback'>;
 
 /** What the command touches besides zfs; tests replace it. */
 export interface PrepareRollbackIO {

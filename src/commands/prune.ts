@@ -1,19 +1,13 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
-import {
-  acquireAll,
-  DEFAULT_LOCK_WAIT_SECONDS,
-  datasetLockName,
-  describeHolder,
-  describeWait,
-  receiveLockName,
-} from '../lock/lock.ts';
+import { acquireAll, datasetLockName, describeHolder, describeWait, receiveLockName } from '../lock/lock.ts';
 import { type GuestSnapshots, pruneMetadata } from '../metadata/remove.ts';
 import {
   chooseMetadataDir,
@@ -36,27 +30,8 @@ import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface PruneOptions {
-  readonly localZfsRoot: string;
-  readonly prefix: string;
-  readonly keepLast?: number;
-  readonly keepHourly?: number;
-  readonly keepDaily?: number;
-  readonly keepWeekly?: number;
-  readonly keepMonthly?: number;
-  readonly keepYearly?: number;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  /** The guest configs and manifests of the backups (default: the root's zbm:metadata-dir). */
-  readonly localMetadataDir?: string;
-  /** The earlier spelling of localMetadataDir. */
-  readonly metadataDir?: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  /** Seconds to wait for a dataset that a transfer of another zbm run works on (default 30). */
-  readonly lockWait?: number;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type PruneOptions = CommandOptions<'prune'>;
 
 /** What the command touches outside zfs; tests replace it. */
 export interface PruneIO {
@@ -384,7 +359,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         const acquired = await acquireAll(
           [datasetLockName(o.plan.dataset), receiveLockName(o.plan.dataset)],
           `prune ${o.plan.dataset}`,
-          (opts.lockWait ?? DEFAULT_LOCK_WAIT_SECONDS) * 1000,
+          opts.lockWait * 1000,
           (holder, ms) => log.info(describeWait(`${local.name}:${o.plan.dataset}`, holder, ms)),
         );
         if ('heldBy' in acquired) {

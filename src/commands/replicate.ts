@@ -1,6 +1,7 @@
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { Progress } from '../cli/progress.ts';
 import { forEachLimited } from '../concurrency.ts';
 import { holdTag } from '../conventions/names.ts';
@@ -20,23 +21,8 @@ import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface ReplicateOptions {
-  readonly remote: string;
-  readonly remoteZfsRoot: string;
-  readonly localZfsRoot: string;
-  readonly pull?: boolean;
-  readonly prefix?: string;
-  readonly localMetadataDir?: string;
-  readonly remoteMetadataDir?: string;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly bwlimit?: number;
-  readonly forceRollback?: boolean;
-  /** Confirms --force-rollback. */
-  readonly yes?: boolean;
-  readonly lockWait: number;
-  readonly jobs?: number;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type ReplicateOptions = CommandOptions<'replicate'>;
 
 export interface DatasetResult {
   readonly source: string;

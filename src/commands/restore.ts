@@ -5,6 +5,7 @@ import path from 'node:path';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { Progress } from '../cli/progress.ts';
 import { formatStamp } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
@@ -38,28 +39,8 @@ import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface RestoreOptions {
-  readonly remote: string;
-  readonly remoteZfsRoot: string;
-  readonly vmid: number;
-  readonly snapshot?: string;
-  readonly time?: Date;
-  readonly asVmid?: number;
-  readonly targetStorage?: string;
-  readonly disk?: string;
-  readonly newMacs?: boolean;
-  readonly keepHostKeys?: boolean;
-  readonly force?: boolean;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly bwlimit?: number;
-  readonly remoteMetadataDir?: string;
-  /** The earlier spelling of --remote-metadata-dir. */
-  readonly metadataDir?: string;
-  readonly node?: string;
-  readonly lockWait: number;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type RestoreOptions = CommandOptions<'restore'>;
 
 const PVE = '/etc/pve';
 /** Where the config of a guest replaced by a forced restore is kept (pmxcfs is no place for extra files). */

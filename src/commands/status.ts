@@ -1,5 +1,6 @@
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
@@ -8,13 +9,8 @@ import { METADATA_DIR_PROPERTY, metadataDirOf } from '../metadata/store.ts';
 import { buildStatus, type RemoteView, renderStatusTable } from '../status/table.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface StatusOptions {
-  readonly localZfsRoot: string;
-  readonly prefix: string;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type StatusOptions = CommandOptions<'status'>;
 
 /**
  * A table per guest of the backups under --local-zfs-root, on any tier: guest names come from the

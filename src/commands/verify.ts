@@ -1,5 +1,6 @@
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/program.ts';
 import { targetDataset } from '../conventions/names.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -30,27 +31,8 @@ import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface VerifyOptions {
-  readonly localZfsRoot?: string;
-  readonly prefix: string;
-  readonly maxAgeDays: number;
-  readonly maxAgeHours?: number;
-  readonly minSnapshots: number;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly pve?: boolean;
-  readonly vmid?: number[];
-  readonly exclude?: number[];
-  readonly node?: string;
-  readonly maxScrubAgeDays: number;
-  /** false (--no-pool-checks): no pool health nor scrub age, for pools monitored elsewhere. */
-  readonly poolChecks?: boolean;
-  /** The manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir). */
-  readonly localMetadataDir?: string;
-  /** The earlier spelling of localMetadataDir. */
-  readonly metadataDir?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/program.ts) are its one declaration. */
+export type VerifyOptions = CommandOptions<'verify'>;
 
 interface Context {
   readonly rules: FreshnessRules;
