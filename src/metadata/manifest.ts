@@ -26,8 +26,10 @@ export interface Manifest {
   readonly vmid: number;
   readonly type: 'qemu' | 'lxc';
   readonly name: string;
+  /** The node the guest ran on when it was backed up. */
   readonly node: string;
   readonly snapshot: string;
+  /** UTC, ISO 8601. */
   readonly time: string;
   readonly frozen: boolean;
   readonly disks: readonly ManifestDisk[];

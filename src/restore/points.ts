@@ -22,19 +22,9 @@ export interface PointDisk {
   readonly newest: boolean;
 }
 
-export interface RestorePoint {
-  readonly vmid: number;
-  readonly type: 'qemu' | 'lxc';
-  readonly name: string;
-  /** The node the guest ran on when it was backed up. */
-  readonly node: string;
-  readonly snapshot: string;
-  /** UTC, ISO 8601. */
-  readonly time: string;
-  readonly frozen: boolean;
+/** A backup as one tier can restore it: its manifest, each disk as found on the tier. */
+export interface RestorePoint extends Omit<Manifest, 'format' | 'zbm' | 'disks'> {
   readonly disks: readonly PointDisk[];
-  /** Disks of the guest that the backup did not contain (from the manifest), with the reason. */
-  readonly missing: readonly { key: string; reason: string }[];
   /** Every disk of the backup is present on this tier. */
   readonly complete: boolean;
   /** Bytes referenced by the present disks' snapshots. */
