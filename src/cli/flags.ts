@@ -56,7 +56,7 @@ export function onOff(flags: string, description: string): Flag<boolean | undefi
 }
 
 /** A flag with a value taken as it is: absent without the flag. */
-export function text(flags: string, description: string): Flag<string | undefined> {
+export function verbatim(flags: string, description: string): Flag<string | undefined> {
   return { option: new Option(flags, description).default(undefined) };
 }
 

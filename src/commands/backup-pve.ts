@@ -3,7 +3,6 @@ import { type BackupContext, backupGuests, type GuestResult } from '../backup/ba
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { Progress } from '../cli/progress.ts';
 import { targetDataset } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
@@ -19,8 +18,23 @@ import { planSync } from '../transfer/sync.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
-export type BackupPveOptions = CommandOptions<'backup-pve'>;
+export interface BackupPveOptions {
+  readonly remote: string;
+  readonly prefix: string;
+  readonly localZfsRoot: string;
+  readonly remoteZfsRoot: string;
+  readonly remoteMetadataDir: string;
+  readonly yes?: boolean;
+  readonly dryRun?: boolean;
+  readonly json?: boolean;
+  readonly bwlimit?: number;
+  readonly keepSource: number;
+  readonly vmid?: number[];
+  readonly exclude?: number[];
+  readonly lockWait: number;
+  readonly jobs?: number;
+  readonly node?: string;
+}
 
 function byName(list: readonly Dataset[]): Map<string, Dataset> {
   return new Map(list.map((d) => [d.name, d]));

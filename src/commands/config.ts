@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import { type CommandOptions, commandOptionSpecs } from '../cli/program.ts';
+import { commandOptionSpecs } from '../cli/program.ts';
 import { configPath, loadConfig } from '../config/load.ts';
 import { GENERATED_MARK, type UnitFile, unitsFor } from '../config/units.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -10,7 +11,7 @@ import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { shellJoin } from '../host/quote.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type ConfigCheckOptions = CommandOptions<'config-check'>;
 
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
@@ -28,7 +29,7 @@ export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promis
   return ExitCode.ok;
 }
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type InstallTimersOptions = CommandOptions<'install-timers'>;
 
 /** The first line of each zbm-* unit in dir: who wrote it, and from which config file. */

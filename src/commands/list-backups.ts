@@ -1,13 +1,13 @@
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { ExitCode } from '../errors.ts';
 import { metadataDirOption } from '../metadata/store.ts';
 import type { RestorePoint } from '../restore/points.ts';
 import { loadTier, tierFromOptions } from '../restore/tier.ts';
 import { formatBytes } from '../text/human.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type ListBackupsOptions = CommandOptions<'list-backups'>;
 
 function row(p: RestorePoint, host: string) {

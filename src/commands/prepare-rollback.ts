@@ -1,7 +1,7 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { isHoldTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -13,7 +13,7 @@ import { type DatasetRollbackPlan, planRollbackPreparation } from '../rollback/p
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type PrepareRollbackOptions = CommandOptions<'prepare-rollback'>;
 
 /** What the command touches besides zfs; tests replace it. */

@@ -1,7 +1,7 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -30,7 +30,7 @@ import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type PruneOptions = CommandOptions<'prune'>;
 
 /** What the command touches outside zfs; tests replace it. */

@@ -1,7 +1,7 @@
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { Progress } from '../cli/progress.ts';
 import { forEachLimited } from '../concurrency.ts';
 import { holdTag } from '../conventions/names.ts';
@@ -21,7 +21,7 @@ import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type ReplicateOptions = CommandOptions<'replicate'>;
 
 export interface DatasetResult {

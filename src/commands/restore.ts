@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { Progress } from '../cli/progress.ts';
 import { formatStamp } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
@@ -39,7 +39,7 @@ import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type RestoreOptions = CommandOptions<'restore'>;
 
 const PVE = '/etc/pve';

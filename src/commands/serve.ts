@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../cli/log.ts';
-import type { CommandOptions } from '../cli/program.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { run as runCommand } from '../host/process.ts';
@@ -28,7 +28,7 @@ import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type ServeOptions = CommandOptions<'serve'>;
 
 /**

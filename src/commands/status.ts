@@ -1,6 +1,6 @@
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
@@ -9,7 +9,7 @@ import { METADATA_DIR_PROPERTY, metadataDirOf } from '../metadata/store.ts';
 import { buildStatus, type RemoteView, renderStatusTable } from '../status/table.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type StatusOptions = CommandOptions<'status'>;
 
 /**

@@ -1,6 +1,6 @@
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import type { CommandOptions } from '../cli/program.ts';
 import { targetDataset } from '../conventions/names.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -31,7 +31,7 @@ import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-/** Its flags (cli/program.ts) are its one declaration. */
+/** Its flags (cli/options.ts) are its one declaration. */
 export type VerifyOptions = CommandOptions<'verify'>;
 
 interface Context {

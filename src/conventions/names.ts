@@ -25,7 +25,7 @@ export function snapshotName(prefix: string, at: Date): string {
 }
 
 /** The fields of a stamp as written, not checked for range (month 13 stays 13). */
-export interface StampFields {
+interface StampFields {
   readonly y: number;
   readonly mo: number;
   readonly d: number;
@@ -38,7 +38,7 @@ export interface StampFields {
  * The fields of the stamp that fills text[from, from + 16), or null when that is no stamp. Read by
  * character codes: this runs once per snapshot and must stay cheap for long histories.
  */
-export function stampFieldsAt(text: string, from: number): StampFields | null {
+function stampFieldsAt(text: string, from: number): StampFields | null {
   if (from < 0 || text.length < from + STAMP_LENGTH) return null;
   if (text.charCodeAt(from + 8) !== 84 /* T */ || text.charCodeAt(from + 15) !== 90 /* Z */) return null;
   const y = digits(text, from, 4);
