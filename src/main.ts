@@ -1,6 +1,6 @@
 import { parseCommandLine } from './cli/program.ts';
+import { expandRun } from './cli/run-job.ts';
 import { runCommand } from './commands/index.ts';
-import { expandRun } from './config/load.ts';
 import { ExitCode } from './errors.ts';
 import { runInterruptCleanups, stopAll } from './host/children.ts';
 

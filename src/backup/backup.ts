@@ -1,25 +1,22 @@
+import { forEachLimited, Slots } from '../concurrency.ts';
+import { holdTag, isHoldTagFrom, snapshotName, targetDataset } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
-import { forEachLimited, Slots } from '../pool.ts';
+import { buildManifest } from '../metadata/manifest.ts';
+import { metadataPaths } from '../metadata/store.ts';
+import { type FileToWrite, writeFileAtomic, writeFilesAtomic } from '../metadata/write.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
 import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
 import { isProxmoxSnapshot } from '../pve/volumes.ts';
-import { holdTag, moveHold } from '../transfer/protect.ts';
+import { moveHold } from '../transfer/protect.ts';
 import { type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
-import { joinDataset } from '../zfs/names.ts';
+import { poolOf } from '../zfs/names.ts';
 import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { pingAgent, withFrozenGuest } from './freeze.ts';
-import {
-  buildManifest,
-  type FileToWrite,
-  metadataPaths,
-  writeFileAtomic,
-  writeFilesAtomic,
-} from './metadata.ts';
 
 export interface BackupLog {
   error(msg: string): void;
@@ -84,19 +81,6 @@ export interface GuestResult {
  */
 export const PVE_SOURCE = 'pve';
 
-/** `<prefix>20261126T110503Z`: the UTC time of the snapshot, sortable, free of characters tools dislike. */
-export function snapshotName(prefix: string, at: Date): string {
-  return `${prefix}${at
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z')}`;
-}
-
-/** Where a disk goes on the backup server: `<remote-zfs-root>/<volname>` (linked clones: the clone's name). */
-export function targetDataset(remoteZfsRoot: string, dataset: string): string {
-  return joinDataset(remoteZfsRoot, dataset.slice(dataset.lastIndexOf('/') + 1));
-}
-
 /** A guest whose disks can be backed up: the ones that exist here, and where each goes. */
 export interface PreparedGuest {
   readonly guest: Guest;
@@ -139,11 +123,6 @@ export function prepareGuest(
 
 function guestLabel(guest: Guest): string {
   return `guest ${guest.vmid}${guest.name ? ` (${guest.name})` : ''}`;
-}
-
-/** The pool of a dataset: `zfs snapshot` makes several snapshots atomically only within one pool. */
-function poolOf(dataset: string): string {
-  return dataset.split('/')[0] ?? dataset;
 }
 
 /**
@@ -527,7 +506,7 @@ const BOOKMARK_CONCURRENCY = 4;
 
 /** The hold tags backup-pve ever put on a node's snapshots (`zbm-base:pve:<remote>`), whatever the remote. */
 function isNodeHoldTag(tag: string): boolean {
-  return tag.startsWith(`zbm-base:${PVE_SOURCE}:`);
+  return isHoldTagFrom(tag, PVE_SOURCE);
 }
 
 /** One disk sent this run, and what stays of it on both sides (docs/proxmox.md). */

@@ -1,4 +1,4 @@
-import { printableLines } from './printable.ts';
+import { printableLines } from '../text/printable.ts';
 
 /**
  * Messages go to stderr (stdout is for data such as --json). Under systemd (JOURNAL_STREAM set)

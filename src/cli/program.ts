@@ -1,11 +1,20 @@
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
 import { ExitCode } from '../errors.ts';
-import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { printable } from '../text/printable.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion, type CompletionCommand } from './completion.ts';
-import { printable } from './printable.ts';
+import { type Flags, isRequired } from './flags.ts';
+import {
+  COMMANDS,
+  CONFIG_CHECK_FLAGS,
+  type CommandOptions,
+  type Commands,
+  configFlags,
+  configOption,
+  INSTALL_TIMERS_FLAGS,
+  SERVE_FLAGS,
+} from './options.ts';
 import * as v from './values.ts';
 
 export const EXIT_CODES_HELP = `
@@ -24,377 +33,48 @@ Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
   3    UNKNOWN (a check could not run, or a usage error)
 The first line of stdout is the status, with performance data after "|"; every run prints it.`;
 
-const BWLIMIT_HELP =
-  'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000: about 49 MiB/s), or give a unit: 800K, 50M, 1G';
-
-/** What a parsed command line asks for: the command's name and its validated options. */
-export interface Invocation {
-  readonly command: string;
-  readonly options: Readonly<Record<string, unknown>>;
-}
-
 export interface ProgramIO {
   readonly writeOut: (s: string) => void;
   readonly writeErr: (s: string) => void;
 }
 
 /**
- * Options a command cannot run without. Not commander's requiredOption: that one reports a missing
- * option before an unknown one (a typo, `--remot`, came out as "--remote missing") and one per run;
- * these are checked after the unknown ones, all at once, and marked in --help.
+ * What a parsed command line asks for: the command's name and its validated options. Besides its
+ * own, every command has --verbose, and each job the alert and metrics flags (notify/after-run.ts
+ * reads those); they stay in options, untyped.
  */
-const REQUIRED = new WeakSet<Option>();
+export type Invocation =
+  | {
+      [C in keyof Commands]: {
+        readonly command: C;
+        readonly options: CommandOptions<C> & Readonly<Record<string, unknown>>;
+      };
+    }[keyof Commands]
+  | { readonly command: 'run' | 'completion'; readonly options: Readonly<Record<string, unknown>> };
 
-function required(flags: string, description: string, parse: (value: string) => unknown): Option {
-  const o = new Option(flags, `${description} (required)`).argParser(parse);
-  REQUIRED.add(o);
-  return o;
-}
-
-/** An earlier spelling of an option, still accepted (commands written with it keep working), not shown. */
-function oldSpelling(flags: string, parse: (value: string) => unknown): Option {
-  return new Option(flags).argParser(parse).hideHelp();
+/**
+ * Adds the flags of a table to cmd. The table's keys are the keys of the command's Options, so
+ * each must be the key commander stores the flag's value under.
+ */
+function addFlags(cmd: Command, flags: Flags): Command {
+  for (const [key, f] of Object.entries(flags)) {
+    if (f.option.attributeName() !== key)
+      throw new Error(
+        `zbm ${cmd.name()}: the flag ${f.option.flags} is stored as ${f.option.attributeName()}, not ${key}`,
+      );
+    cmd.addOption(f.option);
+  }
+  return cmd;
 }
 
 /**
- * The commands with flags of their own. `job`: one that runs unattended (from a timer), so it takes
- * the alert and metrics flags; the others are run by hand and answer on the terminal.
+ * The invocation of a command built from its flags (addFlags). Commander's types do not follow the
+ * flags, so this is the one place where they are taken as typed: addFlags checked that each key of
+ * the table is the key commander stores the value under, and the table typed each parser and default.
  */
-const COMMANDS: { name: string; summary: string; job: boolean; build: (c: Command) => Command }[] = [
-  {
-    name: 'backup-pve',
-    job: true,
-    summary: "snapshot this Proxmox node's guests and send them to a ZFS backup server",
-    build: (c) =>
-      c
-        .addOption(required('--remote <host>', 'ssh destination of the backup server', v.remote))
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .addOption(
-          required('--local-zfs-root <dataset>', 'back up only guest disks under this dataset', v.dataset),
-        )
-        .addOption(
-          required(
-            '--remote-zfs-root <dataset>',
-            'dataset on the backup server receiving the disks',
-            v.dataset,
-          ),
-        )
-        .addOption(
-          required(
-            '--remote-metadata-dir <path>',
-            'directory on the backup server for guest configs and manifests',
-            v.absolutePath,
-          ),
-        )
-        .option('-y, --yes', 'destroy old snapshots without asking')
-        .option('--vmid <ids>', 'back up only these guests (comma-separated, repeatable)', v.vmids)
-        .option('--exclude <ids>', 'do not back up these guests (comma-separated, repeatable)', v.vmids)
-        .option(
-          '--dry-run',
-          'print the plan (guests, disks, full or incremental, estimated bytes) and change nothing',
-        )
-        .option('--json', 'print the per-guest summary as JSON on stdout')
-        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
-        .option('--jobs <n>', 'disks sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
-        .option(
-          '--keep-source <n>',
-          'zbm snapshots to keep on this node after a successful backup',
-          v.count,
-          1,
-        )
-        .option(
-          '--lock-wait <seconds>',
-          'how long to wait for a guest that another zbm run is backing up',
-          v.count,
-          DEFAULT_LOCK_WAIT_SECONDS,
-        )
-        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)"),
-  },
-  {
-    name: 'replicate',
-    job: true,
-    summary: 'copy every backup under a dataset to an offsite ZFS server',
-    build: (c) =>
-      c
-        .addOption(required('--remote <host>', 'ssh destination of the replica', v.remote))
-        .addOption(
-          required(
-            '--remote-zfs-root <dataset>',
-            'dataset on --remote: the replica receiving the copies (with --pull: the source)',
-            v.dataset,
-          ),
-        )
-        .addOption(
-          required(
-            '--local-zfs-root <dataset>',
-            'dataset on this host whose backups are copied (with --pull: receiving the copies)',
-            v.dataset,
-          ),
-        )
-        .option('--prefix <prefix>', 'copy only snapshots with this name prefix (default: all)', v.prefix)
-        .option(
-          '--pull',
-          'run on the replica and pull from --remote (its --remote-zfs-root) into --local-zfs-root, so the backup server needs no access to the replica',
-        )
-        .option(
-          '--local-metadata-dir <path>',
-          "guest configs on this host (default: the source root's zbm:metadata-dir, or the same path as the source)",
-          v.absolutePath,
-        )
-        .option(
-          '--remote-metadata-dir <path>',
-          "guest configs on --remote (default: the source root's zbm:metadata-dir, or the same path as the source)",
-          v.absolutePath,
-        )
-        .option('--dry-run', 'print what would be sent and change nothing')
-        .option('--json', 'print the per-dataset result as JSON on stdout')
-        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
-        .option('--jobs <n>', 'datasets sent at the same time, over one ssh connection (1 to 8)', v.jobs, 1)
-        .option(
-          '--force-rollback',
-          'roll a diverged target dataset back to the newest common snapshot (destroys its later snapshots and changes); asks first',
-        )
-        .option('-y, --yes', 'confirm --force-rollback without asking')
-        .option(
-          '--lock-wait <seconds>',
-          'how long to wait for a dataset another zbm run works on',
-          v.count,
-          DEFAULT_LOCK_WAIT_SECONDS,
-        ),
-  },
-  {
-    name: 'prune',
-    job: true,
-    summary: 'destroy old zbm snapshots by Proxmox-style retention rules, never breaking a chain',
-    build: (c) =>
-      c
-        .addOption(required('--local-zfs-root <dataset>', 'prune the datasets under this dataset', v.dataset))
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .option('--keep-last <n>', 'keep the n newest snapshots', v.count)
-        .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours', v.count)
-        .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days', v.count)
-        .option('--keep-weekly <n>', 'keep the newest snapshot of each of the last n ISO weeks', v.count)
-        .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months', v.count)
-        .option('--keep-yearly <n>', 'keep the newest snapshot of each of the last n years', v.count)
-        .option('--remote <host>', 'next tier (ssh destination): never prune what it still needs', v.remote)
-        .option(
-          '--remote-zfs-root <dataset>',
-          'dataset on the next tier mirroring --local-zfs-root',
-          v.dataset,
-        )
-        .option(
-          '--local-metadata-dir <path>',
-          'directory of the guest configs and manifests of these backups (default: the zbm:metadata-dir property of --local-zfs-root)',
-          v.absolutePath,
-        )
-        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
-        .option('-y, --yes', 'destroy without asking')
-        .option(
-          '--dry-run',
-          'print the plan (every snapshot: keep or destroy, and why) and destroy nothing, even with -y',
-        )
-        .option('--json', 'print the plan, or with -y the result, as JSON on stdout')
-        .option(
-          '--lock-wait <seconds>',
-          'how long to wait for a dataset that a transfer of another zbm run works on',
-          v.count,
-          DEFAULT_LOCK_WAIT_SECONDS,
-        ),
-  },
-  {
-    name: 'verify',
-    job: true,
-    summary: 'check that backups are fresh and complete (monitoring-plugin exit codes)',
-    build: (c) =>
-      c
-        .option(
-          '--local-zfs-root <dataset>',
-          'check the datasets under this dataset (with --pve: only guest disks under it, like backup-pve)',
-          v.dataset,
-        )
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .option('--max-age-days <days>', 'newest snapshot must be younger than this', v.positiveNumber, 1)
-        .option('--min-snapshots <n>', 'each dataset must have at least this many snapshots', v.count, 1)
-        .option(
-          '--max-age-hours <hours>',
-          'like --max-age-days, in hours (for hourly backups); wins over days',
-          v.positiveNumber,
-        )
-        .option(
-          '--remote <host>',
-          'next tier (ssh destination): also check the replication lag; with --pve: the backup server',
-          v.remote,
-        )
-        .option(
-          '--remote-zfs-root <dataset>',
-          'dataset on --remote mirroring --local-zfs-root; with --pve: where backup-pve sends the disks',
-          v.dataset,
-        )
-        .option(
-          '--pve',
-          'on a Proxmox node: check that every disk backup-pve would back up has a fresh backup on --remote',
-        )
-        .option('--vmid <ids>', 'with --pve: check only these guests (comma-separated, repeatable)', v.vmids)
-        .option('--exclude <ids>', 'with --pve: skip these guests, as backup-pve does', v.vmids)
-        .option('--node <name>', "with --pve: this Proxmox node's name (default: from /etc/pve/local)")
-        .option(
-          '--local-metadata-dir <path>',
-          'directory of the manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir property)',
-          v.absolutePath,
-        )
-        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
-        .option(
-          '--max-scrub-age-days <days>',
-          "the pool's last scrub must be younger than this; a pool never scrubbed is judged by its age",
-          v.positiveNumber,
-          35,
-        )
-        .option(
-          '--no-pool-checks',
-          "do not check the pool's health nor its scrub age (for pools monitored elsewhere)",
-        )
-        .option('--json', 'print the checks as JSON on stdout'),
-  },
-  {
-    name: 'status',
-    job: false,
-    summary: 'show the backups per guest: disks, newest backup and its age, count, space, replication lag',
-    build: (c) =>
-      c
-        .addOption(required('--local-zfs-root <dataset>', 'show the backups under this dataset', v.dataset))
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .option('--remote <host>', 'next tier (ssh destination): also show the replication lag', v.remote)
-        .option(
-          '--remote-zfs-root <dataset>',
-          'dataset on the next tier mirroring --local-zfs-root',
-          v.dataset,
-        )
-        .option('--json', 'print the table as JSON on stdout'),
-  },
-  {
-    name: 'list-backups',
-    job: false,
-    summary: 'list the restore points of each guest on the backup server or the replica',
-    build: (c) =>
-      c
-        .option('--remote <host>', 'the backup server or replica (ssh destination), from a node', v.remote)
-        .option('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset)
-        .option(
-          '--local-zfs-root <dataset>',
-          'the root of the backups on this host (backup server, replica)',
-          v.dataset,
-        )
-        .option('--vmid <ids>', 'only these guests (comma-separated, repeatable)', v.vmids)
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .option(
-          '--remote-metadata-dir <path>',
-          'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
-          v.absolutePath,
-        )
-        .option(
-          '--local-metadata-dir <path>',
-          'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
-          v.absolutePath,
-        )
-        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
-        .option('--json', 'print the restore points as JSON on stdout'),
-  },
-  {
-    name: 'prepare-rollback',
-    job: false,
-    summary:
-      "take zbm's snapshots off a guest's disks on this node so that qm/pct rollback to an older snapshot works",
-    build: (c) =>
-      c
-        .addOption(required('--vmid <id>', 'the guest to roll back (one VMID)', v.oneVmid))
-        .option(
-          '--snapshot <name>',
-          'the Proxmox snapshot the guest is rolled back to: zbm snapshots newer than it go, the newest older one stays (default: every zbm snapshot and bookmark of the guest)',
-          v.snapshotShortName,
-        )
-        .option('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-')
-        .option('-y, --yes', 'destroy without asking')
-        .option('--dry-run', 'print what would be destroyed and change nothing')
-        .option('--json', 'print the plan, or with -y the result, as JSON on stdout')
-        .option(
-          '--lock-wait <seconds>',
-          'how long to wait for a zbm run working on the guest',
-          v.count,
-          DEFAULT_LOCK_WAIT_SECONDS,
-        )
-        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)"),
-  },
-  {
-    name: 'restore',
-    job: false,
-    summary: 'restore a guest, or one of its disks, from the backup server or the replica onto this node',
-    build: (c) =>
-      c
-        .addOption(
-          required(
-            '--remote <host>',
-            'the backup server or replica to restore from (ssh destination)',
-            v.remote,
-          ),
-        )
-        .addOption(required('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset))
-        .addOption(
-          required(
-            '--vmid <id>',
-            'the guest whose backup is restored (one VMID: one guest per restore)',
-            v.oneVmid,
-          ),
-        )
-        .option(
-          '--snapshot <name>',
-          'restore this backup (default: the newest complete one)',
-          v.snapshotShortName,
-        )
-        .option(
-          '--time <time>',
-          'restore the newest backup at or before this time (ISO 8601; local time without a zone)',
-          v.pointInTime,
-        )
-        .option(
-          '--as-vmid <id>',
-          'restore as a new guest with this VMID (disks renamed, config rewritten)',
-          v.vmid,
-        )
-        .option(
-          '--target-storage <id>',
-          'zfspool storage of this node to restore the disks to (default: their own)',
-          v.storageId,
-        )
-        .option(
-          '--disk <key>',
-          'restore only this disk (for example scsi1) as a new unusedN volume',
-          v.diskKey,
-        )
-        .option('--new-macs', 'give the restored guest new MAC addresses')
-        .option(
-          '--keep-host-keys',
-          'restore hookscript:, args: (qemu) and lxc.* keys too: they run code or open host resources on this node (default: shown and left out)',
-        )
-        .option('--force', 'replace an existing guest or dataset (moved aside, never destroyed); asks first')
-        .option('-y, --yes', 'confirm --force without asking')
-        .option('--dry-run', 'print the plan (disks, sizes, target datasets, config) and change nothing')
-        .option('--json', 'print the result (or with --dry-run the plan) as JSON on stdout')
-        .option('--bwlimit <rate>', BWLIMIT_HELP, v.byteRate)
-        .option(
-          '--remote-metadata-dir <path>',
-          'directory of the configs and manifests on --remote (default: the zbm:metadata-dir property of the root)',
-          v.absolutePath,
-        )
-        .addOption(oldSpelling('--metadata-dir <path>', v.absolutePath))
-        .option('--node <name>', "this Proxmox node's name (default: from /etc/pve/local)")
-        .option(
-          '--lock-wait <seconds>',
-          'how long to wait for a zbm run working on the guest',
-          v.count,
-          DEFAULT_LOCK_WAIT_SECONDS,
-        ),
-  },
-];
+function invocation(command: keyof Commands, options: Record<string, unknown>): Invocation {
+  return { command, options } as Invocation;
+}
 
 /** Commander's messages on one line, with its suggestion as part of the sentence. */
 function oneLine(message: string): string {
@@ -469,7 +149,7 @@ export function commandOptionSpecs(): Map<string, OptionSpec[]> {
         .map((o) => ({
           key: (o.long ?? '').replace(/^--/, ''),
           takesValue: o.required || o.optional,
-          mandatory: REQUIRED.has(o),
+          mandatory: isRequired(o),
           ...(o.parseArg ? { parse: o.parseArg as (value: string, previous: unknown) => unknown } : {}),
         })),
     ]),
@@ -489,13 +169,6 @@ export function completionScript(): string {
   return bashCompletion(program.commands.map(describe));
 }
 
-const CONFIG_HELP =
-  'config file (default: /etc/pve/zbm.yaml if it exists, else /etc/zbm/zbm.yaml); relative to the current directory';
-
-function configOption(): Option {
-  return new Option('--config <path>', CONFIG_HELP).env('ZBM_CONFIG').argParser(v.configPath);
-}
-
 function verboseOption(): Option {
   return new Option(
     '-v, --verbose',
@@ -505,7 +178,7 @@ function verboseOption(): Option {
 
 /** The usage line names the required options, so `--help` shows what a command cannot run without. */
 function usageOf(cmd: Command): string {
-  const req = cmd.options.filter((o) => REQUIRED.has(o)).map((o) => o.flags);
+  const req = cmd.options.filter((o) => isRequired(o)).map((o) => o.flags);
   return [
     ...req,
     '[options]',
@@ -515,7 +188,7 @@ function usageOf(cmd: Command): string {
 
 /** Every required option that was not given, in one usage error. */
 function checkRequired(cmd: Command, options: Readonly<Record<string, unknown>>): void {
-  const missing = cmd.options.filter((o) => REQUIRED.has(o) && options[o.attributeName()] === undefined);
+  const missing = cmd.options.filter((o) => isRequired(o) && options[o.attributeName()] === undefined);
   if (missing.length === 0) return;
   const name = cmd.parent?.parent ? `${cmd.parent.name()} ${cmd.name()}` : cmd.name();
   cmd.error(`error: zbm ${name} needs ${missing.map((o) => o.flags).join(', ')} (see zbm ${name} --help)`, {
@@ -540,7 +213,10 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .addHelpText('after', EXIT_CODES_HELP);
 
   for (const spec of COMMANDS) {
-    const cmd = spec.build(program.command(spec.name).summary(spec.summary).description(spec.summary));
+    const cmd = addFlags(
+      program.command(spec.name).summary(spec.summary).description(spec.summary),
+      spec.flags,
+    );
     cmd.addOption(verboseOption());
     if (spec.job) {
       // Alerts and metrics, for the commands that run unattended (README "Alerts and metrics").
@@ -572,7 +248,7 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
     cmd.action((options: Record<string, unknown>) => {
       checkRequired(cmd, options);
-      onAction({ command: spec.name, options });
+      onAction(invocation(spec.name, options));
     });
   }
 
@@ -592,16 +268,17 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
       onAction({ command: 'run', options: { ...options, job, rest: cmd.args.slice(1) } });
     });
   const config = program.command('config').summary('check the config file');
-  config
-    .command('check')
-    .summary('validate the config file and print each job as the command line it runs')
-    .description('validate the config file and print each job as the command line it runs')
-    .addOption(configOption())
-    .option('--json', 'print the jobs as JSON on stdout')
+  addFlags(
+    config
+      .command('check')
+      .summary('validate the config file and print each job as the command line it runs')
+      .description('validate the config file and print each job as the command line it runs'),
+    { ...configFlags(), ...CONFIG_CHECK_FLAGS },
+  )
     .addOption(verboseOption())
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
-      onAction({ command: 'config-check', options });
+      onAction(invocation('config-check', options));
     });
   program
     .command('completion')
@@ -614,8 +291,7 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
     .action(() => {
       onAction({ command: 'completion', options: {} });
     });
-  const serve = program
-    .command('serve')
+  const serve = addFlags(program.command('serve'), SERVE_FLAGS)
     .summary("answer a Proxmox node's backup-pve on the backup server, append-only (an ssh forced command)")
     .description(
       "Runs as the forced command of a node's ssh key on the backup server and allows only what\n" +
@@ -626,46 +302,25 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
         'a pulling replica or a restore needs instead: list, send, read configs, hold its --tag; no\n' +
         'writes. See /usr/share/doc/zbm/docs/serve.md (threat model).',
     )
-    .addOption(required('--root <dataset>', "the node's subtree on this server", v.dataset))
-    .option('--metadata-dir <path>', "where the node's guest configs may be written", v.absolutePath)
-    .option(
-      '--send-only',
-      'serve a replica that pulls (zbm replicate --pull) or a restore: list, send, read configs, hold its --tag; no writes',
-    )
-    .option(
-      '--tag <tag>',
-      'the one hold tag the client may hold and release (zbm-base:pve:<server> for a node, zbm-base:<server>:<replica> for a pulling replica); without it, no hold',
-      v.holdTag,
-    )
-    .option('--prefix <prefix>', 'name prefix of the snapshots a node may send', v.prefix, 'bak-zbm-')
-    .option(
-      '--clock-skew <seconds>',
-      "how far a node's clock may be ahead of this server's: a snapshot named later is refused",
-      v.count,
-      DEFAULT_CLOCK_SKEW_SECONDS,
-    )
     .addOption(verboseOption())
     .addHelpText('after', EXIT_CODES_HELP);
   serve.usage(usageOf(serve)).action((options: Record<string, unknown>) => {
     checkRequired(serve, options);
-    onAction({ command: 'serve', options });
+    onAction(invocation('serve', options));
   });
-  program
+  const installTimers = program
     .command('install-timers')
     .summary('create systemd service and timer units for the scheduled jobs of the config file')
     .description(
       'Writes zbm-<job>.service and zbm-<job>.timer for each job of the config file that has a\n' +
         'schedule, reloads systemd and enables the timers. Run it again after editing the file: units of\n' +
         'jobs no longer in it are stopped and removed; units it did not make are never touched.',
-    )
-    .addOption(configOption())
-    .option('--unit-dir <path>', 'where the units go', v.absolutePath, '/etc/systemd/system')
-    .option('--no-start', 'write the units, but do not reload systemd nor enable the timers')
-    .option('--dry-run', 'print the units and change nothing')
+    );
+  addFlags(installTimers, { ...configFlags(), ...INSTALL_TIMERS_FLAGS })
     .addOption(verboseOption())
     .addHelpText('after', EXIT_CODES_HELP)
     .action((options: Record<string, unknown>) => {
-      onAction({ command: 'install-timers', options });
+      onAction(invocation('install-timers', options));
     });
   return program;
 }

@@ -1,14 +1,4 @@
-/** Human units for bytes (binary), as admins read them in zfs list. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
+import { formatBytes } from '../text/human.ts';
 
 /**
  * One progress line on a terminal (stderr), redrawn at most four times a second; nothing at all

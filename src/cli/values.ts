@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { HOLD_TAG_SYNTAX, stampAsIso } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import { parseByteSize } from '../host/rate.ts';
 import { parseSshDestination } from '../host/ssh.ts';
@@ -34,7 +35,7 @@ export const remote = parser(parseSshDestination);
 
 /** A hold tag zbm puts on a base: `zbm-base:<source>:<target>`. */
 export const holdTag = parser((v) => {
-  if (!/^zbm-base:[A-Za-z0-9_.@-]+:[A-Za-z0-9_:.@-]+$/.test(v))
+  if (!HOLD_TAG_SYNTAX.test(v))
     throw new Error('expected zbm-base:<source>:<target> (letters, digits and ._@-)');
   return v;
 });
@@ -143,10 +144,7 @@ export const snapshotShortName = parser((v) => checkSnapshotShortName(v, 'snapsh
  * time) or the time in a zbm snapshot name (`20261126T110503Z`).
  */
 export const pointInTime = parser((v) => {
-  const compact = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(v);
-  const text = compact
-    ? `${compact[1]}-${compact[2]}-${compact[3]}T${compact[4]}:${compact[5]}:${compact[6]}Z`
-    : v;
+  const text = stampAsIso(v) ?? v;
   const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?(Z|[+-]\d{2}:?\d{2})?$/.exec(
     text,
   );

@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
+import { commandOptionSpecs } from '../cli/program.ts';
 import { configPath, loadConfig } from '../config/load.ts';
 import { GENERATED_MARK, type UnitFile, unitsFor } from '../config/units.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
@@ -9,15 +11,13 @@ import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { shellJoin } from '../host/quote.ts';
 
-export interface ConfigCheckOptions {
-  readonly config?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type ConfigCheckOptions = CommandOptions<'config-check'>;
 
 /** `zbm config check`: validates the file and shows each job as the command line it runs. */
 export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path, opts.config !== undefined);
+  const config = loadConfig(path, commandOptionSpecs(), opts.config !== undefined);
   if (opts.json) {
     writeOut(`${JSON.stringify({ path, jobs: config.jobs }, null, 2)}\n`);
   } else {
@@ -29,13 +29,8 @@ export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promis
   return ExitCode.ok;
 }
 
-export interface InstallTimersOptions {
-  readonly config?: string;
-  readonly unitDir: string;
-  /** commander's --no-start: false when given. */
-  readonly start: boolean;
-  readonly dryRun?: boolean;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type InstallTimersOptions = CommandOptions<'install-timers'>;
 
 /** The first line of each zbm-* unit in dir: who wrote it, and from which config file. */
 function unitHeaders(dir: string): Map<string, string> {
@@ -63,7 +58,7 @@ function unitHeaders(dir: string): Map<string, string> {
  */
 export async function installTimers(opts: InstallTimersOptions, log: Logger): Promise<number> {
   const path = configPath(opts.config);
-  const config = loadConfig(path, opts.config !== undefined);
+  const config = loadConfig(path, commandOptionSpecs(), opts.config !== undefined);
   const zbm = realpathSync(process.argv[1] ?? '/usr/bin/zbm');
   const all: UnitFile[] = config.jobs.flatMap((j) => unitsFor(j, zbm, path));
   const wanted = new Set(all.map((u) => u.name));

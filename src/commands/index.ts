@@ -1,18 +1,19 @@
 import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
-import { ExitCode, errorMessage, showCommandLines, UsageError } from '../errors.ts';
+import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { showCommandLines } from '../host/failure.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
-import { type BackupPveOptions, backupPve } from './backup-pve.ts';
-import { type ConfigCheckOptions, configCheck, type InstallTimersOptions, installTimers } from './config.ts';
-import { type ListBackupsOptions, listBackups } from './list-backups.ts';
-import { type PrepareRollbackOptions, prepareRollback } from './prepare-rollback.ts';
-import { type PruneOptions, prune } from './prune.ts';
-import { type ReplicateOptions, replicate } from './replicate.ts';
-import { type RestoreOptions, restore } from './restore.ts';
-import { type ServeOptions, serve } from './serve.ts';
-import { type StatusOptions, status } from './status.ts';
-import { type VerifyOptions, verify } from './verify.ts';
+import { backupPve } from './backup-pve.ts';
+import { configCheck, installTimers } from './config.ts';
+import { listBackups } from './list-backups.ts';
+import { prepareRollback } from './prepare-rollback.ts';
+import { prune } from './prune.ts';
+import { replicate } from './replicate.ts';
+import { restore } from './restore.ts';
+import { serve } from './serve.ts';
+import { status } from './status.ts';
+import { verify } from './verify.ts';
 
 /**
  * Runs a parsed command and returns its exit code. Afterwards, whatever the command: the
@@ -36,30 +37,30 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
   try {
     switch (inv.command) {
       case 'backup-pve':
-        return await backupPve(inv.options as unknown as BackupPveOptions, log, metrics);
+        return await backupPve(inv.options, log, metrics);
       case 'prune':
-        return await prune(inv.options as unknown as PruneOptions, log);
+        return await prune(inv.options, log);
       case 'replicate':
-        return await replicate(inv.options as unknown as ReplicateOptions, log);
+        return await replicate(inv.options, log);
       case 'verify':
-        return await verify(inv.options as unknown as VerifyOptions, log, metrics);
+        return await verify(inv.options, log, metrics);
       case 'completion':
         process.stdout.write(completionScript());
         return ExitCode.ok;
       case 'serve':
-        return await serve(inv.options as unknown as ServeOptions, log);
+        return await serve(inv.options, log);
       case 'config-check':
-        return await configCheck(inv.options as unknown as ConfigCheckOptions, log);
+        return await configCheck(inv.options, log);
       case 'install-timers':
-        return await installTimers(inv.options as unknown as InstallTimersOptions, log);
+        return await installTimers(inv.options, log);
       case 'status':
-        return await status(inv.options as unknown as StatusOptions, log);
+        return await status(inv.options, log);
       case 'list-backups':
-        return await listBackups(inv.options as unknown as ListBackupsOptions, log);
+        return await listBackups(inv.options, log);
       case 'prepare-rollback':
-        return await prepareRollback(inv.options as unknown as PrepareRollbackOptions, log);
+        return await prepareRollback(inv.options, log);
       case 'restore':
-        return await restore(inv.options as unknown as RestoreOptions, log);
+        return await restore(inv.options, log);
       default:
         log.error(`zbm ${inv.command} is not implemented yet`);
         return ExitCode.failure;

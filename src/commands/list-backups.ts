@@ -1,91 +1,14 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import { formatBytes } from '../cli/progress.ts';
-import { ExitCode, UsageError, ZbmError } from '../errors.ts';
-import type { Host } from '../host/host.ts';
-import { LocalHost } from '../host/local.ts';
-import { run } from '../host/process.ts';
-import { SshHost } from '../host/ssh.ts';
-import { dumpManifestsArgv, parseManifestDump, type RestorePoint, restorePoints } from '../restore/points.ts';
-import type { Dataset } from '../zfs/types.ts';
-import { Zfs } from '../zfs/zfs.ts';
+import { ExitCode } from '../errors.ts';
+import { metadataDirOption } from '../metadata/store.ts';
+import type { RestorePoint } from '../restore/points.ts';
+import { loadTier, tierFromOptions } from '../restore/tier.ts';
+import { formatBytes } from '../text/human.ts';
 
-export interface ListBackupsOptions {
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly localZfsRoot?: string;
-  readonly remoteMetadataDir?: string;
-  readonly localMetadataDir?: string;
-  /** The earlier spelling, for whichever tier the backups are on. */
-  readonly metadataDir?: string;
-  readonly vmid?: number[];
-  readonly prefix: string;
-  readonly json?: boolean;
-}
-
-/** A tier that holds backups: the backup server or the replica, here or over ssh. */
-export interface Tier {
-  readonly host: Host;
-  readonly zfs: Zfs;
-  readonly root: string;
-}
-
-export interface TierState {
-  readonly datasets: readonly Dataset[];
-  readonly metadataDir: string;
-  readonly points: readonly RestorePoint[];
-}
-
-/** `--remote X --remote-zfs-root R` (on a node) or `--local-zfs-root R` (on a tier itself). */
-export function tierFromOptions(opts: {
-  remote?: string;
-  remoteZfsRoot?: string;
-  localZfsRoot?: string;
-}): Tier {
-  if (opts.remote !== undefined) {
-    if (opts.remoteZfsRoot === undefined) throw new UsageError('--remote needs --remote-zfs-root');
-    if (opts.localZfsRoot !== undefined) {
-      throw new UsageError('--local-zfs-root and --remote are exclusive: the backups are on one tier');
-    }
-    const host = new SshHost(opts.remote);
-    return { host, zfs: new Zfs(host), root: opts.remoteZfsRoot };
-  }
-  if (opts.localZfsRoot === undefined) {
-    throw new UsageError(
-      'where are the backups? --local-zfs-root on the backup server or replica, or --remote and --remote-zfs-root',
-    );
-  }
-  const host = new LocalHost();
-  return { host, zfs: new Zfs(host), root: opts.localZfsRoot };
-}
-
-/** One listing and one metadata read of a tier: its datasets, where its metadata is, its restore points. */
-export async function loadTier(
-  tier: Tier,
-  opts: { metadataDir?: string; vmid?: number },
-  log: Logger,
-): Promise<TierState> {
-  const datasets = await tier.zfs.list({ roots: [tier.root], userProps: [METADATA_DIR_PROPERTY] });
-  const rootDs = datasets.find((d) => d.name === tier.root);
-  if (!rootDs)
-    throw new ZbmError(`${tier.root} does not exist on ${tier.host.name}: is it the root of the backups?`);
-  const flag = `--${tier.host.isLocal ? 'local' : 'remote'}-metadata-dir`;
-  const place = chooseMetadataDir(
-    opts.metadataDir,
-    rootDs.props[METADATA_DIR_PROPERTY],
-    `${tier.host.name}:${tier.root}`,
-    flag,
-  );
-  if ('error' in place)
-    throw new ZbmError(`${place.error}: name the directory of the configs and manifests with ${flag}`);
-  if (place.warning) log.warn(place.warning);
-  const metadataDir = place.dir;
-  const { stdout } = await run(tier.host, dumpManifestsArgv(metadataDir, opts.vmid));
-  const { manifests, errors } = parseManifestDump(stdout);
-  for (const e of errors) log.warn(`${tier.host.name}:${metadataDir}: ${e}`);
-  return { datasets, metadataDir, points: restorePoints(manifests, datasets, tier.root) };
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type ListBackupsOptions = CommandOptions<'list-backups'>;
 
 function row(p: RestorePoint, host: string) {
   return {
@@ -101,34 +24,6 @@ function row(p: RestorePoint, host: string) {
     referenced: p.referenced,
     host,
   };
-}
-
-/**
- * The metadata directory given for a tier: --remote-metadata-dir with --remote, --local-metadata-dir
- * with --local-zfs-root, or the earlier --metadata-dir for either. prune and verify, whose backups
- * are always those under --local-zfs-root (their --remote is the next tier), pass no remote.
- */
-export function metadataDirOption(opts: {
-  remote?: string;
-  remoteMetadataDir?: string;
-  localMetadataDir?: string;
-  metadataDir?: string;
-}): string | undefined {
-  const [given, other] =
-    opts.remote === undefined
-      ? [opts.localMetadataDir, ['--remote-metadata-dir', opts.remoteMetadataDir] as const]
-      : [opts.remoteMetadataDir, ['--local-metadata-dir', opts.localMetadataDir] as const];
-  if (other[1] !== undefined) {
-    throw new UsageError(
-      opts.remote === undefined
-        ? '--remote-metadata-dir goes with --remote: with --local-zfs-root the directory is --local-metadata-dir'
-        : '--local-metadata-dir goes with --local-zfs-root: with --remote the directory is --remote-metadata-dir',
-    );
-  }
-  if (given !== undefined && opts.metadataDir !== undefined && given !== opts.metadataDir) {
-    throw new UsageError('--metadata-dir is the earlier spelling of the same option: give one of them');
-  }
-  return given ?? opts.metadataDir;
 }
 
 /** Lists the restore points of every guest (or of --vmid) on one tier. */

@@ -1,6 +1,8 @@
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
+import { isHoldTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -11,16 +13,8 @@ import { type DatasetRollbackPlan, planRollbackPreparation } from '../rollback/p
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface PrepareRollbackOptions {
-  readonly vmid: number;
-  readonly snapshot?: string;
-  readonly prefix: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly lockWait: number;
-  readonly node?: string;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type PrepareRollbackOptions = CommandOptions<'prepare-rollback'>;
 
 /** What the command touches besides zfs; tests replace it. */
 export interface PrepareRollbackIO {
@@ -139,7 +133,7 @@ export async function prepareRollback(
         done.push(r);
         try {
           // An earlier zbm held its base on the node: its tags go first, no one else's.
-          const tags = (await zfs.holds(p.held)).filter((h) => h.tag.startsWith('zbm-base:'));
+          const tags = (await zfs.holds(p.held)).filter((h) => isHoldTag(h.tag));
           for (const t of new Set(tags.map((h) => h.tag)))
             await zfs.release(
               t,

@@ -1,20 +1,20 @@
-import { chooseMetadataDir } from '../backup/metadata.ts';
 import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
+import { acquireAll, datasetLockName, describeHolder, describeWait, receiveLockName } from '../lock/lock.ts';
+import { type GuestSnapshots, pruneMetadata } from '../metadata/remove.ts';
 import {
-  acquireAll,
-  DEFAULT_LOCK_WAIT_SECONDS,
-  datasetLockName,
-  describeHolder,
-  describeWait,
-  receiveLockName,
-} from '../lock/lock.ts';
-import { type GuestSnapshots, METADATA_DIR_PROPERTY, pruneMetadata, vmidOf } from '../prune/metadata.ts';
+  chooseMetadataDir,
+  datasetsByGuest,
+  METADATA_DIR_PROPERTY,
+  metadataDirOption,
+} from '../metadata/store.ts';
 import {
   type DatasetPlan,
   type Kept,
@@ -23,35 +23,15 @@ import {
   type RemoteFacts,
   retentionFor,
 } from '../prune/plan.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS, hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
+import { hasRules, type KeepRules, RULE_ORDER } from '../prune/retention.ts';
 import { formatWallClock } from '../time/civil.ts';
 import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
-import { joinDataset, relativeTo } from '../zfs/names.ts';
+import { joinDataset, relativeTo, splitSnapshot } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { metadataDirOption } from './list-backups.ts';
 
-export interface PruneOptions {
-  readonly localZfsRoot: string;
-  readonly prefix: string;
-  readonly keepLast?: number;
-  readonly keepHourly?: number;
-  readonly keepDaily?: number;
-  readonly keepWeekly?: number;
-  readonly keepMonthly?: number;
-  readonly keepYearly?: number;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  /** The guest configs and manifests of the backups (default: the root's zbm:metadata-dir). */
-  readonly localMetadataDir?: string;
-  /** The earlier spelling of localMetadataDir. */
-  readonly metadataDir?: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  /** Seconds to wait for a dataset that a transfer of another zbm run works on (default 30). */
-  readonly lockWait?: number;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type PruneOptions = CommandOptions<'prune'>;
 
 /** What the command touches outside zfs; tests replace it. */
 export interface PruneIO {
@@ -111,9 +91,7 @@ function describeRules(rules: KeepRules): string {
 type PerSnapshot = Map<string, Map<string, string[]>>;
 
 function addPerSnapshot(found: PerSnapshot, snapshot: string, values: readonly string[]): void {
-  const at = snapshot.indexOf('@');
-  const ds = snapshot.slice(0, at);
-  const short = snapshot.slice(at + 1);
+  const { dataset: ds, snapshot: short } = splitSnapshot(snapshot);
   const perDs = found.get(ds) ?? new Map<string, string[]>();
   perDs.set(short, [...(perDs.get(short) ?? []), ...values]);
   found.set(ds, perDs);
@@ -236,17 +214,14 @@ function guestSnapshots(
   datasets: readonly Dataset[],
   outcomes: ReadonlyMap<string, DatasetOutcome>,
 ): Map<number, GuestSnapshots> {
-  const guests = new Map<number, { remaining: Set<string>; destroyed: Set<string> }>();
-  for (const d of datasets) {
-    const vmid = vmidOf(d.name);
-    if (vmid === null) continue;
-    const g = guests.get(vmid) ?? { remaining: new Set<string>(), destroyed: new Set<string>() };
-    guests.set(vmid, g);
-    const gone = new Set(outcomes.get(d.name)?.destroyed ?? []);
-    for (const s of d.snapshots) {
-      if (gone.has(s.short)) g.destroyed.add(s.short);
-      else g.remaining.add(s.short);
+  const guests = new Map<number, GuestSnapshots>();
+  for (const [vmid, own] of datasetsByGuest(datasets)) {
+    const g = { remaining: new Set<string>(), destroyed: new Set<string>() };
+    for (const d of own) {
+      const gone = new Set(outcomes.get(d.name)?.destroyed ?? []);
+      for (const s of d.snapshots) (gone.has(s.short) ? g.destroyed : g.remaining).add(s.short);
     }
+    guests.set(vmid, g);
   }
   return guests;
 }
@@ -384,7 +359,7 @@ export async function prune(opts: PruneOptions, log: Logger, io: PruneIO = {}): 
         const acquired = await acquireAll(
           [datasetLockName(o.plan.dataset), receiveLockName(o.plan.dataset)],
           `prune ${o.plan.dataset}`,
-          (opts.lockWait ?? DEFAULT_LOCK_WAIT_SECONDS) * 1000,
+          opts.lockWait * 1000,
           (holder, ms) => log.info(describeWait(`${local.name}:${o.plan.dataset}`, holder, ms)),
         );
         if ('heldBy' in acquired) {

@@ -1,40 +1,28 @@
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import { formatBytes, Progress } from '../cli/progress.ts';
+import { Progress } from '../cli/progress.ts';
+import { forEachLimited, Slots } from '../concurrency.ts';
+import { holdTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/lock.ts';
+import { copyMetadata } from '../metadata/copy.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import { describeConflict } from '../plan/diff.ts';
-import { forEachLimited, Slots } from '../pool.ts';
-import { copyMetadata } from '../replicate/metadata.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
-import { type BasePair, holdTag, protectBases } from '../transfer/protect.ts';
+import { formatBytes } from '../text/human.ts';
+import { type BasePair, protectBases } from '../transfer/protect.ts';
 import { planSync, type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface ReplicateOptions {
-  readonly remote: string;
-  readonly remoteZfsRoot: string;
-  readonly localZfsRoot: string;
-  readonly pull?: boolean;
-  readonly prefix?: string;
-  readonly localMetadataDir?: string;
-  readonly remoteMetadataDir?: string;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly bwlimit?: number;
-  readonly forceRollback?: boolean;
-  /** Confirms --force-rollback. */
-  readonly yes?: boolean;
-  readonly lockWait: number;
-  readonly jobs?: number;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type ReplicateOptions = CommandOptions<'replicate'>;
 
 export interface DatasetResult {
   readonly source: string;
@@ -156,7 +144,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     const basesBySlot: (BasePair | undefined)[] = new Array(pairs.length);
     // --jobs streams at a time; a receive still committing after its stream no longer holds its
     // stream's place (as in backup-pve).
-    const jobs = opts.jobs ?? 1;
+    const { jobs } = opts;
     const streams = new Slots(jobs);
     await forEachLimited(pairs, transfersAtOnce(jobs), async ({ source: d, target: targetName }, slot) => {
       const base = { source: d.name, target: targetName, sent: [], bytes: 0 };

@@ -2,16 +2,20 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../backup/metadata.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
-import { printableLines, writeOut } from '../cli/printable.ts';
-import { formatBytes, Progress } from '../cli/progress.ts';
+import type { CommandOptions } from '../cli/options.ts';
+import { writeOut } from '../cli/printable.ts';
+import { Progress } from '../cli/progress.ts';
+import { formatStamp } from '../conventions/names.ts';
 import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
+import { readConfigArgv } from '../metadata/manifest.ts';
+import { metadataDirOption } from '../metadata/store.ts';
+import { writeFileAtomic } from '../metadata/write.ts';
 import { parseStorageCfg, parseVmlist, readPveState, zfsPools } from '../pve/index.ts';
 import type { GuestType } from '../pve/vmlist.ts';
 import { mountArgv, renameArgv, subvolProperties, waitForZvolsArgv } from '../restore/argv.ts';
@@ -25,37 +29,18 @@ import {
   type LocalState,
   planDiskRestore,
   planGuestRestore,
-  stamp,
 } from '../restore/plan.ts';
-import { choosePoint, type RestorePoint, readConfigArgv } from '../restore/points.ts';
+import { choosePoint, type RestorePoint } from '../restore/points.ts';
+import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
+import { formatBytes } from '../text/human.ts';
+import { printableLines } from '../text/printable.ts';
 import { syncDataset } from '../transfer/sync.ts';
 import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { loadTier, metadataDirOption, type Tier, tierFromOptions } from './list-backups.ts';
 
-export interface RestoreOptions {
-  readonly remote: string;
-  readonly remoteZfsRoot: string;
-  readonly vmid: number;
-  readonly snapshot?: string;
-  readonly time?: Date;
-  readonly asVmid?: number;
-  readonly targetStorage?: string;
-  readonly disk?: string;
-  readonly newMacs?: boolean;
-  readonly keepHostKeys?: boolean;
-  readonly force?: boolean;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly bwlimit?: number;
-  readonly remoteMetadataDir?: string;
-  /** The earlier spelling of --remote-metadata-dir. */
-  readonly metadataDir?: string;
-  readonly node?: string;
-  readonly lockWait: number;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type RestoreOptions = CommandOptions<'restore'>;
 
 const PVE = '/etc/pve';
 /** Where the config of a guest replaced by a forced restore is kept (pmxcfs is no place for extra files). */
@@ -366,7 +351,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
       let extra: Record<string, unknown> = {};
       if (plan.kind === 'guest') {
         if (plan.replaces?.configText !== undefined) {
-          const saved = `${REPLACED_CONFIGS}/${plan.vmid}-${stamp(new Date())}.conf`;
+          const saved = `${REPLACED_CONFIGS}/${plan.vmid}-${formatStamp(new Date())}.conf`;
           await writeFileAtomic(localHost, saved, plan.replaces.configText);
           log.warn(`the replaced config of guest ${plan.vmid} is kept as ${saved}`);
           extra = { replacedConfig: saved };

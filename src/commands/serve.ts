@@ -14,30 +14,22 @@ import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { METADATA_FILE_LIMIT } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { run as runCommand } from '../host/process.ts';
 import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { METADATA_FILE_LIMIT } from '../metadata/store.ts';
 import { authorize, type Decision, insideRoot } from '../serve/policy.ts';
 import { BEGIN_RECORD_BYTES, parseBeginRecord, receiveCommand, refuseIncoming } from '../serve/stream.ts';
 import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface ServeOptions {
-  readonly root: string;
-  readonly metadataDir?: string;
-  readonly sendOnly?: boolean;
-  readonly tag?: string;
-  /** zbm's snapshot name prefix: a received snapshot must be `<prefix>YYYYMMDDTHHMMSSZ`. */
-  readonly prefix?: string;
-  /** Seconds a node's clock may be ahead of this server's. */
-  readonly clockSkew?: number;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type ServeOptions = CommandOptions<'serve'>;
 
 /**
  * `zbm serve`: the forced command of a Proxmox node's ssh key on the backup server. It runs the one
@@ -123,9 +115,9 @@ async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logge
   }
   const state = listing.find((d) => d.name === target) ?? null;
   const why = refuseIncoming(begin, target, state, {
-    prefix: opts.prefix ?? 'bak-zbm-',
+    prefix: opts.prefix,
     now: Math.floor(Date.now() / 1000),
-    skew: opts.clockSkew ?? DEFAULT_CLOCK_SKEW_SECONDS,
+    skew: opts.clockSkew,
   });
   if (why !== null) return refused(why);
   const argv = receiveCommand(target, decision.flags, begin.type ?? 'volume');

@@ -1,20 +1,16 @@
-import { METADATA_DIR_PROPERTY, metadataDirOf } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
+import { newestManifests } from '../metadata/manifest.ts';
+import { METADATA_DIR_PROPERTY, metadataDirOf } from '../metadata/store.ts';
 import { buildStatus, type RemoteView, renderStatusTable } from '../status/table.ts';
-import { newestManifests } from '../verify/manifests.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface StatusOptions {
-  readonly localZfsRoot: string;
-  readonly prefix: string;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type StatusOptions = CommandOptions<'status'>;
 
 /**
  * A table per guest of the backups under --local-zfs-root, on any tier: guest names come from the

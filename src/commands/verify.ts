@@ -1,14 +1,17 @@
-import { targetDataset } from '../backup/backup.ts';
-import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../backup/metadata.ts';
 import type { Logger } from '../cli/log.ts';
-import { printable, writeOut } from '../cli/printable.ts';
+import type { CommandOptions } from '../cli/options.ts';
+import { writeOut } from '../cli/printable.ts';
+import { targetDataset } from '../conventions/names.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
+import { newestManifests } from '../metadata/manifest.ts';
+import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, readPveState } from '../pve/index.ts';
+import { printable } from '../text/printable.ts';
 import {
   type Check,
   checkDataset,
@@ -24,33 +27,12 @@ import {
   showsNoScrub,
   worst,
 } from '../verify/checks.ts';
-import { newestManifests } from '../verify/manifests.ts';
-import { joinDataset, relativeTo } from '../zfs/names.ts';
+import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
-import { metadataDirOption } from './list-backups.ts';
 
-export interface VerifyOptions {
-  readonly localZfsRoot?: string;
-  readonly prefix: string;
-  readonly maxAgeDays: number;
-  readonly maxAgeHours?: number;
-  readonly minSnapshots: number;
-  readonly remote?: string;
-  readonly remoteZfsRoot?: string;
-  readonly pve?: boolean;
-  readonly vmid?: number[];
-  readonly exclude?: number[];
-  readonly node?: string;
-  readonly maxScrubAgeDays: number;
-  /** false (--no-pool-checks): no pool health nor scrub age, for pools monitored elsewhere. */
-  readonly poolChecks?: boolean;
-  /** The manifests of the backups under --local-zfs-root (default: its zbm:metadata-dir). */
-  readonly localMetadataDir?: string;
-  /** The earlier spelling of localMetadataDir. */
-  readonly metadataDir?: string;
-  readonly json?: boolean;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type VerifyOptions = CommandOptions<'verify'>;
 
 interface Context {
   readonly rules: FreshnessRules;
@@ -104,7 +86,7 @@ async function poolCreation(host: Host, pool: string): Promise<PoolCreation> {
 
 /** Health and scrub age of the pool holding dataset, on host; its gauges say what the check says. */
 async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeDays: number): Promise<Check> {
-  const pool = dataset.split('/')[0] ?? '';
+  const pool = poolOf(dataset);
   try {
     const { stdout } = await run(host, ['zpool', 'status', pool]);
     const p = parseZpoolStatus(stdout);
@@ -188,7 +170,7 @@ async function serverChecks(
     for (const e of errors) checks.push(unknown(`metadata ${dir}`, e));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.
     for (const m of manifests) {
-      checks.push(checkGuest(m, names, (t) => joinDataset(root, t.slice(t.lastIndexOf('/') + 1))));
+      checks.push(checkGuest(m, names, (t) => targetDataset(root, t)));
     }
   }
 

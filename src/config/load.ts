@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { commandOptionSpecs, type Invocation, type ProgramIO, parseCommandLine } from '../cli/program.ts';
-import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { errorMessage, UsageError } from '../errors.ts';
 import { hostHasZone } from '../time/zoneinfo.ts';
-import { type Config, parseConfig } from './config.ts';
+import { type CommandSpecs, type Config, parseConfig } from './config.ts';
 
 /** On a Proxmox cluster the file lives in the cluster file system, so every node shares it. */
 export const CONFIG_PATHS = ['/etc/pve/zbm.yaml', '/etc/zbm/zbm.yaml'] as const;
@@ -15,8 +14,11 @@ export function configPath(given: unknown): string {
 
 const EXAMPLE = '/usr/share/doc/zbm/examples/zbm.yaml';
 
-/** Reads and validates the config file; errors name the file, the line and the key. */
-export function loadConfig(path: string, given = true): Config {
+/**
+ * Reads and validates the config file against the options of each command (the CLI's, handed in:
+ * the config file sits below the command line); errors name the file, the line and the key.
+ */
+export function loadConfig(path: string, specs: CommandSpecs, given = true): Config {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -32,29 +34,5 @@ export function loadConfig(path: string, given = true): Config {
           : `cannot read ${path}: ${errorMessage(err)}`,
     );
   }
-  return parseConfig(text, path, commandOptionSpecs(), hostHasZone);
-}
-
-/**
- * `zbm run <job> [flags]`: the job's command line with the flags appended (the last value of an
- * option wins), parsed like a typed one. A usage error in the file or the flags is exit code 2.
- */
-export function expandRun(options: Readonly<Record<string, unknown>>, io: ProgramIO): Invocation | number {
-  const path = configPath(options.config);
-  let config: Config;
-  try {
-    config = loadConfig(path, typeof options.config === 'string');
-  } catch (err) {
-    io.writeErr(`error: ${errorMessage(err)}\n`);
-    return ExitCode.usage;
-  }
-  const job = config.jobs.find((j) => j.name === options.job);
-  if (!job) {
-    io.writeErr(
-      `error: ${path} has no job ${JSON.stringify(options.job)} (jobs: ${config.jobs.map((j) => j.name).join(', ') || 'none'})\n`,
-    );
-    return ExitCode.usage;
-  }
-  const rest = Array.isArray(options.rest) ? options.rest.map(String) : [];
-  return parseCommandLine([...job.argv, ...rest], io);
+  return parseConfig(text, path, specs, hostHasZone);
 }

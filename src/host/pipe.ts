@@ -1,7 +1,8 @@
 import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { describeFailure, ZbmError } from '../errors.ts';
+import { ZbmError } from '../errors.ts';
 import { terminate } from './children.ts';
+import { describeFailure } from './failure.ts';
 import type { Host } from './host.ts';
 import { type Exit, failureOf, start, TailBuffer, waitExit } from './process.ts';
 import type { RateLimiter } from './rate.ts';

@@ -1,6 +1,6 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { CommandError, type Failure } from '../errors.ts';
 import { terminate, track } from './children.ts';
+import { CommandError, type Failure } from './failure.ts';
 import type { Host } from './host.ts';
 
 /** At most this much of a child's stderr is kept: enough for any error message, bounded memory. */

@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { printable } from '../cli/printable.ts';
+import { printable } from '../text/printable.ts';
 
 /**
  * Per-object lock files (O_EXCL) on this host. A lock whose holder died is recovered

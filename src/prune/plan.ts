@@ -6,14 +6,9 @@
  * Order is the receiving pool's (createtxg), never the name: a name that disagrees with it, or
  * lies in the future, is an anomaly that takes no rule's slot and is itself kept.
  */
+import { isBaseTagFor, snapshotTime } from '../conventions/names.ts';
 import type { TimeZone } from '../time/zone.ts';
-import {
-  type KeepRule,
-  type KeepRules,
-  planRetention,
-  type RetentionResult,
-  snapshotTime,
-} from './retention.ts';
+import { type KeepRule, type KeepRules, planRetention, type RetentionResult } from './retention.ts';
 
 /** The parts of a snapshot listing the planner reads (zfs/types.ts Snapshot fits). */
 export interface SnapInfo {
@@ -115,15 +110,6 @@ export function describeReason(r: KeepReason): string {
     case 'anomaly':
       return `ANOMALY: ${r.why}; kept, and no reason to destroy any other (check it, destroy it by hand if it is no real backup)`;
   }
-}
-
-/** The hold tag backup-pve and replicate put on the base of a pair whose target is remote. */
-export function isBaseTagFor(tag: string, remote: string): boolean {
-  return (
-    tag.startsWith('zbm-base:') &&
-    tag.endsWith(`:${remote}`) &&
-    tag.length > 'zbm-base:'.length + remote.length + 1
-  );
 }
 
 /** A zbm snapshot whose name cannot be trusted to say when it was taken. */

@@ -6,7 +6,7 @@
  * removed. Periods are calendar periods in LOCAL time (TZ as libc reads it, src/time/zone.ts),
  * weeks are ISO weeks (%G/%V).
  */
-import { civil, DAY, daysFromCivil, daysInMonth } from '../time/civil.ts';
+import { civil, DAY, daysFromCivil } from '../time/civil.ts';
 import { processZone, type TimeZone, zoneNamed } from '../time/zone.ts';
 
 export type RuleName = 'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
@@ -32,49 +32,8 @@ export interface RetentionResult {
   readonly remove: readonly string[];
 }
 
-/**
- * How far ahead of this host's clock a snapshot's time may be before it counts as "in the future":
- * zbm serve's default --clock-skew, and prune's and verify's margin for the same thing.
- */
-export const DEFAULT_CLOCK_SKEW_SECONDS = 300;
-
 export function hasRules(rules: KeepRules): boolean {
   return RULE_ORDER.some((r) => (rules[r] ?? 0) > 0);
-}
-
-/**
- * The time a zbm snapshot stands for: the UTC timestamp in its name (`<prefix>YYYYMMDDTHHMMSSZ`,
- * written by backup-pve at snapshot time), else its `creation`. The name wins because it is the
- * moment of the backup on the PVE node however late the copy arrived, it survives send/receive
- * unchanged, and it lets tests build year-long histories with past timestamps in seconds.
- */
-export function snapshotTime(short: string, prefix: string, creation: number): number {
-  const p = prefix.length;
-  // Read by character codes: this runs once per snapshot and must stay cheap for long histories.
-  if (short.length !== p + 16 || !short.startsWith(prefix)) return creation;
-  if (short.charCodeAt(p + 8) !== 84 /* T */ || short.charCodeAt(p + 15) !== 90 /* Z */) return creation;
-  const y = digits(short, p, 4);
-  const mo = digits(short, p + 4, 2);
-  const d = digits(short, p + 6, 2);
-  const h = digits(short, p + 9, 2);
-  const mi = digits(short, p + 11, 2);
-  const s = digits(short, p + 13, 2);
-  // Out-of-range fields (Feb 30, 25h) would roll over in Date.UTC: such a name is not zbm's.
-  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59)) {
-    return creation;
-  }
-  return Date.UTC(y, mo - 1, d, h, mi, s) / 1000;
-}
-
-/** The decimal number in text[from, from + len), or NaN if any of it is not a digit. */
-function digits(text: string, from: number, len: number): number {
-  let n = 0;
-  for (let i = from; i < from + len; i++) {
-    const c = text.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return Number.NaN;
-    n = n * 10 + c;
-  }
-  return n;
 }
 
 /**

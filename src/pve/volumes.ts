@@ -36,9 +36,29 @@ export function proxmoxVolume(volname: string): string | null {
   return null;
 }
 
+/** Proxmox's name of a guest's ZFS volume, `<kind>-<vmid>-<rest>` (`vm-100-disk-0`, `base-9000-disk-0`). */
+export interface Volname {
+  readonly kind: 'vm' | 'subvol' | 'base' | 'basevol';
+  readonly vmid: number;
+  /** The VMID is written as Proxmox writes it: from 1, without leading zeros. */
+  readonly plainVmid: boolean;
+  readonly rest: string;
+}
+
+const VOLNAME = /^(vm|subvol|base|basevol)-(\d+)-(.*)$/s;
+
+/**
+ * The parts of own (one volume name, not a path) as Proxmox names volumes for a guest (the rule
+ * `qm disk rescan` uses), or null. Callers that build on the name ask for more (plainVmid, rest).
+ */
+export function parseVolname(own: string): Volname | null {
+  const m = VOLNAME.exec(own);
+  if (!m) return null;
+  const [, kind, digits = '', rest = ''] = m;
+  return { kind: kind as Volname['kind'], vmid: Number(digits), plainVmid: /^[1-9]/.test(digits), rest };
+}
+
 /** The datasets of guest vmid among names: Proxmox's volume names for it (`qm disk rescan`'s rule). */
 export function isVolumeOf(dataset: string, vmid: number): boolean {
-  const own = dataset.slice(dataset.lastIndexOf('/') + 1);
-  const m = /^(?:vm|base|subvol|basevol)-(\d+)-/.exec(own);
-  return m !== null && Number(m[1]) === vmid;
+  return parseVolname(dataset.slice(dataset.lastIndexOf('/') + 1))?.vmid === vmid;
 }

@@ -4,6 +4,13 @@
  */
 import { splitLines, splitPropertyParts } from '../pve/text.ts';
 import type { GuestType } from '../pve/vmlist.ts';
+import { parseVolname, type Volname } from '../pve/volumes.ts';
+
+/** A volume name as PVE gives zfspool volumes: plain VMID, a rest without white space. */
+function pveVolname(own: string): Volname | null {
+  const v = parseVolname(own);
+  return v?.plainVmid && /^\S+$/.test(v.rest) ? v : null;
+}
 
 const QEMU_DISK = /^(?:ide[0-3]|sata[0-5]|scsi(?:[12]?\d|30)|virtio(?:\d|1[0-5])|efidisk0|tpmstate0)$/;
 const LXC_MOUNT = /^(?:rootfs|mp(?:\d|[1-9]\d|1\d\d|2[0-4]\d|25[0-5]))$/;
@@ -11,8 +18,6 @@ const UNUSED = /^unused(\d+)$/;
 const SECTION = /^\[[^[\]\s]+\]\s*$/;
 const ENTRY = /^([^:\s]+):(?:[ \t]+(.*?))?[ \t]*$/;
 const MAC = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/;
-/** The zfspool volume names PVE gives: kind, owner VMID, rest. */
-const VOLNAME = /^(vm|subvol|base|basevol)-([1-9]\d*)-(\S+)$/;
 
 /** Whether key names a volume of a guest of this type (disks, mount points, detached volumes, RAM state). */
 export function isVolumeKey(type: GuestType, key: string): boolean {
@@ -60,8 +65,7 @@ export function ownerOf(volume: string): number | null {
   const colon = volume.indexOf(':');
   if (colon <= 0 || volume.startsWith('/')) return null;
   const last = volume.slice(volume.lastIndexOf('/') + 1);
-  const m = VOLNAME.exec(last.slice(last.indexOf(':') + 1));
-  return m ? Number(m[2]) : null;
+  return pveVolname(last.slice(last.indexOf(':') + 1))?.vmid ?? null;
 }
 
 /** The storage id of a volume id, or null for paths and `none`. */
@@ -77,9 +81,9 @@ export function storageOf(volume: string): string | null {
  */
 export function renameVolname(volname: string, vmid: number): string {
   const own = volname.slice(volname.lastIndexOf('/') + 1);
-  const m = VOLNAME.exec(own);
-  if (!m) throw new Error(`${JSON.stringify(volname)} is not a volume name PVE gives ZFS volumes`);
-  return `${m[1]}-${vmid}-${m[3]}`;
+  const v = pveVolname(own);
+  if (!v) throw new Error(`${JSON.stringify(volname)} is not a volume name PVE gives ZFS volumes`);
+  return `${v.kind}-${vmid}-${v.rest}`;
 }
 
 /** vm/base → vm, subvol/basevol → subvol: the kind of a new volume holding a copy of volname. */

@@ -3,10 +3,12 @@
  * temporary name, what is moved aside, and the config the guest gets. Pure; the executor in
  * src/commands/restore.ts only runs it.
  */
-import { formatBytes } from '../cli/progress.ts';
+
+import { formatStamp } from '../conventions/names.ts';
 import { configPath, parseGuestConfig } from '../pve/index.ts';
 import type { ZfsPool } from '../pve/storage.ts';
 import type { GuestType } from '../pve/vmlist.ts';
+import { formatBytes } from '../text/human.ts';
 import { nameProblem } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import {
@@ -118,14 +120,6 @@ export interface DiskOnlyPlan {
 export type Planned<T> = { readonly plan: T } | { readonly refused: readonly string[] };
 
 const SIZE = /^\d+(?:\.\d+)?[KMGTP]?$/;
-
-/** `20261126T141503Z`: a time in names, sortable. */
-export function stamp(at: Date): string {
-  return at
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-}
 
 function tempStateOf(listing: Dataset | undefined, d: PointDisk, snapshot: string): TempState | null {
   if (!listing) return 'absent';
@@ -262,7 +256,7 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
   }
   if (point.disks.length === 0) refused.push(`backup ${point.snapshot} of guest ${point.vmid} has no disk`);
 
-  const when = stamp(req.now);
+  const when = formatStamp(req.now);
   const disks: DiskPlan[] = [];
   for (const d of point.disks) {
     refused.push(...diskProblems(point, d, req.tier));

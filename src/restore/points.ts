@@ -3,8 +3,8 @@
  * restore, from the manifests beside the data (docs/metadata.md) and one listing of the tier's
  * datasets. Pure.
  */
-import { type Manifest, type ManifestDisk, METADATA_FILE_LIMIT } from '../backup/metadata.ts';
-import { joinDataset, nameProblem } from '../zfs/names.ts';
+import { targetDataset, trailingStampTime } from '../conventions/names.ts';
+import type { Manifest } from '../metadata/manifest.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export interface PointDisk {
@@ -22,158 +22,13 @@ export interface PointDisk {
   readonly newest: boolean;
 }
 
-export interface RestorePoint {
-  readonly vmid: number;
-  readonly type: 'qemu' | 'lxc';
-  readonly name: string;
-  /** The node the guest ran on when it was backed up. */
-  readonly node: string;
-  readonly snapshot: string;
-  /** UTC, ISO 8601. */
-  readonly time: string;
-  readonly frozen: boolean;
+/** A backup as one tier can restore it: its manifest, each disk as found on the tier. */
+export interface RestorePoint extends Omit<Manifest, 'format' | 'zbm' | 'disks'> {
   readonly disks: readonly PointDisk[];
-  /** Disks of the guest that the backup did not contain (from the manifest), with the reason. */
-  readonly missing: readonly { key: string; reason: string }[];
   /** Every disk of the backup is present on this tier. */
   readonly complete: boolean;
   /** Bytes referenced by the present disks' snapshots. */
   readonly referenced: number;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-
-/**
- * Reads a manifest file. Its content comes from another host: everything zbm later hands to zfs
- * or a shell is checked here (the names), the rest only has to have the right type.
- */
-export function parseManifest(text: string, where: string): Manifest {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${where}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
-  }
-  if (!isObject(data)) throw new Error(`${where}: expected a JSON object`);
-  if (data.format !== 1)
-    throw new Error(`${where}: manifest format ${JSON.stringify(data.format)} is unknown`);
-  const vmid = data.vmid;
-  if (typeof vmid !== 'number' || !Number.isInteger(vmid) || vmid < 100) {
-    throw new Error(`${where}: vmid ${JSON.stringify(vmid)} is not a VMID`);
-  }
-  if (data.type !== 'qemu' && data.type !== 'lxc') {
-    throw new Error(`${where}: type ${JSON.stringify(data.type)} is neither qemu nor lxc`);
-  }
-  const snapshot = str(data.snapshot);
-  if (nameProblem(`x@${snapshot}`, 'snapshot')) {
-    throw new Error(`${where}: snapshot ${JSON.stringify(data.snapshot)} is not a snapshot name`);
-  }
-  if (!Array.isArray(data.disks)) throw new Error(`${where}: "disks" is not a list`);
-  const disks: ManifestDisk[] = data.disks.map((d: unknown, i: number) => {
-    if (!isObject(d)) throw new Error(`${where}: disks[${i}] is not an object`);
-    const target = str(d.target);
-    const problem = nameProblem(target, 'dataset');
-    if (problem) throw new Error(`${where}: disks[${i}].target ${JSON.stringify(d.target)}: ${problem}`);
-    if (!/^[a-z][a-z0-9]*$/.test(str(d.key))) {
-      throw new Error(`${where}: disks[${i}].key ${JSON.stringify(d.key)} is not a config key`);
-    }
-    return {
-      key: str(d.key),
-      volume: str(d.volume),
-      source: str(d.source),
-      target,
-      guid: /^\d+$/.test(str(d.guid)) ? str(d.guid) : '',
-      referenced: num(d.referenced),
-      bytesSent: num(d.bytesSent),
-      mode: str(d.mode),
-    };
-  });
-  const missing = Array.isArray(data.missing)
-    ? data.missing.filter(isObject).map((m) => ({ key: str(m.key), reason: str(m.reason) }))
-    : [];
-  return {
-    format: 1,
-    zbm: str(data.zbm),
-    vmid,
-    type: data.type,
-    name: str(data.name),
-    node: str(data.node),
-    snapshot,
-    time: str(data.time),
-    frozen: data.frozen === true,
-    disks,
-    missing,
-  };
-}
-
-/**
- * Prints `<vmid>/<snapshot>.json`, the file, and a NUL for each manifest (of one guest, or of all):
- * the whole metadata of a tier in one command, whatever the number of backups. Only regular files
- * in guest folders that are directories (never through a symlink), each cut at the size zbm
- * writes at most.
- */
-const DUMP = `cd -- "$1" 2>/dev/null || exit 0
-for f in $2/*.json; do [ -f "$f" ] && [ ! -L "$f" ] && [ ! -L "\${f%/*}" ] || continue; printf '%s\\n' "$f"; head -c ${METADATA_FILE_LIMIT} -- "$f"; printf '\\000'; done`;
-
-/** The command that prints the manifests of one guest, or of all, under metadataDir (DUMP). */
-export function dumpManifestsArgv(metadataDir: string, vmid?: number): string[] {
-  return ['sh', '-c', DUMP, 'zbm-manifests', metadataDir, vmid === undefined ? '[1-9]*' : String(vmid)];
-}
-
-/**
- * Prints one guest config of the tier: a regular file in a guest folder that is a directory,
- * never through a symlink, at most the size zbm writes.
- */
-export function readConfigArgv(metadataDir: string, vmid: number, snapshot: string): string[] {
-  return [
-    'sh',
-    '-c',
-    `f="$1/$2/$3.conf"; if [ -L "$1/$2" ] || [ -L "$f" ] || [ ! -f "$f" ]; then echo "zbm: $f is not a regular file (a symlink is never followed)" >&2; exit 1; fi; head -c ${METADATA_FILE_LIMIT} -- "$f"`,
-    'zbm-config',
-    metadataDir,
-    String(vmid),
-    snapshot,
-  ];
-}
-
-/**
- * The files of a metadata dump: records `<vmid>/<snapshot>.json\n<content>` separated by NUL
- * (what the reader on the tier prints). Unreadable manifests are reported, never fatal: one bad
- * file must not hide the other backups.
- */
-export function parseManifestDump(dump: string): { manifests: Manifest[]; errors: string[] } {
-  const manifests: Manifest[] = [];
-  const errors: string[] = [];
-  for (const record of dump.split('\0')) {
-    if (record.trim() === '') continue;
-    const nl = record.indexOf('\n');
-    const path = (nl < 0 ? record : record.slice(0, nl)).replace(/^\n+/, '');
-    const m = /^([1-9]\d*)\/(.+)\.json$/.exec(path);
-    if (!m) {
-      errors.push(`${JSON.stringify(path)} is not <vmid>/<snapshot>.json`);
-      continue;
-    }
-    try {
-      const manifest = parseManifest(nl < 0 ? '' : record.slice(nl + 1), path);
-      if (manifest.vmid !== Number(m[1]) || manifest.snapshot !== m[2]) {
-        throw new Error(`${path}: names guest ${manifest.vmid} snapshot ${manifest.snapshot}`);
-      }
-      manifests.push(manifest);
-    } catch (err) {
-      errors.push(err instanceof Error ? err.message : String(err));
-    }
-  }
-  return { manifests, errors };
-}
-
-/** Where a manifest's disk lives on a tier: its last component under the tier's root. */
-export function datasetOnTier(root: string, target: string): string {
-  return joinDataset(root, target.slice(target.lastIndexOf('/') + 1));
 }
 
 /** The restore points of a tier, by vmid and then oldest first. */
@@ -185,7 +40,8 @@ export function restorePoints(
   const byName = new Map(datasets.map((d) => [d.name, d]));
   const points = manifests.map((m): RestorePoint => {
     const disks = m.disks.map((d): PointDisk => {
-      const dataset = datasetOnTier(root, d.target);
+      // A manifest's disk lives on each tier by the same rule as on the backup server.
+      const dataset = targetDataset(root, d.target);
       const listing = byName.get(dataset);
       // Identity is the guid: a snapshot of the same name from another chain is another backup,
       // and a manifest without one (written by whoever could write there) names no backup at all.
@@ -224,10 +80,7 @@ export function restorePoints(
 export function pointTime(p: Pick<RestorePoint, 'time' | 'snapshot'>): number {
   const t = Date.parse(p.time);
   if (Number.isFinite(t)) return t;
-  const m = /(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(p.snapshot);
-  if (!m) return 0;
-  const [y, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  return Date.UTC(y, mo - 1, d, h, mi, s);
+  return trailingStampTime(p.snapshot) ?? 0;
 }
 
 export interface Selection {

@@ -1,14 +1,11 @@
-import {
-  METADATA_DIR_PROPERTY,
-  METADATA_FILE_LIMIT,
-  WRITE_FILE_ARGV,
-  WRITE_FILES_ARGV,
-} from '../backup/metadata.ts';
 import { legacyLockFileName, lockFileName, receiveLockName } from '../lock/lock.ts';
 import { LOCK_ARGV0 } from '../lock/remote.ts';
-import { listMetadataArgv, METADATA_FILE, tarMetadataArgv } from '../replicate/metadata.ts';
-import { dumpManifestsArgv, readConfigArgv } from '../restore/points.ts';
+import { listMetadataArgv, tarMetadataArgv } from '../metadata/copy.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../metadata/manifest.ts';
+import { METADATA_DIR_PROPERTY, METADATA_FILE, METADATA_FILE_LIMIT } from '../metadata/store.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../metadata/write.ts';
 import { creationArgv } from '../zfs/argv.ts';
+import { poolOf } from '../zfs/names.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
@@ -106,7 +103,7 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
   if (metadataRead) return metadataRead;
   // verify --pve on a node checks the health of the pool its backups are on, and the age of that
   // pool if it was never scrubbed (its root dataset's creation): read only, nothing else of it.
-  const pool = policy.root.split('/')[0] ?? '';
+  const pool = poolOf(policy.root);
   if (argv[0] === 'zpool') {
     return argv.length === 3 && argv[1] === 'status' && argv[2] === pool
       ? { kind: 'exec', argv: [...argv] }

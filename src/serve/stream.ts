@@ -27,7 +27,7 @@
  * position in the payload, and goes through the same rules: it continues the stream that passed
  * them when it started, and zfs itself checks that it does (same toguid, same name).
  */
-import { snapshotTime } from '../prune/retention.ts';
+import { snapshotTime } from '../conventions/names.ts';
 
 export const BEGIN_RECORD_BYTES = 312;
 

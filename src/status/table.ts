@@ -2,9 +2,9 @@
  * zbm status as pure functions: the backups under a root grouped per guest (by the VMID in PVE's
  * volume names), and their table.
  */
-import { vmidOf } from '../backup/metadata.ts';
-import { formatBytes } from '../cli/progress.ts';
-import { formatAge } from '../verify/checks.ts';
+
+import { vmidOf } from '../metadata/store.ts';
+import { formatAge, formatBytes } from '../text/human.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 export interface GuestStatus {

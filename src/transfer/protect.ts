@@ -1,12 +1,7 @@
+import { forEachLimited } from '../concurrency.ts';
 import { errorMessage } from '../errors.ts';
-import { forEachLimited } from '../pool.ts';
 import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
-
-/** The hold tag of one source→target pair: a second target never releases the first one's base. */
-export function holdTag(sourceHost: string, targetHost: string): string {
-  return `zbm-base:${sourceHost}:${targetHost}`;
-}
 
 /** One dataset whose transfer succeeded: its new common snapshot is to be protected. */
 export interface BasePair {

@@ -3,8 +3,11 @@
  * be tested without ZFS. States and exit codes follow the monitoring-plugin convention
  * (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
+import type { ManifestSummary } from '../metadata/manifest.ts';
 import { orderAnomalies } from '../prune/plan.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../prune/retention.ts';
+import { formatAge } from '../text/human.ts';
 import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
 import type { Dataset } from '../zfs/types.ts';
 
@@ -32,14 +35,6 @@ export interface FreshnessRules {
   readonly minSnapshots: number;
 }
 
-/** An age as an administrator reads it: "40 s", "12 min", "5.2 h", "3.1 d". */
-export function formatAge(seconds: number): string {
-  const s = Math.max(0, seconds);
-  if (s < 120) return `${Math.round(s)} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
-  return `${(s / 86400).toFixed(1)} d`;
-}
 const hours = formatAge;
 
 /**
@@ -277,15 +272,6 @@ function section(text: string, key: string): string | undefined {
   const m = new RegExp(`^\\s*${key}:[ \\t]*(.*(?:\\n[ \\t]+(?![a-z]+:)\\S.*)*)`, 'm').exec(text);
   const v = m?.[1]?.replace(/\s+/g, ' ').trim();
   return v ? v : undefined;
-}
-
-/** The part of a backup manifest (docs/metadata.md) that coverage needs. */
-export interface ManifestSummary {
-  readonly vmid: number;
-  readonly name: string;
-  readonly snapshot: string;
-  readonly disks: readonly { key: string; target: string }[];
-  readonly missing: readonly { key: string; reason: string }[];
 }
 
 /**

@@ -78,3 +78,8 @@ export function relativeTo(root: string, dataset: string): string | null {
 export function joinDataset(root: string, relative: string): string {
   return relative === '' ? root : `${root}/${relative}`;
 }
+
+/** The pool of a dataset, snapshot or bookmark name: `zfs snapshot` is atomic only within one pool. */
+export function poolOf(name: string): string {
+  return name.split(/[/@#]/, 1)[0] ?? name;
+}

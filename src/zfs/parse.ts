@@ -1,5 +1,5 @@
 import { ZbmError } from '../errors.ts';
-import { nameProblem } from './names.ts';
+import { nameProblem, splitSnapshot } from './names.ts';
 import type { Bookmark, Dataset, DatasetType, Hold, PropertyValue, SendEstimate, Snapshot } from './types.ts';
 
 /** zfs printed something zbm does not understand: refuse rather than guess. */
@@ -106,11 +106,11 @@ export function parseList(text: string, extra: readonly string[] = []): Dataset[
         bookmarks: [],
       });
     } else if (type === 'snapshot') {
-      const at = name.indexOf('@');
+      const { dataset, snapshot: short } = splitSnapshot(name);
       snaps.push({
         name,
-        dataset: name.slice(0, at),
-        short: name.slice(at + 1),
+        dataset,
+        short,
         guid: guid(what, line, g),
         createtxg: integer(what, line, 'createtxg', txg),
         creation: integer(what, line, 'creation', creation),

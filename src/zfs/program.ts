@@ -3,6 +3,7 @@
  * instead of one zfs process, and one wait for a transaction group to sync, per object: the zfs
  * command line makes one bookmark, and destroys the snapshots of one dataset, per call.
  */
+import { poolOf } from './names.ts';
 
 /** What a batch can do. Bookmarks are not destroyed this way: channel programs cannot (OpenZFS 2.3). */
 export type BatchOp =
@@ -46,10 +47,6 @@ return results
 
 /** Enough for hundreds of disks per call, far from the channel program's argument and memory limits. */
 export const BATCH_CHUNK = 500;
-
-export function poolOf(name: string): string {
-  return name.split(/[/@#]/, 1)[0] ?? name;
-}
 
 function checkOp(op: BatchOp): void {
   const bad = (why: string) => {

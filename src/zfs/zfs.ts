@@ -1,7 +1,9 @@
-import { CommandError, errorMessage, UsageError } from '../errors.ts';
+import { errorMessage, UsageError } from '../errors.ts';
+import { CommandError } from '../host/failure.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import * as argv from './argv.ts';
+import { poolOf, splitSnapshot } from './names.ts';
 import { parseCreation, parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
 import {
   BATCH_CHUNK,
@@ -10,7 +12,6 @@ import {
   type BatchOutcome,
   batchArgv,
   parseBatchOutput,
-  poolOf,
   programFallback,
 } from './program.ts';
 import type { Dataset, Hold, PropertyValue, SendEstimate } from './types.ts';
@@ -155,8 +156,8 @@ export class Zfs {
     try {
       if (op.kind === 'bookmark') await this.bookmark(op.snapshot, op.bookmark);
       else {
-        const [dataset = '', short = ''] = op.snapshot.split('@');
-        await this.destroySnapshots(dataset, [short]);
+        const { dataset, snapshot } = splitSnapshot(op.snapshot);
+        await this.destroySnapshots(dataset, [snapshot]);
       }
       return { ok: true };
     } catch (err) {

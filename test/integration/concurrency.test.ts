@@ -11,15 +11,14 @@ import {
   closeGate,
   gateReached,
   it,
-  type LabHost,
   openGate,
   prop,
   receivesDone,
   reset,
   sh,
+  snapsOf,
   streamed,
   suite,
-  tree,
   vm,
   writeZvol,
   zbm,
@@ -27,8 +26,6 @@ import {
 
 const BACKUP = [...BACKUP_PVE, '--vmid', '102'];
 const DS = 'vm-102-disk-0';
-const snapsOf = async (ds: string, host: LabHost = 'zbm-dest') =>
-  (await tree(ds, host)).filter((n) => n.includes('@'));
 
 /** Starts zbm in the background on the main VM; its exit code lands in /tmp/<name>.rc. */
 const background = (name: string, args: readonly string[]) =>

@@ -6,10 +6,9 @@ import assert from 'node:assert/strict';
 import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE } from '../lab/commands.ts';
-import { it, reset, sh, suite, tree, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
+import { it, reset, sh, snapsOf, suite, tree, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
 
 const BACKUP = (vmids: string) => [...BACKUP_PVE, '--vmid', vmids];
-const snapsOf = async (ds: string) => (await tree(ds)).filter((n) => n.includes('@'));
 
 /** Releases every hold under a dataset, as an admin would before deleting it by hand. */
 const releaseAll = (ds: string) =>

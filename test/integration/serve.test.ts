@@ -8,9 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe } from 'node:test';
-import { WRITE_FILE_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
+import { WRITE_FILE_ARGV, writeFilesCommands } from '../../src/metadata/write.ts';
 import { receiveArgv } from '../../src/zfs/argv.ts';
 import { BACKUP_PVE, PRUNE_DEST, verifyCommand } from '../lab/commands.ts';
 import {

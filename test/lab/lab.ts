@@ -192,6 +192,11 @@ export async function tree(root: string, host: LabHost = 'zbm-dest'): Promise<st
   return r.stdout.trim().split('\n').filter(Boolean);
 }
 
+/** The snapshots (full names) of the tree under ds on host, in tree's order. */
+export async function snapsOf(ds: string, host: LabHost = 'zbm-dest'): Promise<string[]> {
+  return (await tree(ds, host)).filter((n) => n.includes('@'));
+}
+
 /** Whether a dataset (or snapshot, or bookmark) exists on host; any other failure is an error. */
 export async function exists(name: string, host: LabHost = 'zbm-dest'): Promise<boolean> {
   return (await tree(name, host)).length > 0;

@@ -3,9 +3,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { WRITE_FILE_ARGV, writeFilesAtomic, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { LocalHost } from '../../src/host/local.ts';
 import { run } from '../../src/host/process.ts';
+import { WRITE_FILE_ARGV, writeFilesAtomic, writeFilesCommands } from '../../src/metadata/write.ts';
 import { authorize } from '../../src/serve/policy.ts';
 
 describe('writing many metadata files with one command', () => {

@@ -13,9 +13,9 @@ import {
   protection,
   snapshotBatches,
 } from '../../src/backup/backup.ts';
-import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/backup/metadata.ts';
 import type { Host, Invocation } from '../../src/host/host.ts';
 import { lockFileName } from '../../src/lock/lock.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/metadata/write.ts';
 import type { Guest } from '../../src/pve/index.ts';
 import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandLabel, describeFailure, type Failure, showCommandLines } from '../../src/errors.ts';
+import { commandLabel, describeFailure, type Failure, showCommandLines } from '../../src/host/failure.ts';
 
 const LIST = ['zfs', 'list', '-H', '-p', '-r', '-t', 'filesystem,volume', 'rpool/data'];
 

@@ -18,11 +18,15 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { chooseMetadataDir, metadataDirOf } from '../../src/backup/metadata.ts';
-import { metadataToRemove, pruneMetadata } from '../../src/prune/metadata.ts';
-import { untarMetadataArgv } from '../../src/replicate/metadata.ts';
-import { dumpManifestsArgv, parseManifestDump, readConfigArgv } from '../../src/restore/points.ts';
-import { newestManifests } from '../../src/verify/manifests.ts';
+import { untarMetadataArgv } from '../../src/metadata/copy.ts';
+import {
+  dumpManifestsArgv,
+  newestManifests,
+  parseManifestDump,
+  readConfigArgv,
+} from '../../src/metadata/manifest.ts';
+import { metadataToRemove, pruneMetadata } from '../../src/metadata/remove.ts';
+import { chooseMetadataDir, metadataDirOf } from '../../src/metadata/store.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'zbm-meta-'));
 let n = 0;

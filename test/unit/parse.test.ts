@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   parseCreation,
@@ -9,8 +8,7 @@ import {
   parseSendEstimate,
   ZfsOutputError,
 } from '../../src/zfs/parse.ts';
-
-const fixture = (name: string) => readFileSync(new URL(`../fixtures/zfs/${name}`, import.meta.url), 'utf8');
+import { zfsFixture as fixture } from '../support/fixtures.ts';
 
 describe('parseList', () => {
   it('reads a real recursive listing with zvols, file systems, snapshots, bookmarks and a resume token', () => {

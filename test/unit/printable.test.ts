@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createLogger } from '../../src/cli/log.ts';
-import { printable, printableLines } from '../../src/cli/printable.ts';
 import { describeHolder, legacyLockFileName, lockFileName } from '../../src/lock/lock.ts';
+import { printable, printableLines } from '../../src/text/printable.ts';
 
 describe('text from another host is shown without its control characters', () => {
   it('escapes escape sequences, carriage returns, C1 and bidi controls; keeps ordinary text', () => {

@@ -11,6 +11,7 @@ import { after, beforeEach, describe, it } from 'node:test';
 import { createLogger } from '../../src/cli/log.ts';
 import { type PruneOptions, prune } from '../../src/commands/prune.ts';
 import { LocalHost } from '../../src/host/local.ts';
+import { DEFAULT_LOCK_WAIT_SECONDS } from '../../src/lock/lock.ts';
 
 const FAKE_ZFS = String.raw`#!/usr/bin/env node
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -213,6 +214,7 @@ async function runPrune(extra: Partial<PruneOptions> = {}, timeZone = 'UTC') {
       remote: 'zbm-replica',
       remoteZfsRoot: 'replica/bak-zbm',
       yes: true,
+      lockWait: DEFAULT_LOCK_WAIT_SECONDS,
       ...extra,
     },
     log,
@@ -334,7 +336,12 @@ describe('zbm prune (fake zfs and ssh)', () => {
     const out: string[] = [];
     const questions: string[] = [];
     const log = createLogger({ write: () => {}, journal: false });
-    const opts: PruneOptions = { localZfsRoot: 'main/bak-zbm', prefix: P, keepLast: 2 };
+    const opts: PruneOptions = {
+      localZfsRoot: 'main/bak-zbm',
+      prefix: P,
+      keepLast: 2,
+      lockWait: DEFAULT_LOCK_WAIT_SECONDS,
+    };
     const io = { out: (s: string) => out.push(s), timeZone: 'UTC' };
     const no = async (q: string) => {
       questions.push(q);

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { metadataToRemove, pruneMetadata, vmidOf } from '../../src/prune/metadata.ts';
+import { metadataToRemove, pruneMetadata } from '../../src/metadata/remove.ts';
+import { vmidOf } from '../../src/metadata/store.ts';
 
 const P = 'bak-zbm-';
 const s = (day: number) => `${P}202601${String(day).padStart(2, '0')}T000000Z`;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isBaseTagFor } from '../../src/conventions/names.ts';
 import {
   type DatasetInfo,
   type DatasetPlan,
-  isBaseTagFor,
   orderAnomalies,
   type PlanInput,
   planDataset,

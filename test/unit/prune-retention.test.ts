@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { snapshotTime } from '../../src/conventions/names.ts';
 import {
   type KeepRules,
   planRetention,
   RULE_ORDER,
   type RuleName,
-  snapshotTime,
   type Timed,
 } from '../../src/prune/retention.ts';
 

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { ZbmError } from '../../src/errors.ts';
 import { parseGuestConfig } from '../../src/pve/index.ts';
-
-const fixture = (name: string) => readFileSync(new URL(`../fixtures/pve/${name}`, import.meta.url), 'utf8');
+import { pveFixture as fixture } from '../support/fixtures.ts';
 
 describe('guest config', () => {
   it('separates the running config from snapshot sections', () => {

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ZbmError } from '../../src/errors.ts';
 import { type Discovery, discover, type PveState, readPveState } from '../../src/pve/index.ts';
-
-const fixture = (name: string) => readFileSync(new URL(`../fixtures/pve/${name}`, import.meta.url), 'utf8');
+import { pveFixture as fixture } from '../support/fixtures.ts';
 
 /** The guests of node pve1 as on disk: 106 is in .vmlist but its config is missing. */
 const CONFIGS: Record<number, string> = {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   agentFreeze,
@@ -10,8 +9,8 @@ import {
   type ZfsPool,
   zfsPools,
 } from '../../src/pve/index.ts';
+import { pveFixture as fixture } from '../support/fixtures.ts';
 
-const fixture = (name: string) => readFileSync(new URL(`../fixtures/pve/${name}`, import.meta.url), 'utf8');
 const pools = zfsPools(parseStorageCfg(fixture('storage.cfg')));
 const current = (name: string) => parseGuestConfig(fixture(name)).current;
 const datasets = (r: { disks: { key: string; dataset: string }[] }) =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Invocation, parseCommandLine } from '../../src/cli/program.ts';
-import { metadataDirOption } from '../../src/commands/list-backups.ts';
+import { metadataDirOption } from '../../src/metadata/store.ts';
 
 function parse(line: string): { result: Invocation | number; err: string } {
   let err = '';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Manifest } from '../../src/backup/metadata.ts';
+import type { Manifest } from '../../src/metadata/manifest.ts';
+import { parseManifestDump } from '../../src/metadata/manifest.ts';
 import type { ZfsPool } from '../../src/pve/storage.ts';
 import {
   type DiskOnlyPlan,
@@ -11,12 +12,7 @@ import {
   planGuestRestore,
   type RestoreRequest,
 } from '../../src/restore/plan.ts';
-import {
-  choosePoint,
-  parseManifestDump,
-  type RestorePoint,
-  restorePoints,
-} from '../../src/restore/points.ts';
+import { choosePoint, type RestorePoint, restorePoints } from '../../src/restore/points.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
 import { dataset, snapshot } from '../support/zfs.ts';
 

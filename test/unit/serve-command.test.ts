@@ -21,10 +21,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { WRITE_FILE_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
-import { dumpManifestsArgv, readConfigArgv } from '../../src/restore/points.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../../src/metadata/manifest.ts';
+import { WRITE_FILE_ARGV, writeFilesCommands } from '../../src/metadata/write.ts';
 import { receiveArgv } from '../../src/zfs/argv.ts';
 
 const FAKE_ZFS = `#!/bin/sh

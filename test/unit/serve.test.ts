@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WRITE_FILE_ARGV, WRITE_FILES_ARGV, writeFilesCommands } from '../../src/backup/metadata.ts';
 import { shellJoin } from '../../src/host/quote.ts';
 import { legacyLockFileName, receiveLockName } from '../../src/lock/lock.ts';
 import { lockedArgv } from '../../src/lock/remote.ts';
-import { listMetadataArgv, tarMetadataArgv } from '../../src/replicate/metadata.ts';
-import { dumpManifestsArgv, readConfigArgv } from '../../src/restore/points.ts';
+import { listMetadataArgv, tarMetadataArgv } from '../../src/metadata/copy.ts';
+import { dumpManifestsArgv, readConfigArgv } from '../../src/metadata/manifest.ts';
+import { WRITE_FILE_ARGV, WRITE_FILES_ARGV, writeFilesCommands } from '../../src/metadata/write.ts';
 import { authorize, type Decision } from '../../src/serve/policy.ts';
 import { splitShellWords } from '../../src/serve/words.ts';
 import {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { formatAge } from '../../src/text/human.ts';
 import { zoneFromTz } from '../../src/time/zone.ts';
 import {
   checkDataset,
@@ -7,7 +8,6 @@ import {
   checkPool,
   checkPveGuest,
   checkReplication,
-  formatAge,
   type PoolCreation,
   type PoolStatus,
   parseZpoolStatus,

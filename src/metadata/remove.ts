@@ -1,14 +1,12 @@
 /**
  * The guest configs and manifests backup-pve writes beside the data
- * (`<metadata-dir>/<vmid>/<snapshot>.conf|.json`, see src/backup/metadata.ts) go with their
+ * (`<metadata-dir>/<vmid>/<snapshot>.conf|.json`, see store.ts) go with their
  * snapshot: once no dataset of the guest has that snapshot any more, its files are removed.
  */
 import { lstat, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { snapshotTime } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
-import { snapshotTime } from './retention.ts';
-
-export { METADATA_DIR_PROPERTY, vmidOf } from '../backup/metadata.ts';
 
 const FILE = /^(.+)\.(conf|json)$/;
 

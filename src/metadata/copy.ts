@@ -1,21 +1,8 @@
-import { vmidOf } from '../backup/metadata.ts';
 import type { Host } from '../host/host.ts';
 import { pipe } from '../host/pipe.ts';
 import { run } from '../host/process.ts';
 import type { Dataset } from '../zfs/types.ts';
-
-/** vmid → snapshot names that some dataset of that guest has. Pure. */
-export function snapshotsByGuest(datasets: readonly Dataset[]): Map<number, Set<string>> {
-  const byGuest = new Map<number, Set<string>>();
-  for (const d of datasets) {
-    const vmid = vmidOf(d.name);
-    if (vmid === null) continue;
-    const set = byGuest.get(vmid) ?? new Set<string>();
-    for (const s of d.snapshots) set.add(s.short);
-    byGuest.set(vmid, set);
-  }
-  return byGuest;
-}
+import { METADATA_FILE, snapshotsByGuest } from './store.ts';
 
 /** Relative paths `<vmid>/<snapshot>.conf|.json` of the metadata files under dir on host. */
 export function listMetadataArgv(dir: string): string[] {
@@ -32,9 +19,6 @@ export function listMetadataArgv(dir: string): string[] {
 export function tarMetadataArgv(dir: string, files: readonly string[]): string[] {
   return ['tar', '-C', dir, '-cf', '-', '--', ...files];
 }
-
-/** What a metadata file's path relative to its directory looks like (a VMID has no leading zero). */
-export const METADATA_FILE = /^[1-9]\d*\/[^/]+\.(conf|json)$/;
 
 /**
  * Unpacks the tar stream of another host into dir: into a fresh directory first, from which only
