@@ -686,8 +686,8 @@ async function writeAllMetadata(ctx: BackupContext, runs: readonly GuestRun[]): 
  * zbm's snapshots of source that are no longer needed: all but the newest keepSource, the common
  * base, and the rollback anchors, the newest zbm snapshot before each snapshot an administrator
  * took (Proxmox's own snapshots aside) when the backup server has it (onServer, by guid). After
- * `qm rollback` to that snapshot the anchor is still on the node, and the next backup starts from
- * it instead of sending the whole disk again. Pure.
+ * `qm rollback` to that snapshot the anchor is still on the node: the base from which a new chain
+ * beside the old one can start without sending the whole disk again (not built yet). Pure.
  */
 export function obsoleteSnapshots(
   source: Dataset,

@@ -43,9 +43,7 @@ function describe(p: DatasetRollbackPlan, snapshot: string | undefined): string[
   if (p.bookmarks.length > 0) lines.push(`  destroy zbm bookmark(s) ${p.bookmarks.join(', ')}`);
   if (snapshot !== undefined)
     lines.push(
-      p.anchor
-        ? `  keep ${p.anchor} (older than ${snapshot}): the next backup starts from it`
-        : `  no zbm snapshot older than ${snapshot}: the next backup sends this disk whole, into a new chain beside the old one`,
+      p.anchor ? `  keep ${p.anchor} (older than ${snapshot})` : `  no zbm snapshot older than ${snapshot}`,
     );
   if (p.blockers.length > 0)
     lines.push(
@@ -62,7 +60,9 @@ function describe(p: DatasetRollbackPlan, snapshot: string | undefined): string[
  * Clears what zbm has on one guest's datasets of this node that would stand in the way of `qm
  * rollback <vmid> <snapshot>` (without --snapshot: everything zbm has there), under the guest's
  * lock so that no backup runs meanwhile. Destroys only zbm's own snapshots and bookmarks, with -y
- * (or a yes on a terminal); the next backup starts a new chain from what is left.
+ * (or a yes on a terminal). The backup server keeps its chain, which then has backups the node no
+ * longer has: the guest's next backup is refused as diverged (a new chain beside the old one is
+ * not built yet), and the command says so.
  */
 export async function prepareRollback(
   opts: PrepareRollbackOptions,
@@ -176,12 +176,18 @@ export async function prepareRollback(
       const cmd = entry.type === 'qemu' ? 'qm' : 'pct';
       out(
         opts.snapshot === undefined
-          ? `zbm's snapshots and bookmarks of guest ${opts.vmid} are gone from ${state.node}; its next backup starts a new chain\n`
+          ? `zbm's snapshots and bookmarks of guest ${opts.vmid} are gone from ${state.node}\n`
           : blocked
             ? `zbm is out of the way; ${cmd} rollback ${opts.vmid}${target} still needs the other snapshots above gone\n`
             : `zbm is out of the way: ${cmd} rollback ${opts.vmid}${target}\n`,
       );
-    } else if (!go && work.length === 0 && !opts.json) {
+    }
+    if (go && done.some((r) => r.destroyed.length > 0))
+      log.warn(
+        `guest ${opts.vmid}: the backup server keeps every restore point, but its chain now has backups this node no longer has: ` +
+          'the next backups of this guest are refused as diverged until a new chain can start beside the old one, which zbm does not do yet (docs/proxmox.md, "Not built yet")',
+      );
+    else if (!go && work.length === 0 && !opts.json) {
       out(`nothing of zbm stands in the way${blocked ? ' (but see above)' : ''}\n`);
     }
     if (blocked)

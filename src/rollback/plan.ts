@@ -17,7 +17,7 @@ export interface DatasetRollbackPlan {
   readonly held: readonly string[];
   /** zbm's bookmarks newer than the target (all without one), full names. */
   readonly bookmarks: readonly string[];
-  /** The newest zbm snapshot older than the target: kept, the next backup starts from it. */
+  /** The newest zbm snapshot older than the target: kept, the base a new chain beside the old one would start from. */
   readonly anchor: string | null;
   /** Other snapshots newer than the target: Proxmox still refuses the rollback until they go. */
   readonly blockers: readonly string[];

@@ -82,6 +82,11 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     const prep = await zbm('pve1', ['prepare-rollback', '--vmid', '100', '--snapshot', 'admin1', '-y']);
     assert.equal(prep.code, 0, prep.stderr);
     assert.match(prep.stdout, /zbm is out of the way: qm rollback 100 admin1/);
+    // It says what comes next: no new chain yet, the next backups are refused.
+    assert.match(
+      prep.stderr,
+      /^warning: guest 100: the backup server keeps every restore point, .* refused as diverged until a new chain can start beside the old one/m,
+    );
     await pve.rollback(VM100, 'admin1');
     assert.equal(await pve.lockOf(VM100), null, 'the guest is not left locked');
     // The zvol's cached pages still hold what was written before the rollback.
