@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type BasePair, bookmarkBases, bookmarkPlan, moveHolds } from '../../src/transfer/protect.ts';
+import {
+  type BasePair,
+  bookmarkBases,
+  bookmarkPlan,
+  moveHold,
+  moveHolds,
+} from '../../src/transfer/protect.ts';
 import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
@@ -86,6 +92,23 @@ describe('protecting the new bases', () => {
       await moveHolds(fakeZfs(src, again), fakeZfs(dst, again), 'T', p);
       assert.deepEqual(again, ['holds', 'holds']);
     }
+  });
+
+  it('with the holds looked up earlier, no zfs holds: our tag moves, another tag and other snapshots are left alone', async () => {
+    const held = new Map([
+      ['main/d@z-1', 'T'],
+      ['main/d@z-0', 'T'],
+    ]);
+    const calls: string[] = [];
+    const known = [
+      { snapshot: 'main/d@z-1', tag: 'T', timestamp: 0 },
+      { snapshot: 'main/d@z-1', tag: 'other', timestamp: 0 },
+      // Not among the snapshots that may carry the tag here: never released by this call.
+      { snapshot: 'main/d@z-0', tag: 'T', timestamp: 0 },
+    ];
+    await moveHold(fakeZfs(held, calls), 'T', ['main/d@z-2'], ['main/d@z-1'], known);
+    assert.deepEqual(calls, ['hold main/d@z-2', 'release main/d@z-1']);
+    assert.deepEqual([...held.keys()].sort(), ['main/d@z-0', 'main/d@z-2']);
   });
 
   it('bookmarks the new base before destroying the old bookmark, and keeps a present one', () => {
