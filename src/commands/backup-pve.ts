@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { type BackupContext, backupGuests, type GuestResult } from '../backup/backup.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
+import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
 import { Progress } from '../cli/progress.ts';
 import { targetDataset } from '../conventions/names.ts';
@@ -15,26 +16,12 @@ import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveS
 import { planLocks } from '../pve/locks.ts';
 import { formatBytes } from '../text/human.ts';
 import { planSync } from '../transfer/sync.ts';
+import { splitSnapshot } from '../zfs/names.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
-export interface BackupPveOptions {
-  readonly remote: string;
-  readonly prefix: string;
-  readonly localZfsRoot: string;
-  readonly remoteZfsRoot: string;
-  readonly remoteMetadataDir: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly json?: boolean;
-  readonly bwlimit?: number;
-  readonly keepSource: number;
-  readonly vmid?: number[];
-  readonly exclude?: number[];
-  readonly lockWait: number;
-  readonly jobs?: number;
-  readonly node?: string;
-}
+/** Its flags (cli/options.ts) are its one declaration. */
+export type BackupPveOptions = CommandOptions<'backup-pve'>;
 
 function byName(list: readonly Dataset[]): Map<string, Dataset> {
   return new Map(list.map((d) => [d.name, d]));
@@ -191,7 +178,7 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
       metadataDir: opts.remoteMetadataDir,
       keepSource: opts.keepSource,
       lockWaitMs: opts.lockWait * 1000,
-      jobs: opts.jobs ?? 1,
+      jobs: opts.jobs,
       limiter: opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined,
       log: {
         error: (m) => {
@@ -291,8 +278,8 @@ async function cleanupSource(
   for (const [i, n] of names.entries()) {
     const outcome = outcomes[i];
     if (outcome?.ok) {
-      const [ds = '', short = ''] = n.split('@');
-      destroyed.set(ds, [...(destroyed.get(ds) ?? []), short]);
+      const { dataset, snapshot } = splitSnapshot(n);
+      destroyed.set(dataset, [...(destroyed.get(dataset) ?? []), snapshot]);
     } else if (outcome?.busy) log.info(`kept ${n}: it is held (zfs holds ${n})`);
     else log.error(`destroying old snapshot ${n}: ${outcome?.error ?? 'no result'}`);
   }
