@@ -4,8 +4,9 @@
  * refuses a rollback unless the target is the newest snapshot of every disk (`zfs list -t snapshot
  * -s creation`), and `zfs rollback` without `-r` then also fails on a newer bookmark, after the guest
  * was stopped and locked. zbm's snapshots newer than the target go, so do zbm's bookmarks an earlier
- * version left; the newest zbm snapshot older than the target stays: after the rollback, the next
- * backup continues from it. Pure.
+ * version left; the newest zbm snapshot older than the target stays, the base a new chain beside
+ * the backup server's old one can start from (not built yet: until then the guest's next backups
+ * are refused as diverged). Pure.
  */
 import type { Dataset } from '../zfs/types.ts';
 
