@@ -374,14 +374,13 @@ async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Pro
     }
   }
 
-  for (const r of runs.filter((x) => x.guest.freeze && x.end === null)) {
+  for (const [r, agent] of agents) {
     // Its turn may come after the other guests' snapshots: read its lock again right before the freeze.
     if (!(await recheckLock(ctx, r))) continue;
     r.started = Date.now();
     const at = ctx.now();
     const snapshot = snapshotName(ctx.prefix, at);
     try {
-      const agent = agents.get(r) ?? pingAgent(ctx.local, r.guest.vmid);
       const frozen = await withFrozenGuest(ctx.local, r.guest.vmid, agent, log, () =>
         ctx.localZfs.snapshot(diskSnapshots(r, snapshot)),
       );
