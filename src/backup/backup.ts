@@ -279,7 +279,10 @@ export async function backupGuests(
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();
-    await Promise.all([protectAll(ctx, sent, targetListing, await earlyHolds), writeAllMetadata(ctx, sent)]);
+    await Promise.all([
+      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, known)),
+      writeAllMetadata(ctx, sent),
+    ]);
   } finally {
     for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
