@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--guests N] [--stream-mib M] [--skip cycles,datapath]
 #
-# Boots a lab (lab/vm.sh with /tmp/zbm-bench-XXXX), installs dist/zbm.mjs in it, runs the
+# Boots a lab (lab/vm.sh with /tmp/zbm-bench-XXXX), installs dist/zbm.cjs in it, runs the
 # scenarios of bench/vm/scenarios.ts inside the main VM and the planning benchmarks
 # (bench/planning.ts) here, then prints the table and writes bench/results/<date>[-quick].json/.md.
 # Every figure is a ratio or a count against a baseline measured in the same run.
@@ -60,7 +60,7 @@ out=$(mktemp -d /tmp/zbm-bench-out-XXXX)
 echo "[bench] raw results in $out" >&2
 node_modules/.bin/esbuild bench/vm/scenarios.ts --bundle --platform=node --format=esm --target=node20 \
     --outfile="$out/scenarios.mjs" --log-level=warning
-bash lab/vm.sh copy "$LAB_STATE" dist/zbm.mjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE" dist/zbm.cjs /usr/local/bin/zbm
 bash lab/vm.sh copy "$LAB_STATE" "$out/scenarios.mjs" /root/bench-scenarios.mjs
 bash lab/vm.sh ssh "$LAB_STATE" chmod 755 /usr/local/bin/zbm
 

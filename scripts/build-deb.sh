@@ -16,10 +16,10 @@ root=$stage/zbm
 install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man8" "$root/usr/share/doc/zbm/examples" \
     "$root/usr/share/doc/zbm/docs" "$root/usr/share/bash-completion/completions"
 # Debian's and NodeSource's nodejs packages both install /usr/bin/node.
-sed '1s|^#!/usr/bin/env node$|#!/usr/bin/node|' dist/zbm.mjs > "$root/usr/bin/zbm"
+sed '1s|^#!/usr/bin/env node$|#!/usr/bin/node|' dist/zbm.cjs > "$root/usr/bin/zbm"
 chmod 755 "$root/usr/bin/zbm"
-node scripts/man.mjs dist/zbm.mjs | gzip -9n > "$root/usr/share/man/man8/zbm.8.gz"
-node dist/zbm.mjs completion bash > "$root/usr/share/bash-completion/completions/zbm"
+node scripts/man.mjs dist/zbm.cjs | gzip -9n > "$root/usr/share/man/man8/zbm.8.gz"
+node dist/zbm.cjs completion bash > "$root/usr/share/bash-completion/completions/zbm"
 install -m 644 packaging/zbm.yaml packaging/backup-server.yaml packaging/replica.yaml "$root/usr/share/doc/zbm/examples/"
 # The README's links (docs/serve.md, docs/restore.md) stay true where it is installed.
 install -m 644 README.md "$root/usr/share/doc/zbm/README.md"

@@ -1,13 +1,15 @@
 // Bundles the CLI and every runtime dependency into one file, so that copying
-// dist/zbm.mjs to a Proxmox node that has `node` is the whole install. The licence of each bundled
-// package goes into the file with it: the bundle is a copy of their code, and their licences ask
-// that the notice travel with every copy.
-import { chmod, readFile } from 'node:fs/promises';
+// dist/zbm.cjs to a Proxmox node that has `node` is the whole install. The file is
+// scripts/launcher.cjs followed by the bundle as one string, which the launcher runs through V8's
+// code cache. The licence of each bundled package goes into the file with it: the bundle is a copy
+// of their code, and their licences ask that the notice travel with every copy.
+import { createHash } from 'node:crypto';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 // `node scripts/build.mjs [outfile]`: the unit tests build their own copy, to run what users run.
-const outfile = process.argv[2] ?? 'dist/zbm.mjs';
+const outfile = process.argv[2] ?? 'dist/zbm.cjs';
 
 /** One legal comment per runtime dependency: name, version, licence, and its licence text. */
 async function licences() {
@@ -29,17 +31,31 @@ const result = await build({
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
-  banner: {
-    js: "#!/usr/bin/env node\nimport { createRequire as __zbmCreateRequire } from 'node:module';\nconst require = __zbmCreateRequire(import.meta.url);",
-  },
-  footer: { js: await licences() },
+  format: 'cjs',
   define: { __ZBM_VERSION__: JSON.stringify(pkg.version) },
-  // Any licence comment in the bundled code itself is kept too, at the end of the file.
-  legalComments: 'eof',
+  // Licence comments in the bundled code itself go to the end of the file, as comments.
+  legalComments: 'external',
   metafile: true,
+  write: false,
   logLevel: 'warning',
 });
+
+const code = result.outputFiles.find((f) => f.path.endsWith(outfile.replace(/^.*\//, '')))?.text;
+const legal = result.outputFiles.find((f) => f.path.endsWith('.LEGAL.txt'))?.text ?? '';
+if (code === undefined) throw new Error(`esbuild wrote no ${outfile}`);
+const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
+const launcher = await readFile(new URL('launcher.cjs', import.meta.url), 'utf8');
+await writeFile(
+  outfile,
+  [
+    '#!/usr/bin/env node',
+    launcher.trimEnd(),
+    `runBundle(${JSON.stringify(code)}, ${JSON.stringify(hash)});`,
+    await licences(),
+    legal.trim(),
+    '',
+  ].join('\n'),
+);
 
 // Every bundled package must be a declared dependency, so that its licence is in the footer.
 const bundled = new Set(

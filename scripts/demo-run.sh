@@ -17,8 +17,8 @@ on() { # host command...
     ((rc == 0)) || printf '%s(exit code %s)%s\n' "$dim" "$rc" "$off"
 }
 
-bash lab/vm.sh copy "$LAB_STATE" dist/zbm.mjs /usr/local/bin/zbm
-bash lab/vm.sh copy "$LAB_STATE/replica" dist/zbm.mjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE" dist/zbm.cjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE/replica" dist/zbm.cjs /usr/local/bin/zbm
 
 say "The lab: a Proxmox node (pve1) with five guests, a backup server (zbm-dest), an offsite replica (zbm-replica)"
 on pve1 zbm --version

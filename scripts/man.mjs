@@ -1,11 +1,11 @@
 // Writes the man page zbm(8) to stdout. The synopsis, the commands and their options, and the exit
 // codes come from the program's own --help, so the page says exactly what the program says; the
-// prose around them is here. Usage: node scripts/man.mjs dist/zbm.mjs > zbm.8
+// prose around them is here. Usage: node scripts/man.mjs dist/zbm.cjs > zbm.8
 // (src/main.ts works too, through tsx: the unit tests check the page that way.)
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
-const entry = process.argv[2] ?? 'dist/zbm.mjs';
+const entry = process.argv[2] ?? 'dist/zbm.cjs';
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const node = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [entry];
 const help = (...args) =>

@@ -12,8 +12,8 @@ if [[ ${1:-} == --queue ]]; then
     shift 2
 fi
 [[ -n $queue || $# -gt 0 ]] || { echo "usage: run-tests.sh (--queue <file> | <test file>...)" >&2; exit 2; }
-bash lab/vm.sh copy "$LAB_STATE" dist/zbm.mjs /usr/local/bin/zbm
-bash lab/vm.sh copy "$LAB_STATE/replica" dist/zbm.mjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE" dist/zbm.cjs /usr/local/bin/zbm
+bash lab/vm.sh copy "$LAB_STATE/replica" dist/zbm.cjs /usr/local/bin/zbm
 
 next() { # prints the next file of the queue and takes it out, or nothing
     flock "$queue.lock" sh -c 'f=$(head -n 1 "$1"); [ -z "$f" ] || sed -i 1d "$1"; printf %s "$f"' next "$queue"

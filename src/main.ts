@@ -28,7 +28,13 @@ const io = {
   writeOut: (s: string) => process.stdout.write(s),
   writeErr: (s: string) => process.stderr.write(s),
 };
-let parsed = parseCommandLine(process.argv.slice(2), io);
-// `zbm run <job>` stands for the job's command line from the config file.
-if (typeof parsed !== 'number' && parsed.command === 'run') parsed = expandRun(parsed.options, io);
-process.exitCode = typeof parsed === 'number' ? parsed : await runCommand(parsed);
+async function main(): Promise<number> {
+  let parsed = parseCommandLine(process.argv.slice(2), io);
+  // `zbm run <job>` stands for the job's command line from the config file.
+  if (typeof parsed !== 'number' && parsed.command === 'run') parsed = expandRun(parsed.options, io);
+  return typeof parsed === 'number' ? parsed : await runCommand(parsed);
+}
+// The bundle is CommonJS (see scripts/launcher.cjs), which has no top-level await.
+void main().then((code) => {
+  process.exitCode = code;
+});

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 
 const dir = mkdtempSync(join(tmpdir(), 'zbm-bad-input-'));
 const bin = join(dir, 'bin');
-const zbm = join(dir, 'zbm.mjs');
+const zbm = join(dir, 'zbm.cjs');
 const here = hostname();
 
 /** A file in the test's directory, as a relative name from there (the cwd of every run). */
@@ -244,7 +244,12 @@ describe('bad input: the first line of stderr and the exit code, from the bundle
 
   for (const c of cases()) {
     it(c.name, () => {
-      const env: NodeJS.ProcessEnv = { PATH: bin, HOME: dir, ...c.env };
+      const env: NodeJS.ProcessEnv = {
+        PATH: bin,
+        HOME: dir,
+        ZBM_CODE_CACHE_DIR: join(dir, 'code-cache'),
+        ...c.env,
+      };
       const r = spawnSync(process.execPath, [zbm, ...c.args], { cwd: dir, env, encoding: 'utf8' });
       const first = (s: string) => s.split('\n')[0] ?? '';
       assert.equal(first(r.stderr), c.stderr, r.stderr);
