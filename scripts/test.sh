@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (`npm test`): what a fresh clone needs, then the checks that take a minute
-# (type check, lint, bundle, unit tests), and only then the real-ZFS integration tests in the lab
-# VMs, so a broken build fails before the lab boots.
+# (type check, lint, bundle, unit tests) while the lab image builds beside them, and only then the
+# real-ZFS integration tests in the lab VMs, so a broken build fails before the lab boots.
 #
 #   npm test                      everything
 #   npm test -- <file.test.ts>... only these files (unit files here, integration files in the lab)
@@ -27,6 +27,18 @@ else
 fi
 
 step() { printf '\n[npm test +%ds] %s\n' "$SECONDS" "$*" >&2; }
+
+# The lab image (about 6 minutes when its recipe changed, a cache lookup otherwise) builds while
+# the checks run: its downloads and single-threaded steps leave a core free. In a session of its
+# own, so that a failed check stops the whole build at once (its EXIT trap unmounts the chroot).
+image_pid=
+if ((${#integration[@]} > 0)); then
+    image_log=$(mktemp /tmp/zbm-image-build-XXXX.log)
+    setsid bash lab/image/build.sh >/dev/null 2>"$image_log" &
+    image_pid=$!
+    trap '[[ -n $image_pid ]] && kill -TERM -- "-$image_pid" 2>/dev/null; wait; rm -f "$image_log"' EXIT
+fi
+
 step "type check, lint, bundle"
 npm run --silent typecheck
 npm run --silent lint
@@ -38,7 +50,16 @@ if ((${#unit[@]} > 0)); then
 fi
 ((${#integration[@]} > 0)) || exit 0
 
-# Builds the lab image if its recipe changed (cached under /var/cache/zbm-lab), boots two labs on
-# fresh overlays, runs the integration tests in them, and always stops the VMs.
+step "lab image"
+image_rc=0
+wait "$image_pid" || image_rc=$?
+image_pid=
+trap - EXIT
+cat "$image_log" >&2
+rm -f "$image_log"
+((image_rc == 0)) || exit "$image_rc"
+
+# Boots two labs on fresh overlays of the image, runs the integration tests in them, and always
+# stops the VMs.
 step "real-ZFS integration tests in the lab (${#integration[@]} files)"
 exec bash scripts/lab-tests.sh "${integration[@]}"
