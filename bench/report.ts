@@ -15,6 +15,7 @@ import {
   type PlanningRaw,
   planningRows,
   type Row,
+  startupRows,
   type VmRaw,
 } from './lib/report.ts';
 
@@ -40,6 +41,7 @@ const mode = opt('--mode', 'full');
 const outDir = opt('--out', 'bench/results');
 
 const rows: Row[] = [
+  ...(vm.startup ? startupRows(vm.startup) : []),
   ...(vm.cycles ? cycleRows(vm.cycles, vm.wrapper.perCallMs) : []),
   ...(vm.datapath ? datapathRows(vm.datapath) : []),
   ...memoryRows(vm.cycles, vm.datapath),

@@ -58,10 +58,20 @@ export interface DatapathRaw {
   };
 }
 
+export interface StartupRaw {
+  readonly samples: number;
+  readonly nodeMs: number;
+  readonly cachedMs: number;
+  readonly uncachedMs: number;
+  readonly serveCallMs: number;
+  readonly plainCallMs: number;
+}
+
 export interface VmRaw {
   readonly options: Record<string, unknown>;
   readonly vm: Record<string, unknown>;
   readonly wrapper: { readonly wrappedMs: number; readonly realMs: number; readonly perCallMs: number };
+  readonly startup?: StartupRaw;
   readonly cycles?: CyclesRaw;
   readonly datapath?: DatapathRaw;
   readonly elapsedS: number;
@@ -252,6 +262,37 @@ export function datapathRows(d: DatapathRaw): Row[] {
     });
   }
   return rows;
+}
+
+export function startupRows(s: StartupRaw): Row[] {
+  const ms = (v: number) => `${v.toFixed(0)} ms`;
+  const medians = `medians of ${s.samples}`;
+  return [
+    {
+      section: 'start-up',
+      what: 'zbm start (--version): with V8 code cache / without',
+      value: x(s.cachedMs / s.uncachedMs),
+      target: '≤ 0.8×',
+      met: s.cachedMs / s.uncachedMs <= 0.8,
+      context: `${ms(s.cachedMs)} / ${ms(s.uncachedMs)}, ${medians}`,
+    },
+    {
+      section: 'start-up',
+      what: "zbm start with code cache / node's own start (node -e 0)",
+      value: x(s.cachedMs / s.nodeMs),
+      target: '',
+      met: null,
+      context: `${ms(s.cachedMs)} / ${ms(s.nodeMs)}`,
+    },
+    {
+      section: 'start-up',
+      what: 'one command through zbm serve / the same command over plain ssh (both multiplexed)',
+      value: x(s.serveCallMs / s.plainCallMs),
+      target: '',
+      met: null,
+      context: `${ms(s.serveCallMs)} / ${ms(s.plainCallMs)}: serve adds ${ms(s.serveCallMs - s.plainCallMs)} per call`,
+    },
+  ];
 }
 
 export function memoryRows(c: CyclesRaw | undefined, d: DatapathRaw | undefined): Row[] {

@@ -6,7 +6,7 @@
  * turns it into ratios. Progress goes to stderr.
  *
  *   node scenarios.mjs [--guests 30] [--scale-guests 5] [--stream-mib 256] [--bw-stream-mib 64]
- *                      [--bwlimit-mib 8] [--skip cycles,datapath]
+ *                      [--bwlimit-mib 8] [--skip startup,cycles,datapath]
  */
 import { type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -657,6 +657,74 @@ async function datapath(o: Options) {
   };
 }
 
+/** Samples per measurement of the start-up section, interleaved so that load hits all alike. */
+const STARTUP_SAMPLES = 9;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/**
+ * What a zbm process costs before it does anything, and what one command through `zbm serve`
+ * costs over a plain ssh command: node's start-up, the bundle's compile with and without V8's code
+ * cache, and the per-call price of a forced command (every command a node sends to a backup
+ * server that runs `zbm serve` is a new process).
+ */
+async function startup() {
+  await sh(`
+    zfs create -p ${ZBM_ROOT}/startup
+    test -f /root/.ssh/bench_serve || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/bench_serve
+    sed -i '/bench_serve_marker/d' /root/.ssh/authorized_keys
+    echo "command=\\"zbm serve --root ${ZBM_ROOT} --metadata-dir /root/bench-metadata --tag zbm-base:pve:bench\\",restrict $(cat /root/.ssh/bench_serve.pub | cut -d' ' -f1,2) bench_serve_marker" >> /root/.ssh/authorized_keys
+    for h in serve plain; do
+      ssh -O exit -o ControlPath=/run/bench-$h ${DEST} 2>/dev/null || true
+    done
+    ssh -MNf -o ControlPath=/run/bench-serve -o IdentityFile=/root/.ssh/bench_serve ${DEST}
+    ssh -MNf -o ControlPath=/run/bench-plain ${DEST}
+    zbm --version >/dev/null
+  `);
+  const list = ['zfs', 'list', '-H', '-o', 'name', '-r', ZBM_ROOT];
+  const off = { ...process.env, ZBM_CODE_CACHE: 'off' };
+  const kinds = {
+    node: () => run('node', ['-e', '0']),
+    cached: () => run('zbm', ['--version']),
+    uncached: () => run('zbm', ['--version'], { env: off }),
+    serve: () => run('ssh', ['-o', 'ControlPath=/run/bench-serve', DEST, ...list]),
+    plain: () => run('ssh', ['-o', 'ControlPath=/run/bench-plain', DEST, ...list]),
+  } as const;
+  const ms: Record<keyof typeof kinds, number[]> = {
+    node: [],
+    cached: [],
+    uncached: [],
+    serve: [],
+    plain: [],
+  };
+  for (let i = 0; i < STARTUP_SAMPLES; i++) {
+    for (const [k, fn] of Object.entries(kinds) as [keyof typeof kinds, () => Promise<RunResult>][]) {
+      const r = must(await fn(), `start-up: ${k}`);
+      ms[k].push(r.ms);
+    }
+  }
+  await sh(
+    'for h in serve plain; do ssh -O exit -o ControlPath=/run/bench-$h zbm-dest 2>/dev/null || true; done',
+  );
+  note(
+    `start-up medians (ms): ${Object.entries(ms)
+      .map(([k, v]) => `${k} ${median(v).toFixed(0)}`)
+      .join(', ')}`,
+  );
+  return {
+    samples: STARTUP_SAMPLES,
+    nodeMs: median(ms.node),
+    cachedMs: median(ms.cached),
+    uncachedMs: median(ms.uncached),
+    serveCallMs: median(ms.serve),
+    plainCallMs: median(ms.plain),
+  };
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   note(`lab-reset --empty, pools grown by 3 GiB each`);
@@ -680,6 +748,7 @@ async function main(): Promise<void> {
   const result: Record<string, unknown> = { options: { ...o, skip: [...o.skip] }, vm, wrapper };
   // One section failing still reports the others.
   for (const [name, fn] of [
+    ['startup', startup],
     ['cycles', cycles],
     ['datapath', datapath],
   ] as const) {
