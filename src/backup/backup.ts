@@ -265,29 +265,42 @@ export async function backupGuests(
 
     // The holds on the backup server's old bases are looked up while the snapshots are taken and
     // sent, so that moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
-    const heldBefore = active().flatMap((r) =>
-      [...(r.prepared?.targets.values() ?? [])].flatMap(
-        (t) =>
-          targetListing
-            .get(t)
-            ?.snapshots.filter((s) => s.userrefs > 0)
-            .map((s) => s.name) ?? [],
-      ),
-    );
-    const earlyHolds = ctx.remoteZfs.holds(heldBefore).catch(() => undefined);
+    const heldBefore = heldOnServer(active(), targetListing);
+    const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);
     await takeSnapshots(ctx, active());
     await sendAll(ctx, active(), targetListing);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();
     await Promise.all([
-      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, known)),
+      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, heldBefore, known)),
       writeAllMetadata(ctx, sent),
     ]);
   } finally {
     for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
   return runs.map((r) => result(r));
+}
+
+/**
+ * The snapshots on the backup server that had a hold when the run began, by target of the runs'
+ * disks: the ones that may carry the run's tag, to look up early and to release unless still needed.
+ */
+function heldOnServer(
+  runs: readonly GuestRun[],
+  targetListing: ReadonlyMap<string, Dataset>,
+): Map<string, string[]> {
+  return new Map(
+    runs.flatMap((r) =>
+      [...(r.prepared?.targets.values() ?? [])].map((t): [string, string[]] => [
+        t,
+        targetListing
+          .get(t)
+          ?.snapshots.filter((s) => s.userrefs > 0)
+          .map((s) => s.name) ?? [],
+      ]),
+    ),
+  );
 }
 
 function result(r: GuestRun): GuestResult {
@@ -536,8 +549,6 @@ interface Protection {
   readonly obsolete: readonly string[];
   /** Snapshots on the backup server to hold: the ones whose guid the node keeps. */
   readonly hold: readonly string[];
-  /** Snapshots on the backup server that may carry the tag now and are released unless in hold. */
-  readonly maybeHeld: readonly string[];
   /** Node snapshots that carry a hold (an earlier zbm held its base on the node): to release. */
   readonly nodeHeld: readonly string[];
   /** zbm bookmarks on the node (an earlier zbm bookmarked its base): to destroy. */
@@ -575,7 +586,6 @@ export function protection(
   return {
     obsolete,
     hold,
-    maybeHeld: (targetBefore?.snapshots ?? []).filter((s) => s.userrefs > 0).map((s) => s.name),
     nodeHeld: source.snapshots.filter((s) => s.userrefs > 0).map((s) => s.name),
     nodeBookmarks: source.bookmarks.filter((b) => b.short.startsWith(prefix)).map((b) => b.name),
   };
@@ -592,6 +602,8 @@ async function protectAll(
   ctx: BackupContext,
   runs: readonly GuestRun[],
   targetListing: ReadonlyMap<string, Dataset>,
+  /** heldOnServer's answer: what may carry the tag now, released unless held again. */
+  heldBefore: ReadonlyMap<string, readonly string[]>,
   earlyHolds: readonly Hold[] | undefined,
 ): Promise<void> {
   const { log } = ctx;
@@ -613,7 +625,7 @@ async function protectAll(
       ctx.remoteZfs,
       tag,
       ps.flatMap((p) => p.hold),
-      ps.flatMap((p) => p.maybeHeld),
+      rs.flatMap((r) => r.synced.flatMap((x) => heldBefore.get(x.target) ?? [])),
       known,
     );
   };

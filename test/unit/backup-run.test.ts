@@ -558,7 +558,6 @@ describe('what a backup leaves on the node and holds on the backup server', () =
     assert.deepEqual(p.obsolete, [`${D}@${base}`]);
     // The anchor (20261101, before before-upgrade) and the new base: held on the server.
     assert.deepEqual([...p.hold].sort(), [`${T}@${PREFIX}20261101T000000Z`, `${T}@${fresh}`]);
-    assert.deepEqual(p.maybeHeld, [`${T}@${base}`]);
     assert.deepEqual(p.nodeBookmarks, [`${D}#${base}`]);
   });
 });
