@@ -1,4 +1,4 @@
-import { forEachLimited, Slots } from '../concurrency.ts';
+import { forEachLimited } from '../concurrency.ts';
 import { holdTag, isHoldTagFrom, snapshotName, targetDataset } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -12,7 +12,8 @@ import type { Guest } from '../pve/index.ts';
 import { lockDecision, lockedMessage, planLocks } from '../pve/locks.ts';
 import { isProxmoxSnapshot } from '../pve/volumes.ts';
 import { moveHold } from '../transfer/protect.ts';
-import { type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
+import { sendEach } from '../transfer/send-loop.ts';
+import { type SyncResult, syncDataset } from '../transfer/sync.ts';
 import { poolOf } from '../zfs/names.ts';
 import type { Dataset, Hold } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
@@ -264,29 +265,42 @@ export async function backupGuests(
 
     // The holds on the backup server's old bases are looked up while the snapshots are taken and
     // sent, so that moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
-    const heldBefore = active().flatMap((r) =>
-      [...(r.prepared?.targets.values() ?? [])].flatMap(
-        (t) =>
-          targetListing
-            .get(t)
-            ?.snapshots.filter((s) => s.userrefs > 0)
-            .map((s) => s.name) ?? [],
-      ),
-    );
-    const earlyHolds = ctx.remoteZfs.holds(heldBefore).catch(() => undefined);
+    const heldBefore = heldOnServer(active(), targetListing);
+    const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);
     await takeSnapshots(ctx, active());
     await sendAll(ctx, active(), targetListing);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();
     await Promise.all([
-      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, known)),
+      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, heldBefore, known)),
       writeAllMetadata(ctx, sent),
     ]);
   } finally {
     for (const a of acquired) if (a && 'lock' in a) a.lock.release();
   }
   return runs.map((r) => result(r));
+}
+
+/**
+ * The snapshots on the backup server that had a hold when the run began, by target of the runs'
+ * disks: the ones that may carry the run's tag, to look up early and to release unless still needed.
+ */
+function heldOnServer(
+  runs: readonly GuestRun[],
+  targetListing: ReadonlyMap<string, Dataset>,
+): Map<string, string[]> {
+  return new Map(
+    runs.flatMap((r) =>
+      [...(r.prepared?.targets.values() ?? [])].map((t): [string, string[]] => [
+        t,
+        targetListing
+          .get(t)
+          ?.snapshots.filter((s) => s.userrefs > 0)
+          .map((s) => s.name) ?? [],
+      ]),
+    ),
+  );
 }
 
 function result(r: GuestRun): GuestResult {
@@ -414,6 +428,12 @@ async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
   return false;
 }
 
+/** One disk's transfer: its result, and what it left to protect when it went through. */
+interface SentDisk {
+  readonly disk: DiskResult;
+  readonly synced?: GuestRun['synced'][number];
+}
+
 /**
  * Lists the fresh snapshots of every guest in one call, then sends each disk, ctx.jobs at a time.
  * A disk's failure is its own: the other disks and guests go on.
@@ -444,20 +464,39 @@ async function sendAll(
 
   const select = (short: string) => short.startsWith(ctx.prefix);
   const sending = runs.filter((x) => x.end === null);
-  const work = sending.flatMap((r) => (r.prepared?.disks ?? []).map((disk, slot) => ({ r, disk, slot })));
-  // Filled by slot, so that a guest's disks keep their order in its result and manifest whatever
-  // order the transfers end in.
-  const done = new Map(sending.map((r) => [r, [] as { disk: DiskResult; synced?: GuestRun['synced'][0] }[]]));
-  // ctx.jobs streams at a time; a receive still committing after its stream (most of a small
-  // increment's time, a transaction group) no longer holds its stream's place.
-  const jobs = ctx.jobs ?? 1;
-  const streams = new Slots(jobs);
-  await forEachLimited(work, transfersAtOnce(jobs), async ({ r, disk, slot }) => {
-    const target = r.prepared?.targets.get(disk.dataset) ?? '';
-    const source = fresh.get(disk.dataset) ?? null;
-    const slots = done.get(r) ?? [];
-    const streamEnded = await streams.acquire();
-    try {
+  const work = sending.flatMap((r) => (r.prepared?.disks ?? []).map((disk) => ({ r, disk })));
+  const left = new Map(sending.map((r) => [r, r.prepared?.disks.length ?? 0]));
+  const sent = await sendEach(
+    work,
+    {
+      jobs: ctx.jobs ?? 1,
+      failed: ({ r, disk }, err): SentDisk => {
+        const target = r.prepared?.targets.get(disk.dataset) ?? '';
+        const error = errorMessage(err);
+        log.error(`${r.label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
+        return {
+          disk: {
+            key: disk.key,
+            source: disk.dataset,
+            target,
+            mode: 'failed',
+            resumed: null,
+            bytes: 0,
+            error,
+          },
+        };
+      },
+      // The guest's last disk: its own duration ends here, not with the run.
+      settled: ({ r }) => {
+        const n = (left.get(r) ?? 0) - 1;
+        left.set(r, n);
+        if (n === 0) r.finished = Date.now();
+      },
+    },
+    async ({ r, disk }, takeStream): Promise<SentDisk> => {
+      const target = r.prepared?.targets.get(disk.dataset) ?? '';
+      const source = fresh.get(disk.dataset) ?? null;
+      const streamEnded = await takeStream();
       const sync = await syncDataset(
         { zfs: ctx.localZfs, dataset: disk.dataset, listing: source },
         { zfs: ctx.remoteZfs, dataset: target, listing: targetListing.get(target) ?? null },
@@ -471,7 +510,7 @@ async function sendAll(
           onStreamsEnd: streamEnded,
         },
       );
-      slots[slot] = {
+      return {
         disk: {
           key: disk.key,
           source: disk.dataset,
@@ -482,25 +521,17 @@ async function sendAll(
         },
         synced: source ? { source, target, sync } : undefined,
       };
-    } catch (err) {
-      const error = errorMessage(err);
-      log.error(`${r.label}: disk ${disk.key} ${disk.dataset} → ${ctx.remote.name}:${target}: ${error}`);
-      slots[slot] = {
-        disk: { key: disk.key, source: disk.dataset, target, mode: 'failed', resumed: null, bytes: 0, error },
-      };
-    } finally {
-      streamEnded();
-    }
-    // The guest's last disk: its own duration ends here, not with the run.
-    if (slots.filter(Boolean).length === r.prepared?.disks.length) r.finished = Date.now();
-  });
-  for (const r of sending) {
-    for (const s of done.get(r) ?? []) {
-      r.disks.push(s.disk);
-      if (s.synced) r.synced.push(s.synced);
-    }
-    r.finished ??= Date.now();
+    },
+  );
+  // In the order of the work, so that a guest's disks keep their order in its result and manifest
+  // whatever order the transfers end in.
+  for (const [i, { r }] of work.entries()) {
+    const s = sent[i];
+    if (!s) continue;
+    r.disks.push(s.disk);
+    if (s.synced) r.synced.push(s.synced);
   }
+  for (const r of sending) r.finished ??= Date.now();
 }
 
 /** `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once. */
@@ -518,8 +549,6 @@ interface Protection {
   readonly obsolete: readonly string[];
   /** Snapshots on the backup server to hold: the ones whose guid the node keeps. */
   readonly hold: readonly string[];
-  /** Snapshots on the backup server that may carry the tag now and are released unless in hold. */
-  readonly maybeHeld: readonly string[];
   /** Node snapshots that carry a hold (an earlier zbm held its base on the node): to release. */
   readonly nodeHeld: readonly string[];
   /** zbm bookmarks on the node (an earlier zbm bookmarked its base): to destroy. */
@@ -557,7 +586,6 @@ export function protection(
   return {
     obsolete,
     hold,
-    maybeHeld: (targetBefore?.snapshots ?? []).filter((s) => s.userrefs > 0).map((s) => s.name),
     nodeHeld: source.snapshots.filter((s) => s.userrefs > 0).map((s) => s.name),
     nodeBookmarks: source.bookmarks.filter((b) => b.short.startsWith(prefix)).map((b) => b.name),
   };
@@ -574,6 +602,8 @@ async function protectAll(
   ctx: BackupContext,
   runs: readonly GuestRun[],
   targetListing: ReadonlyMap<string, Dataset>,
+  /** heldOnServer's answer: what may carry the tag now, released unless held again. */
+  heldBefore: ReadonlyMap<string, readonly string[]>,
   earlyHolds: readonly Hold[] | undefined,
 ): Promise<void> {
   const { log } = ctx;
@@ -595,7 +625,7 @@ async function protectAll(
       ctx.remoteZfs,
       tag,
       ps.flatMap((p) => p.hold),
-      ps.flatMap((p) => p.maybeHeld),
+      rs.flatMap((r) => r.synced.flatMap((x) => heldBefore.get(x.target) ?? [])),
       known,
     );
   };

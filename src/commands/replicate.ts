@@ -3,7 +3,6 @@ import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
 import { Progress } from '../cli/progress.ts';
-import { forEachLimited, Slots } from '../concurrency.ts';
 import { holdTag } from '../conventions/names.ts';
 import { ExitCode, errorMessage } from '../errors.ts';
 import type { Host } from '../host/host.ts';
@@ -17,7 +16,8 @@ import { describeConflict } from '../plan/diff.ts';
 import { mirrorPairs } from '../replicate/pairs.ts';
 import { formatBytes } from '../text/human.ts';
 import { type BasePair, protectBases } from '../transfer/protect.ts';
-import { planSync, type SyncResult, syncDataset, transfersAtOnce } from '../transfer/sync.ts';
+import { sendEach } from '../transfer/send-loop.ts';
+import { planSync, type SyncResult, syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -33,6 +33,12 @@ export interface DatasetResult {
   readonly sent: readonly string[];
   readonly bytes: number;
   readonly error?: string;
+}
+
+/** One pair's transfer: its result, and its new common snapshot to protect when it went through. */
+interface SentPair {
+  readonly result: DatasetResult;
+  readonly base?: BasePair;
 }
 
 /** One end of the replication: where it runs, its root, and where its guest configs live. */
@@ -139,91 +145,90 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     const limiter = opts.bwlimit ? new RateLimiter(opts.bwlimit) : undefined;
     // Each pair of hosts has its own tag, so two replicas of one server never release each other's base.
     const tag = holdTag(source.host.name, target.host.name);
-    // By slot, in the order of the pairs, whatever order the transfers end in.
-    const results: DatasetResult[] = new Array(pairs.length);
-    const basesBySlot: (BasePair | undefined)[] = new Array(pairs.length);
-    // --jobs streams at a time; a receive still committing after its stream no longer holds its
-    // stream's place (as in backup-pve).
-    const { jobs } = opts;
-    const streams = new Slots(jobs);
-    await forEachLimited(pairs, transfersAtOnce(jobs), async ({ source: d, target: targetName }, slot) => {
-      const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
-      // The lock lives on this host, so it is named after this host's side of the pair.
-      const lockName = opts.pull ? targetName : d.name;
-      const acquired = await acquire(
-        datasetLockName(lockName),
-        `replicate ${d.name}`,
-        opts.lockWait * 1000,
-        (h, ms) => log.info(describeWait(lockName, h, ms)),
-      );
-      if ('heldBy' in acquired) {
-        const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
-        log.warn(error);
-        results[slot] = { ...base, result: 'skipped', error };
-        return;
-      }
-      const streamEnded = await streams.acquire();
-      try {
-        let before = targets.get(targetName) ?? null;
-        const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
-        if (rollBack && before) {
-          const plan = planSync(
+    // --jobs streams at a time; in the order of the pairs, whatever order the transfers end in.
+    const sent = await sendEach(
+      pairs,
+      {
+        jobs: opts.jobs,
+        failed: ({ source: d, target: targetName }, err): SentPair => {
+          progress.clear();
+          const error = errorMessage(err);
+          log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
+          return {
+            result: { source: d.name, target: targetName, sent: [], bytes: 0, result: 'failed', error },
+          };
+        },
+      },
+      async ({ source: d, target: targetName }, takeStream): Promise<SentPair> => {
+        const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
+        // The lock lives on this host, so it is named after this host's side of the pair.
+        const lockName = opts.pull ? targetName : d.name;
+        const acquired = await acquire(
+          datasetLockName(lockName),
+          `replicate ${d.name}`,
+          opts.lockWait * 1000,
+          (h, ms) => log.info(describeWait(lockName, h, ms)),
+        );
+        if ('heldBy' in acquired) {
+          const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
+          log.warn(error);
+          return { result: { ...base, result: 'skipped', error } };
+        }
+        try {
+          // Only once the dataset is ours: a pair waiting for its lock holds no stream's place.
+          const streamEnded = await takeStream();
+          let before = targets.get(targetName) ?? null;
+          const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
+          if (rollBack && before) {
+            const plan = planSync(
+              sourceSide,
+              { zfs: target.zfs, dataset: targetName, listing: before },
+              select,
+            );
+            if (plan.kind === 'diverged') {
+              log.warn(
+                `${target.host.name}:${targetName}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
+              );
+              await target.zfs.rollback(`${targetName}@${plan.common.short}`);
+              before =
+                (await target.zfs.list({ roots: [targetName], depth: 1 })).find(
+                  (x) => x.name === targetName,
+                ) ?? null;
+            }
+          }
+          const r = await syncDataset(
             sourceSide,
             { zfs: target.zfs, dataset: targetName, listing: before },
-            select,
-          );
-          if (plan.kind === 'diverged') {
-            log.warn(
-              `${target.host.name}:${targetName}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
-            );
-            await target.zfs.rollback(`${targetName}@${plan.common.short}`);
-            before =
-              (await target.zfs.list({ roots: [targetName], depth: 1 })).find((x) => x.name === targetName) ??
-              null;
-          }
-        }
-        const r = await syncDataset(
-          sourceSide,
-          { zfs: target.zfs, dataset: targetName, listing: before },
-          {
-            select,
-            limiter,
-            rollbackOption: '--force-rollback -y',
-            // Pulling, the target is here and its lock is already ours.
-            receiveLock: !opts.pull && { what: 'replicate', waitSeconds: opts.lockWait },
-            onProgress: (b) => progress.update(d.name, b),
-            onMessage: (m) => {
-              progress.clear();
-              log.warn(m);
+            {
+              select,
+              limiter,
+              rollbackOption: '--force-rollback -y',
+              // Pulling, the target is here and its lock is already ours.
+              receiveLock: !opts.pull && { what: 'replicate', waitSeconds: opts.lockWait },
+              onProgress: (b) => progress.update(d.name, b),
+              onMessage: (m) => {
+                progress.clear();
+                log.warn(m);
+              },
+              onStreamsEnd: streamEnded,
             },
-            onStreamsEnd: streamEnded,
-          },
-        );
-        progress.clear();
-        basesBySlot[slot] = { source: d, target: targetName, targetBefore: before, common: r.common.short };
-        if (r.sent.length > 0)
-          log.info(
-            `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
           );
-        results[slot] = {
-          ...base,
-          result: 'ok',
-          mode: r.mode,
-          resumed: r.resumed,
-          sent: r.sent,
-          bytes: r.bytes,
-        };
-      } catch (err) {
-        progress.clear();
-        const error = errorMessage(err);
-        log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
-        results[slot] = { ...base, result: 'failed', error };
-      } finally {
-        streamEnded();
-        acquired.lock.release();
-      }
-    });
-    const bases = basesBySlot.filter((b): b is BasePair => b !== undefined);
+          progress.clear();
+          if (r.sent.length > 0)
+            log.info(
+              `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
+            );
+          return {
+            result: { ...base, result: 'ok', mode: r.mode, resumed: r.resumed, sent: r.sent, bytes: r.bytes },
+            base: { source: d, target: targetName, targetBefore: before, common: r.common.short },
+          };
+        } finally {
+          acquired.lock.release();
+        }
+      },
+    );
+    const results = sent.map((s) => s.result);
+    const bases = sent.flatMap((s) => s.base ?? []);
 
     // Side by side: the configs are copied while the bases are protected; neither changes the other.
     const [protectFailed, metadataFailed] = await Promise.all([

@@ -35,19 +35,6 @@ export interface SyncOptions {
   readonly onStreamsEnd?: () => void;
 }
 
-/** Receives that may still be committing beside the running streams. */
-const COMMITTING = 3;
-/** Transfers on one ssh connection: below sshd's default MaxSessions (10), with room for the run's other commands. */
-const MAX_TRANSFERS = 8;
-
-/**
- * How many transfers run at once for `jobs` streams at a time: a receive that has its whole stream
- * and is still committing (onStreamsEnd was called) leaves its stream's place to the next one.
- */
-export function transfersAtOnce(jobs: number): number {
-  return Math.min(MAX_TRANSFERS, jobs + COMMITTING);
-}
-
 export type SyncMode = 'full' | 'incremental' | 'up-to-date';
 
 export interface SyncResult {

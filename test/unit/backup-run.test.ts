@@ -13,44 +13,13 @@ import {
   protection,
   snapshotBatches,
 } from '../../src/backup/backup.ts';
-import type { Host, Invocation } from '../../src/host/host.ts';
 import { lockFileName } from '../../src/lock/lock.ts';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/metadata/write.ts';
 import type { Guest } from '../../src/pve/index.ts';
-import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
-import type { Bookmark, Dataset, Hold, Snapshot } from '../../src/zfs/types.ts';
+import type { Bookmark, Dataset, Snapshot } from '../../src/zfs/types.ts';
 import type { Zfs } from '../../src/zfs/zfs.ts';
+import { FakeHost, FakeZfs } from '../support/fake-zfs.ts';
 import { bookmark, snapshot, dataset as zfsDataset } from '../support/zfs.ts';
-
-/** A host whose commands succeed at once (qm, the metadata writes), or fail when fail() says so. */
-class FakeHost implements Host {
-  readonly isLocal = true;
-  readonly calls: string[][] = [];
-  constructor(
-    readonly name: string,
-    private readonly fail: (argv: readonly string[]) => boolean = () => false,
-  ) {}
-  invocation(argv: readonly string[]): Invocation {
-    this.calls.push([...argv]);
-    if (argv[0] === 'zfs' && argv[1] === 'send') {
-      // With a log file: each send says when it starts and ends, and lasts long enough to overlap.
-      const log = process.env.ZBM_TEST_SEND_LOG;
-      const script = log ? 'echo start >> "$1"; sleep 0.3; echo end >> "$1"; printf stream' : 'printf stream';
-      return { file: 'sh', args: ['-c', script, 'send', log ?? ''] };
-    }
-    if (argv[0] === 'zfs' && argv[1] === 'receive') {
-      // With a log file: each receive reads its stream, then commits for a while, as zfs does.
-      const log = process.env.ZBM_TEST_RECEIVE_LOG;
-      const script = log
-        ? 'cat > /dev/null; echo commit >> "$1"; sleep 0.4; echo committed >> "$1"'
-        : 'cat > /dev/null';
-      return { file: 'sh', args: ['-c', script, 'receive', log ?? ''] };
-    }
-    if (this.fail(argv)) return { file: 'sh', args: ['-c', 'echo refused >&2; exit 1'] };
-    return { file: 'sh', args: ['-c', 'cat > /dev/null'] };
-  }
-  async close(): Promise<void> {}
-}
 
 const snap = (ds: string, short: string, txg: number, userrefs = 0): Snapshot =>
   snapshot(ds, short, { guid: `${txg}`, createtxg: txg, creation: txg, userrefs });
@@ -58,75 +27,6 @@ const mark = (ds: string, short: string, txg: number): Bookmark =>
   bookmark(ds, short, { guid: `${txg}`, createtxg: txg, creation: txg });
 const dataset = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset =>
   zfsDataset(name, snapshots, { guid: name, bookmarks });
-
-/** The zfs of one side, in memory: records every call the way the CLI would be called. */
-class FakeZfs {
-  readonly calls: string[] = [];
-  readonly data = new Map<string, Dataset>();
-  readonly holdsOf = new Map<string, Set<string>>();
-  txg = 100;
-  failSnapshot: (names: readonly string[]) => boolean = () => false;
-  failHold: (snapshots: readonly string[]) => boolean = () => false;
-  failBookmark: (snapshot: string) => boolean = () => false;
-  constructor(readonly host: Host) {}
-  async snapshot(names: readonly string[]): Promise<void> {
-    this.calls.push(`snapshot ${names.join(' ')}`);
-    if (this.failSnapshot(names)) throw new Error(`cannot create snapshots: injected (${names.join(' ')})`);
-    for (const n of names) {
-      const [ds = '', short = ''] = n.split('@');
-      const d = this.data.get(ds);
-      if (d) this.data.set(ds, { ...d, snapshots: [...d.snapshots, snap(ds, short, this.txg++)] });
-    }
-  }
-  async list(req: { roots: readonly string[] }): Promise<Dataset[]> {
-    this.calls.push(`list ${req.roots.join(' ')}`);
-    return req.roots.flatMap((r) => this.data.get(r) ?? []);
-  }
-  async holds(snapshots: readonly string[]): Promise<Hold[]> {
-    this.calls.push(`holds ${snapshots.join(' ')}`);
-    return snapshots.flatMap((s) =>
-      [...(this.holdsOf.get(s) ?? [])].map((tag) => ({ snapshot: s, tag, timestamp: 0 })),
-    );
-  }
-  async hold(tag: string, snapshots: readonly string[]): Promise<void> {
-    if (snapshots.length === 0) return;
-    this.calls.push(`hold ${snapshots.join(' ')}`);
-    if (this.failHold(snapshots)) throw new Error('cannot hold: injected');
-    // As zfs: the whole call fails, and nothing is held, when one snapshot has the tag already.
-    if (snapshots.some((s) => this.holdsOf.get(s)?.has(tag)))
-      throw new Error('cannot hold: tag already exists');
-    for (const s of snapshots) this.holdsOf.set(s, new Set([...(this.holdsOf.get(s) ?? []), tag]));
-  }
-  async release(tag: string, snapshots: readonly string[]): Promise<void> {
-    if (snapshots.length === 0) return;
-    this.calls.push(`release ${snapshots.join(' ')}`);
-    if (snapshots.some((s) => !this.holdsOf.get(s)?.has(tag))) throw new Error('cannot release: no such tag');
-    for (const s of snapshots) this.holdsOf.get(s)?.delete(tag);
-  }
-  async bookmark(snapshot: string, bm: string): Promise<void> {
-    this.calls.push(`bookmark ${snapshot}`);
-    if (this.failBookmark(snapshot)) throw new Error('cannot bookmark: injected');
-    void bm;
-  }
-  /** The channel program: one call, its operations kept apart from the one-object CLI calls. */
-  readonly programOps: BatchOp[] = [];
-  async batch(ops: readonly BatchOp[]): Promise<BatchOutcome[]> {
-    this.calls.push(`program ${ops.length}`);
-    this.programOps.push(...ops);
-    return ops.map((op) =>
-      op.kind === 'bookmark' && this.failBookmark(op.snapshot)
-        ? { ok: false, busy: false, error: `cannot bookmark ${op.snapshot}: injected` }
-        : { ok: true },
-    );
-  }
-  async destroyBookmark(bm: string): Promise<void> {
-    this.calls.push(`destroy ${bm}`);
-  }
-  async abortReceive(): Promise<void> {}
-  count(op: string): number {
-    return this.calls.filter((c) => c.startsWith(`${op} `)).length;
-  }
-}
 
 const PREFIX = 'bak-zbm-';
 const OLD = `${PREFIX}20261125T000000Z`;
@@ -658,7 +558,6 @@ describe('what a backup leaves on the node and holds on the backup server', () =
     assert.deepEqual(p.obsolete, [`${D}@${base}`]);
     // The anchor (20261101, before before-upgrade) and the new base: held on the server.
     assert.deepEqual([...p.hold].sort(), [`${T}@${PREFIX}20261101T000000Z`, `${T}@${fresh}`]);
-    assert.deepEqual(p.maybeHeld, [`${T}@${base}`]);
     assert.deepEqual(p.nodeBookmarks, [`${D}#${base}`]);
   });
 });
