@@ -177,7 +177,7 @@ export async function prepareRollback(
         out(
           `${JSON.stringify({ vmid: opts.vmid, node: state.node, snapshot: opts.snapshot ?? null, mode: 'refused', refusal: plan }, null, 2)}\n`,
         );
-      log.error(`guest ${opts.vmid} on ${state.node}: ${describeRefusal(plan, state.node)}`);
+      log.error(`guest ${opts.vmid} on ${state.node}: ${describeRefusal(plan, state.node, opts.vmid)}`);
       return ExitCode.failure;
     }
     const work = plan.datasets.filter((p) => p.destroy.length + p.bookmarks.length > 0);
@@ -270,7 +270,7 @@ export async function prepareRollback(
       );
     if (go && done.some((r) => r.destroyed.length > 0))
       log.warn(
-        `guest ${opts.vmid}: the backup server keeps every restore point, but its chain now has backups this node no longer has: ` +
+        `guest ${opts.vmid}: the backup server keeps every restore point${lost.length > 0 ? ' it received' : ''}, but its chain now has backups this node no longer has: ` +
           'the next backups of this guest are refused as diverged until a new chain can start beside the old one, which zbm does not do yet (docs/proxmox.md, "Not built yet")',
       );
     else if (!go && work.length === 0 && !opts.json) {

@@ -46,7 +46,7 @@ export interface ServerCopy {
 export interface ServerView {
   /** The backup server, as ssh reaches it. */
   readonly host: string;
-  /** By node dataset; a dataset missing here has no copy on the server. */
+  /** By node dataset, every one of the guest's. */
   readonly copies: ReadonlyMap<string, ServerCopy>;
 }
 
@@ -128,10 +128,10 @@ export function planRollbackPreparation(datasets: readonly Dataset[], req: Rollb
     const copy = server?.copies.get(d.name) ?? null;
     const there = new Set(copy?.snapshots?.map((s) => s.guid) ?? []);
     const missing = server === null ? null : destroy.filter((s) => !there.has(s.guid));
-    if (server !== null && missing !== null && missing.length > 0)
+    if (missing && missing.length > 0)
       refused.push({
         dataset: d.name,
-        copy: copy?.dataset ?? '(none)',
+        copy: copy?.dataset ?? '(no copy listed)',
         missing: missing.map(snapRef),
         node: snaps.filter((s) => ours(s.short)).map(snapRef),
         server: copy?.snapshots?.map(snapRef) ?? null,
@@ -169,7 +169,7 @@ export function planRollbackPreparation(datasets: readonly Dataset[], req: Rollb
 }
 
 /** Both sides as found, and the ways out: what the administrator reads when the plan is refused. */
-export function describeRefusal(r: Refusal | Unchecked, node: string): string {
+export function describeRefusal(r: Refusal | Unchecked, node: string, vmid: number): string {
   if (r.kind === 'unchecked')
     return [
       `nothing destroyed: the zbm snapshots below may be restore points the backup server never received, and prepare-rollback was not told which server to look at:`,
@@ -183,6 +183,6 @@ export function describeRefusal(r: Refusal | Unchecked, node: string): string {
       `    node's zbm snapshots: ${listSnapRefs(d.node)}`,
       `    server's snapshots: ${d.server === null ? `(${d.copy} does not exist on ${r.host})` : listSnapRefs(d.server)}`,
     ]),
-    `  Let backup-pve send them to ${r.host} first (zbm backup-pve ... --vmid <this guest>), then run this again; or add --force to destroy them anyway, losing those restore points.`,
+    `  Let backup-pve send them to ${r.host} first (zbm backup-pve ... --vmid ${vmid}), then run this again; or add --force to destroy them anyway, losing those restore points.`,
   ].join('\n');
 }

@@ -168,6 +168,7 @@ describe('prepare-rollback: what the backup server holds', () => {
         f.stderr,
         /warning: guest 100: --force destroyed restore points zbm-dest does not have, which exist nowhere else now: rpool\/data\/vm-100-disk-0@bak-zbm-3\n/,
       );
+      assert.match(f.stderr, /the backup server keeps every restore point it received, but/);
     });
   }
 

@@ -134,7 +134,7 @@ describe('prepare-rollback plan', () => {
         ],
       });
       if (p.kind !== 'unreplicated') return;
-      const m = describeRefusal(p, 'pve1');
+      const m = describeRefusal(p, 'pve1', 100);
       assert.match(m, /^nothing destroyed: .*backup server zbm-dest does not have \(compared by guid\)/);
       assert.match(
         m,
@@ -144,7 +144,10 @@ describe('prepare-rollback plan', () => {
             `    server's snapshots: ${P}1 \\(guid [^)]+\\), ${P}2 \\(guid [^)]+\\)\\n`,
         ),
       );
-      assert.match(m, /--force to destroy them anyway, losing those restore points/);
+      assert.match(
+        m,
+        /backup-pve \.\.\. --vmid 100\), then run this again; or add --force to destroy them anyway, losing those restore points/,
+      );
       // disk-1 has no @before: nothing of it goes, so nothing of it is checked.
       assert.doesNotMatch(m, /disk-1/);
     });
@@ -155,7 +158,7 @@ describe('prepare-rollback plan', () => {
       assert.equal(p.kind, 'unreplicated');
       if (p.kind !== 'unreplicated') return;
       assert.deepEqual(p.datasets[0]?.missing, [z3]);
-      assert.match(describeRefusal(p, 'pve1'), new RegExp(`server's snapshots: .*${P}3 \\(guid 999\\)`));
+      assert.match(describeRefusal(p, 'pve1', 100), new RegExp(`server's snapshots: .*${P}3 \\(guid 999\\)`));
     });
 
     it('a dataset the server has no copy of: every zbm snapshot that would go is missing, and the message says the copy does not exist', () => {
@@ -167,7 +170,7 @@ describe('prepare-rollback plan', () => {
         [[D1, [`${P}3`], null]],
       );
       assert.match(
-        describeRefusal(p, 'pve1'),
+        describeRefusal(p, 'pve1', 100),
         /server's snapshots: \(main\/bak-zbm\/vm-100-disk-1 does not exist on zbm-dest\)/,
       );
     });
@@ -188,7 +191,7 @@ describe('prepare-rollback plan', () => {
       const p = plan([d0, d1], 'before', null);
       assert.deepEqual(p, { kind: 'unchecked', datasets: [{ dataset: D0, destroy: [`${P}2`, `${P}3`] }] });
       if (p.kind !== 'unchecked') return;
-      const m = describeRefusal(p, 'pve1');
+      const m = describeRefusal(p, 'pve1', 100);
       assert.match(m, new RegExp(`pve1:${D0}: ${P}2, ${P}3`));
       assert.match(m, /--remote <host> --remote-zfs-root <dataset>/);
       assert.match(m, /--force to destroy them unchecked, losing any restore point/);
