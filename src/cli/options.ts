@@ -330,6 +330,20 @@ export const COMMANDS = [
         v.snapshotShortName,
       ),
       prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
+      remote: valued(
+        '--remote <host>',
+        "the backup server (ssh destination, backup-pve's --remote): a zbm snapshot goes only if it has it, by guid",
+        v.remote,
+      ),
+      remoteZfsRoot: valued(
+        '--remote-zfs-root <dataset>',
+        "where backup-pve sends the disks on --remote (backup-pve's --remote-zfs-root)",
+        v.dataset,
+      ),
+      force: onOff(
+        '--force',
+        'destroy zbm snapshots the backup server does not have, or without --remote unchecked: those restore points are lost',
+      ),
       yes: onOff('-y, --yes', 'destroy without asking'),
       dryRun: onOff('--dry-run', 'print what would be destroyed and change nothing'),
       json: onOff('--json', 'print the plan, or with -y the result, as JSON on stdout'),

@@ -20,7 +20,7 @@ import * as v from './values.ts';
 export const EXIT_CODES_HELP = `
 Exit codes:
   0    success
-  1    a failure (for example one guest or dataset failed, or was skipped as Proxmox had locked it; the others were still done)
+  1    a failure (for example one guest or dataset failed, or was skipped as Proxmox had locked it; the others were still done), an error, or a refusal that changed nothing
   2    usage error (unknown flag, bad value, missing option)
   75   zbm serve: the dataset is locked by another zbm run (a prune); the next run retries
   130  interrupted (SIGINT/SIGTERM/SIGHUP); every child process was stopped`;

@@ -2,14 +2,21 @@ import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import { isHoldTag } from '../conventions/names.ts';
-import { ExitCode, errorMessage, ZbmError } from '../errors.ts';
+import { isHoldTag, targetDataset } from '../conventions/names.ts';
+import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
+import { SshHost } from '../host/ssh.ts';
 import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import { parseStorageCfg, parseVmlist, readPveState, zfsPools } from '../pve/index.ts';
 import { isVolumeOf } from '../pve/volumes.ts';
-import { type DatasetRollbackPlan, planRollbackPreparation } from '../rollback/plan.ts';
+import {
+  type DatasetRollbackPlan,
+  describeRefusal,
+  planRollbackPreparation,
+  type ServerCopy,
+  type ServerView,
+} from '../rollback/plan.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -20,6 +27,8 @@ export type PrepareRollbackOptions = CommandOptions<'prepare-rollback'>;
 export interface PrepareRollbackIO {
   readonly out?: (s: string) => void;
   readonly local?: Host;
+  /** The backup server (--remote). */
+  readonly remote?: Host;
   readonly pveRoot?: string;
   readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
 }
@@ -36,10 +45,37 @@ async function guestDatasets(zfs: Zfs, pools: readonly string[], vmid: number): 
   return listed.filter((d) => pools.some((p) => d.name.startsWith(`${p}/`)) && isVolumeOf(d.name, vmid));
 }
 
-function describe(p: DatasetRollbackPlan, snapshot: string | undefined): string[] {
+/**
+ * The backup server's copy of each of the guest's datasets, listed there (`zfs list` through the
+ * host layer, as backup-pve does): the guids prepare-rollback checks before destroying anything.
+ */
+async function observeServer(remote: Host, root: string, datasets: readonly Dataset[]): Promise<ServerView> {
+  const copies = new Map(datasets.map((d) => [d.name, targetDataset(root, d.name)]));
+  const listed = await new Zfs(remote).list({ roots: [...new Set(copies.values())], depth: 1 });
+  const found = new Map(listed.map((d) => [d.name, d]));
+  return {
+    host: remote.name,
+    copies: new Map(
+      [...copies].map(([node, copy]): [string, ServerCopy] => [
+        node,
+        { dataset: copy, snapshots: found.get(copy)?.snapshots ?? null },
+      ]),
+    ),
+  };
+}
+
+function describe(p: DatasetRollbackPlan, snapshot: string | undefined, server: ServerView | null): string[] {
   const lines = [`${p.dataset}:`];
   if (p.destroy.length === 0 && p.bookmarks.length === 0) lines.push('  nothing of zbm in the way');
-  if (p.destroy.length > 0) lines.push(`  destroy zbm snapshot(s) ${p.destroy.join(', ')}`);
+  if (p.destroy.length > 0) {
+    lines.push(`  destroy zbm snapshot(s) ${p.destroy.join(', ')}`);
+    const where = `${server?.host}:${server?.copies.get(p.dataset)?.dataset}`;
+    if (p.unreplicated === null)
+      lines.push('  not checked against a backup server (--force): any of them only this node has is lost');
+    else if (p.unreplicated.length > 0)
+      lines.push(`  ${p.unreplicated.join(', ')} not on ${where}: lost (--force)`);
+    else lines.push(`  each of them is on ${where} (same guid)`);
+  }
   if (p.bookmarks.length > 0) lines.push(`  destroy zbm bookmark(s) ${p.bookmarks.join(', ')}`);
   if (snapshot !== undefined)
     lines.push(
@@ -60,7 +96,8 @@ function describe(p: DatasetRollbackPlan, snapshot: string | undefined): string[
  * Clears what zbm has on one guest's datasets of this node that would stand in the way of `qm
  * rollback <vmid> <snapshot>` (without --snapshot: everything zbm has there), under the guest's
  * lock so that no backup runs meanwhile. Destroys only zbm's own snapshots and bookmarks, with -y
- * (or a yes on a terminal). The backup server keeps its chain, which then has backups the node no
+ * (or a yes on a terminal), and of the snapshots only those the backup server (--remote) was seen
+ * to hold, unless --force. The backup server keeps its chain, which then has backups the node no
  * longer has: the guest's next backup is refused as diverged (a new chain beside the old one is
  * not built yet), and the command says so.
  */
@@ -70,6 +107,10 @@ export async function prepareRollback(
   io: PrepareRollbackIO = {},
 ): Promise<number> {
   const out = io.out ?? writeOut;
+  if ((opts.remote === undefined) !== (opts.remoteZfsRoot === undefined))
+    throw new UsageError(
+      'prepare-rollback needs --remote (the backup server) and --remote-zfs-root (where backup-pve sends the disks there) together',
+    );
   const state = await readPveState(io.pveRoot ?? '/etc/pve', opts.node);
   const entry = parseVmlist(state.vmlist).entries.find((e) => e.vmid === opts.vmid);
   if (!entry) throw new ZbmError(`guest ${opts.vmid} is not in /etc/pve/.vmlist`);
@@ -99,11 +140,44 @@ export async function prepareRollback(
     );
     return ExitCode.failure;
   }
+  const remote =
+    opts.remote === undefined || opts.remoteZfsRoot === undefined
+      ? null
+      : { host: io.remote ?? new SshHost(opts.remote), root: opts.remoteZfsRoot };
   try {
     const datasets = await guestDatasets(zfs, pools, opts.vmid);
-    const plan = planRollbackPreparation(datasets, opts.prefix, opts.snapshot);
-    if ('error' in plan) {
+    let server: ServerView | null = null;
+    if (remote) {
+      try {
+        server = await observeServer(remote.host, remote.root, datasets);
+      } catch (err) {
+        const where = `${remote.host.name}:${datasets.map((d) => targetDataset(remote.root, d.name)).join(', ')}`;
+        if (opts.force !== true) {
+          log.error(
+            `guest ${opts.vmid} on ${state.node}: nothing destroyed: cannot see which zbm snapshots the backup server has (${where}): ${errorMessage(err)}; ` +
+              `run again when ${remote.host.name} answers, or with --force to destroy them unchecked, losing any restore point that exists nowhere else`,
+          );
+          return ExitCode.failure;
+        }
+        log.warn(`guest ${opts.vmid}: --force: not checked against ${where}: ${errorMessage(err)}`);
+      }
+    }
+    const plan = planRollbackPreparation(datasets, {
+      prefix: opts.prefix,
+      snapshot: opts.snapshot,
+      server,
+      force: opts.force === true,
+    });
+    if (plan.kind === 'error') {
       log.error(`guest ${opts.vmid} on ${state.node}: ${plan.error}`);
+      return ExitCode.failure;
+    }
+    if (plan.kind !== 'plan') {
+      if (opts.json)
+        out(
+          `${JSON.stringify({ vmid: opts.vmid, node: state.node, snapshot: opts.snapshot ?? null, mode: 'refused', refusal: plan }, null, 2)}\n`,
+        );
+      log.error(`guest ${opts.vmid} on ${state.node}: ${describeRefusal(plan, state.node, opts.vmid)}`);
       return ExitCode.failure;
     }
     const work = plan.datasets.filter((p) => p.destroy.length + p.bookmarks.length > 0);
@@ -112,7 +186,7 @@ export async function prepareRollback(
       out(
         `guest ${opts.vmid} on ${state.node}: ${opts.snapshot === undefined ? "zbm's snapshots and bookmarks" : `what zbm has newer than ${opts.snapshot}`}\n`,
       );
-      for (const p of plan.datasets) for (const l of describe(p, opts.snapshot)) out(`${l}\n`);
+      for (const p of plan.datasets) for (const l of describe(p, opts.snapshot, server)) out(`${l}\n`);
       for (const u of plan.untouched) out(`${u}: has no snapshot ${opts.snapshot}; left as it is\n`);
     }
     let go = opts.yes === true && opts.dryRun !== true;
@@ -182,9 +256,21 @@ export async function prepareRollback(
             : `zbm is out of the way: ${cmd} rollback ${opts.vmid}${target}\n`,
       );
     }
+    // Forced: what the server was seen to lack, or without a look at it, everything destroyed.
+    const lost = done.flatMap((r) => {
+      const p = plan.datasets.find((x) => x.dataset === r.dataset);
+      const atRisk = new Set(p?.unreplicated ?? p?.destroy);
+      return r.destroyed.filter((s) => atRisk.has(s)).map((s) => `${r.dataset}@${s}`);
+    });
+    if (lost.length > 0)
+      log.warn(
+        server
+          ? `guest ${opts.vmid}: --force destroyed restore points ${server.host} does not have, which exist nowhere else now: ${lost.join(', ')}`
+          : `guest ${opts.vmid}: --force destroyed zbm snapshots without checking that a backup server has them: ${lost.join(', ')}`,
+      );
     if (go && done.some((r) => r.destroyed.length > 0))
       log.warn(
-        `guest ${opts.vmid}: the backup server keeps every restore point, but its chain now has backups this node no longer has: ` +
+        `guest ${opts.vmid}: the backup server keeps every restore point${lost.length > 0 ? ' it received' : ''}, but its chain now has backups this node no longer has: ` +
           'the next backups of this guest are refused as diverged until a new chain can start beside the old one, which zbm does not do yet (docs/proxmox.md, "Not built yet")',
       );
     else if (!go && work.length === 0 && !opts.json) {
@@ -197,5 +283,6 @@ export async function prepareRollback(
     return failed ? ExitCode.failure : ExitCode.ok;
   } finally {
     acquired.lock.release();
+    if (remote && io.remote === undefined) await remote.host.close();
   }
 }

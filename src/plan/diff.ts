@@ -99,7 +99,8 @@ export function diff(source: SourceSide, target: TargetSide): Diff {
   };
 }
 
-function list(snaps: readonly SnapRef[]): string {
+/** Snapshots as an administrator compares two sides: name and guid, oldest first. */
+export function listSnapRefs(snaps: readonly SnapRef[]): string {
   if (snaps.length === 0) return '(none)';
   return snaps.map((s) => `${s.short} (guid ${s.guid})`).join(', ');
 }
@@ -126,13 +127,15 @@ export function describeConflict(
     case 'no-common-snapshot':
       return [
         `${targetName} exists but has no snapshot in common with ${sourceName} (compared by guid), so nothing can be sent incrementally.`,
-        `  source snapshots: ${list(c.source)}`,
-        `  target snapshots: ${list(c.target)}`,
+        `  source snapshots: ${listSnapRefs(c.source)}`,
+        `  target snapshots: ${listSnapRefs(c.target)}`,
         `  zbm does not overwrite it. Rename or destroy ${targetSide.dataset} on ${targetSide.host} yourself if it is not needed, and the next run sends a full copy.`,
       ].join('\n');
     case 'diverged': {
       const what = [
-        c.extra.length > 0 ? `snapshots the source never had after the common one: ${list(c.extra)}` : '',
+        c.extra.length > 0
+          ? `snapshots the source never had after the common one: ${listSnapRefs(c.extra)}`
+          : '',
         c.written > 0 ? `${c.written} bytes written since its newest snapshot` : '',
       ]
         .filter(Boolean)
@@ -140,8 +143,8 @@ export function describeConflict(
       return [
         `${targetName} has diverged from ${sourceName}: ${what}.`,
         `  newest common snapshot: ${c.common.short} (guid ${c.common.guid})`,
-        `  source snapshots: ${list(c.source)}`,
-        `  target snapshots: ${list(c.target)}`,
+        `  source snapshots: ${listSnapRefs(c.source)}`,
+        `  target snapshots: ${listSnapRefs(c.target)}`,
         `  zbm left it untouched. To discard the target's changes, roll it back to the common snapshot: ` +
           (rollbackOption
             ? `run again with ${rollbackOption}, or ${rollback} on ${targetSide.host}`

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { before } from 'node:test';
+import { snapshotName } from '../../src/conventions/names.ts';
 import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
 import { holds, it, type LabHost, reset, sh, suite, tree, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
 import * as pve from '../lab/pve-ops.ts';
@@ -18,6 +19,8 @@ const VM100: pve.PveGuest = { vmid: 100, type: 'qemu', disks: disks('vm-100', 4)
 const VM101: pve.PveGuest = { vmid: 101, type: 'qemu', disks: disks('vm-101', 3) };
 const VM102: pve.PveGuest = { vmid: 102, type: 'qemu', disks: disks('vm-102', 1) };
 const CT104: pve.PveGuest = { vmid: 104, type: 'lxc', disks: disks('subvol-104', 1) };
+/** prepare-rollback's backup server: where BACKUP_PVE sends the disks. */
+const SERVER = ['--remote', 'zbm-dest', '--remote-zfs-root', 'main/bak-zbm'] as const;
 
 interface JsonGuest {
   vmid: number;
@@ -79,7 +82,15 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     assert.equal(await pve.lockOf(VM100), null);
     assert.equal(await zvolHash(d0), live);
 
-    const prep = await zbm('pve1', ['prepare-rollback', '--vmid', '100', '--snapshot', 'admin1', '-y']);
+    const prep = await zbm('pve1', [
+      'prepare-rollback',
+      '--vmid',
+      '100',
+      '--snapshot',
+      'admin1',
+      ...SERVER,
+      '-y',
+    ]);
     assert.equal(prep.code, 0, prep.stderr);
     assert.match(prep.stdout, /zbm is out of the way: qm rollback 100 admin1/);
     // It says what comes next: no new chain yet, the next backups are refused.
@@ -106,6 +117,57 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /main\/bak-zbm\/vm-100-disk-0 has diverged/);
     assert.equal(guest(guests(r.stdout), 100).result, 'failed');
+    assert.deepEqual(await sorted('main/bak-zbm'), server);
+  });
+
+  it("rollback with a zbm snapshot the backup server never received: prepare-rollback refuses, naming the server and each dataset, and changes nothing; with --force it destroys it and Proxmox's check passes", async () => {
+    const d0 = 'rpool/data/vm-100-disk-0';
+    // What backup-pve leaves when its send fails after the snapshot (as the refused run above did
+    // on every disk): a zbm snapshot newer than admin1 that only the node has.
+    const made = `${d0}@${snapshotName('bak-zbm-', new Date())}`;
+    await sh(`zfs snapshot ${made}`, 'pve1');
+    const node = await sorted('rpool/data', 'pve1');
+    const server = await sorted('main/bak-zbm');
+    const unsent = VM100.disks.map((ds) => {
+      const there = new Set(snapsOf(server, `main/bak-zbm/${ds.slice('rpool/data/'.length)}`));
+      return { ds, snaps: snapsOf(node, ds).filter((x) => x.startsWith('bak-zbm-') && !there.has(x)) };
+    });
+    assert.ok(
+      unsent.find((u) => u.ds === d0)?.snaps.includes(made.slice(d0.length + 1)),
+      JSON.stringify(unsent),
+    );
+
+    const args = ['prepare-rollback', '--vmid', '100', '--snapshot', 'admin1', ...SERVER, '-y'];
+    const refused = await zbm('pve1', args);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /^error: guest 100 on pve1: nothing destroyed: zbm snapshots the backup server zbm-dest does not have/m,
+    );
+    for (const { ds, snaps } of unsent.filter((u) => u.snaps.length > 0)) {
+      const line = refused.stderr.split('\n').find((l) => l.includes(`pve1:${ds}: `)) ?? '';
+      assert.match(
+        line,
+        new RegExp(`not on zbm-dest:main/bak-zbm/${ds.slice('rpool/data/'.length)}$`),
+        refused.stderr,
+      );
+      for (const x of snaps) assert.match(line, new RegExp(`${x} \\(guid \\d+\\)`), refused.stderr);
+    }
+    assert.deepEqual(await sorted('rpool/data', 'pve1'), node, "the node's tree is unchanged");
+
+    const forced = await zbm('pve1', [...args, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stdout, /zbm is out of the way: qm rollback 100 admin1/);
+    const lost = new Set(unsent.flatMap((u) => u.snaps.map((x) => `${u.ds}@${x}`)));
+    assert.match(
+      forced.stderr,
+      /warning: guest 100: --force destroyed restore points zbm-dest does not have/,
+    );
+    assert.deepEqual(
+      await sorted('rpool/data', 'pve1'),
+      node.filter((n) => !lost.has(n)),
+    );
+    for (const ds of VM100.disks) assert.deepEqual(await pve.rollbackBlockers(ds, 'admin1'), [], ds);
     assert.deepEqual(await sorted('main/bak-zbm'), server);
   });
 
