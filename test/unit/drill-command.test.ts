@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it, mock } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { createLogger } from '../../src/cli/log.ts';
 import { type DrillOptions, drill } from '../../src/commands/drill.ts';
 import { type VerifyOptions, verify } from '../../src/commands/verify.ts';
 import { drillStatePath } from '../../src/drill/state.ts';
 import { Metrics } from '../../src/metrics/prometheus.ts';
+import { captureStdout, manifestDisk } from '../support/drill.ts';
 
 /** Lists the state's datasets and snapshots; `send` writes a stream, or fails for a bad snapshot. */
 const FAKE_ZFS = String.raw`#!/usr/bin/env node
@@ -63,18 +64,7 @@ const stateDir = join(work, 'state');
 const ROOT = 'main/bak-zbm';
 const S = 'bak-zbm-20261126T110000Z';
 
-function disk(key: string, volname: string, guid: string) {
-  return {
-    key,
-    volume: `local-zfs:${volname}`,
-    source: `rpool/data/${volname}`,
-    target: `${ROOT}/${volname}`,
-    guid,
-    referenced: 1048576,
-    bytesSent: 1,
-    mode: 'full',
-  };
-}
+const disk = (key: string, volname: string, guid: string) => manifestDisk(ROOT, key, volname, guid, 1048576);
 
 function writeBackup(vmid: number, name: string, disks: ReturnType<typeof disk>[], config: string): void {
   mkdirSync(join(meta, String(vmid)), { recursive: true });
@@ -124,22 +114,6 @@ function drillOptions(over: Partial<DrillOptions> = {}): DrillOptions {
   return { localZfsRoot: ROOT, prefix: 'bak-zbm-', localMetadataDir: meta, stateDir, json: true, ...over };
 }
 
-async function captured<T>(run: () => Promise<T>): Promise<{ result: T; stdout: string }> {
-  const out: string[] = [];
-  // zbm writes text; the test runner's own reports, written meanwhile, are bytes: they go through.
-  const original = process.stdout.write.bind(process.stdout);
-  const write = mock.method(process.stdout, 'write', (s: string | Uint8Array) => {
-    if (typeof s !== 'string') return original(s);
-    out.push(s);
-    return true;
-  });
-  try {
-    return { result: await run(), stdout: out.join('') };
-  } finally {
-    write.mock.restore();
-  }
-}
-
 interface Report {
   state: string;
   checks: { state: string; subject: string; message: string }[];
@@ -149,7 +123,7 @@ describe('zbm drill against a fake zfs', () => {
   it('drills every guest: a good one passes with --full-read, the others fail naming guest and cause; exit 2; records and metrics', async () => {
     setup();
     const metrics = new Metrics();
-    const { result, stdout } = await captured(() =>
+    const { result, stdout } = await captureStdout(() =>
       drill(drillOptions({ fullRead: true }), createLogger({ write: () => {} }), metrics),
     );
     assert.equal(result, 2, stdout);
@@ -199,7 +173,7 @@ describe('zbm drill against a fake zfs', () => {
 
   it('a block that does not read back fails the guest; verify --max-drill-age-days warns about the guests never drilled', async () => {
     setup([`${ROOT}/vm-100-disk-1@${S}`]);
-    const { result, stdout } = await captured(() =>
+    const { result, stdout } = await captureStdout(() =>
       drill(drillOptions({ fullRead: true, vmid: [100] }), createLogger({ write: () => {} })),
     );
     assert.equal(result, 2, stdout);
@@ -222,7 +196,7 @@ describe('zbm drill against a fake zfs', () => {
       stateDir,
       json: true,
     };
-    const v = await captured(() => verify(opts, createLogger({ write: () => {} })));
+    const v = await captureStdout(() => verify(opts, createLogger({ write: () => {} })));
     const drills = (JSON.parse(v.stdout) as Report).checks.filter((x) => x.subject.startsWith('drill of'));
     assert.deepEqual(
       drills.map((x) => [x.state, x.subject]),
@@ -242,7 +216,7 @@ describe('zbm drill against a fake zfs', () => {
   it('--dry-run plans without reading a config or a block, and records nothing', async () => {
     setup();
     rmSync(stateDir, { recursive: true, force: true });
-    const { result, stdout } = await captured(() =>
+    const { result, stdout } = await captureStdout(() =>
       drill(
         drillOptions({ dryRun: true, json: false, fullRead: true, sample: 1 }),
         createLogger({ write: () => {} }),

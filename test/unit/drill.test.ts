@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { createLogger } from '../../src/cli/log.ts';
 import { reportChecks } from '../../src/commands/monitoring.ts';
 import {
@@ -26,6 +26,7 @@ import type { Manifest } from '../../src/metadata/manifest.ts';
 import { Metrics } from '../../src/metrics/prometheus.ts';
 import { restorePoints } from '../../src/restore/points.ts';
 import type { Dataset } from '../../src/zfs/types.ts';
+import { captureStdout, manifestDisk } from '../support/drill.ts';
 import { dataset, snapshot } from '../support/zfs.ts';
 
 const ROOT = 'main/bak-zbm';
@@ -43,18 +44,7 @@ function ds(name: string, snaps: [string, string][], extra: Partial<Dataset> = {
   );
 }
 
-function disk(key: string, volname: string, guid: string) {
-  return {
-    key,
-    volume: `local-zfs:${volname}`,
-    source: `rpool/data/${volname}`,
-    target: `${ROOT}/${volname}`,
-    guid,
-    referenced: 2048,
-    bytesSent: 2048,
-    mode: 'full',
-  };
-}
+const disk = (key: string, volname: string, guid: string) => manifestDisk(ROOT, key, volname, guid);
 
 function manifest(
   vmid: number,
@@ -398,7 +388,7 @@ describe('restore drills: verify --max-drill-age-days', () => {
 });
 
 describe('restore drills: the report', () => {
-  it('prints the status line with performance data, then one line per guest, and exits with the worst state', () => {
+  it('prints the status line with performance data, then one line per guest, and exits with the worst state', async () => {
     const drills = planDrills(request({ fullRead: true }));
     const checks = [
       judgeDrill(only(drills, 100), { text: CONFIG_100 }, [
@@ -407,28 +397,20 @@ describe('restore drills: the report', () => {
       ]),
       judgeDrill(only(drills, 101), { text: 'scsi0: local-zfs:vm-101-disk-0\n' }, []),
     ];
-    const out: string[] = [];
-    const write = mock.method(process.stdout, 'write', (s: string) => {
-      out.push(s);
-      return true;
-    });
     const log = createLogger({ write: () => {} });
     const metrics = new Metrics();
-    let code: number;
-    try {
-      code = reportChecks(
+    const { result: code, stdout } = await captureStdout(() =>
+      reportChecks(
         'restore drill of 2 guest(s) on zbm-dest:main/bak-zbm',
         checks,
         drillPerfData(checks),
         false,
         log,
         metrics,
-      );
-    } finally {
-      write.mock.restore();
-    }
+      ),
+    );
     assert.equal(code, 2);
-    assert.deepEqual(out.join('').split('\n'), [
+    assert.deepEqual(stdout.split('\n'), [
       'ZBM CRITICAL - restore drill of 2 guest(s) on zbm-dest:main/bak-zbm: 1 critical, 0 warning, 0 unknown, 1 ok | guests=2;;;0 failed=1;;0;0 bytes_read=4096B;;;0',
       `OK guest 100 (g100): ${S2}: 2 disk(s) present with their recorded guids, the saved config names them, every block read back without a checksum error (4.0 KiB)`,
       `CRITICAL guest 101 (g101): ${S2}: scsi0: ${ROOT}/vm-101-disk-0@${S2} has guid 99, the manifest recorded 31: it is another backup of the same name`,
@@ -449,22 +431,13 @@ describe('restore drills: the report', () => {
     );
   });
 
-  it('--json carries the same checks, and no guest at all is no performance data', () => {
+  it('--json carries the same checks, and no guest at all is no performance data', async () => {
     const checks = [judgeDrill(only(planDrills(request()), 100), { text: CONFIG_100 }, null)];
-    const out: string[] = [];
-    const write = mock.method(process.stdout, 'write', (s: string) => {
-      out.push(s);
-      return true;
-    });
-    try {
-      assert.equal(
-        reportChecks('drill', checks, drillPerfData(checks), true, createLogger({ write: () => {} })),
-        0,
-      );
-    } finally {
-      write.mock.restore();
-    }
-    const json = JSON.parse(out.join('')) as {
+    const { result, stdout } = await captureStdout(() =>
+      reportChecks('drill', checks, drillPerfData(checks), true, createLogger({ write: () => {} })),
+    );
+    assert.equal(result, 0);
+    const json = JSON.parse(stdout) as {
       state: string;
       perfdata: string;
       checks: { figures: object }[];
