@@ -14,8 +14,12 @@ import { createLogger } from '../../src/cli/log.ts';
 import { type DrillOptions, drill } from '../../src/commands/drill.ts';
 import { type VerifyOptions, verify } from '../../src/commands/verify.ts';
 import { drillStatePath } from '../../src/drill/state.ts';
+import { LocalHost } from '../../src/host/local.ts';
+import { run } from '../../src/host/process.ts';
 import { Metrics } from '../../src/metrics/prometheus.ts';
+import { readBackArgv } from '../../src/zfs/argv.ts';
 import { captureStdout, manifestDisk } from '../support/drill.ts';
+import { hostileStrings } from '../support/hostile.ts';
 
 /** Lists the state's datasets and snapshots; `send` writes a stream, or fails for a bad snapshot. */
 const FAKE_ZFS = String.raw`#!/usr/bin/env node
@@ -236,5 +240,24 @@ describe('zbm drill against a fake zfs', () => {
     );
     assert.ok(!readFileSync(process.env.FAKE_ZFS_LOG ?? '', 'utf8').includes('"send"'));
     assert.throws(() => readFileSync(drillStatePath(stateDir, ROOT)), /ENOENT/);
+  });
+
+  it('reads a disk back with its name as one argument, whatever it holds, and keeps none of the stream', async () => {
+    setup();
+    const marker = join(work, 'pwned');
+    for (const h of hostileStrings(marker)) {
+      const name = `${ROOT}/vm-100-disk-0@${h}`;
+      writeFileSync(process.env.FAKE_ZFS_LOG ?? '', '');
+      const r = await run(new LocalHost(), readBackArgv(name, true));
+      assert.equal(r.stdout, '', 'the stream goes to /dev/null');
+      const calls = readFileSync(process.env.FAKE_ZFS_LOG ?? '', 'utf8')
+        .trim()
+        .split('\n');
+      assert.deepEqual(
+        calls.map((l) => JSON.parse(l) as string[]),
+        [['send', '-L', '-e', '-c', '-w', name]],
+      );
+    }
+    assert.throws(() => readFileSync(marker), /ENOENT/);
   });
 });
