@@ -105,7 +105,8 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     const drills = planDrills({
       points,
       datasets: state.datasets,
-      where,
+      host: tier.host.name,
+      root: tier.root,
       vmids: opts.vmid,
       sample: opts.sample,
       selection: { snapshot: opts.snapshot, time: opts.time },

@@ -18,8 +18,9 @@ export interface DrillRequest {
   readonly points: readonly RestorePoint[];
   /** The tier's listing, with every snapshot and its guid, as observed now. */
   readonly datasets: readonly Dataset[];
-  /** `host:root`, for messages. */
-  readonly where: string;
+  /** The tier's host name and root, for messages. */
+  readonly host: string;
+  readonly root: string;
   readonly vmids?: readonly number[];
   readonly sample?: number;
   readonly selection: Selection;
@@ -107,7 +108,8 @@ export function planDrills(req: DrillRequest): GuestDrill[] {
   const sorted = asked.sort((a, b) => a - b);
   const vmids = req.sample === undefined ? sorted : sampleGuests(sorted, req.records, req.sample);
   const listing = new Map(req.datasets.map((d) => [d.name, d]));
-  const host = req.where.slice(0, req.where.indexOf(':'));
+  const { host } = req;
+  const where = `${host}:${req.root}`;
   return vmids.map((vmid): GuestDrill => {
     const points = byGuest.get(vmid) ?? [];
     const name = points.at(-1)?.name ?? '';
@@ -119,9 +121,9 @@ export function planDrills(req: DrillRequest): GuestDrill[] {
       disks: [],
       reads: [],
     });
-    if (points.length === 0) return none(`no backup of guest ${vmid} on ${req.where}`);
+    if (points.length === 0) return none(`no backup of guest ${vmid} on ${where}`);
     // Every point counts, complete or not: a newest backup that lacks a disk is what a drill is for.
-    const choice = choosePoint(points, req.selection, () => true, req.where);
+    const choice = choosePoint(points, req.selection, () => true, where);
     if ('error' in choice) return none(choice.error);
     const { point } = choice;
     const disks = point.disks.map(

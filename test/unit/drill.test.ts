@@ -100,7 +100,8 @@ function request(over: Partial<DrillRequest> = {}, listing = LISTING): DrillRequ
   return {
     points: restorePoints(MANIFESTS, listing, ROOT),
     datasets: listing,
-    where: `zbm-dest:${ROOT}`,
+    host: 'zbm-dest',
+    root: ROOT,
     selection: {},
     fullRead: false,
     records: new Map(),
