@@ -10,6 +10,14 @@ export const ExitCode = {
   interrupted: 130,
 } as const;
 
+/**
+ * The commands that exit like a monitoring plugin (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, a usage
+ * error included) and print a status line first, for Nagios, Icinga, Checkmk.
+ */
+export function speaksMonitoringPlugin(command: string): boolean {
+  return command === 'verify' || command === 'drill';
+}
+
 /** An error whose message is meant for the administrator: it names the host, the object and the way out. */
 export class ZbmError extends Error {
   override name = 'ZbmError';

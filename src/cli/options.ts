@@ -4,6 +4,7 @@
  */
 import { Option } from 'commander';
 import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
+import { DEFAULT_STATE_DIR } from '../drill/state.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import {
   type Flags,
@@ -17,6 +18,15 @@ import {
   verbatim,
 } from './flags.ts';
 import * as v from './values.ts';
+
+/** Where drill records its results and verify reads them: one flag, one default, for both. */
+const stateDir = () =>
+  valued(
+    '--state-dir <path>',
+    "directory of zbm's records on this host (the results of its restore drills)",
+    v.absolutePath,
+    DEFAULT_STATE_DIR,
+  );
 
 const BWLIMIT_HELP =
   'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000: about 49 MiB/s), or give a unit: 800K, 50M, 1G';
@@ -262,6 +272,55 @@ export const COMMANDS = [
         '--no-pool-checks',
         "do not check the pool's health nor its scrub age (for pools monitored elsewhere)",
       ),
+      maxDrillAgeDays: valued(
+        '--max-drill-age-days <days>',
+        'warn about each guest whose last successful restore drill on this host (zbm drill) is older than this, or never happened',
+        v.positiveNumber,
+      ),
+      stateDir: stateDir(),
+      json: onOff('--json', 'print the checks as JSON on stdout'),
+    },
+  },
+  {
+    name: 'drill',
+    job: true,
+    summary:
+      'prove on the backup server or the replica that restore points can be restored (monitoring-plugin exit codes)',
+    flags: {
+      localZfsRoot: required(
+        '--local-zfs-root <dataset>',
+        'the root of the backups on this host (backup server, replica)',
+        v.dataset,
+      ),
+      prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
+      vmid: valued('--vmid <ids>', 'drill only these guests (comma-separated, repeatable)', v.vmids),
+      sample: valued(
+        '--sample <n>',
+        'drill only the n guests whose last successful drill is the oldest, so that runs go round all of them',
+        v.positiveCount,
+      ),
+      snapshot: valued(
+        '--snapshot <name>',
+        'drill this backup (default: the newest one, complete or not)',
+        v.snapshotShortName,
+      ),
+      time: valued(
+        '--time <time>',
+        'drill the newest backup at or before this time (ISO 8601; local time without a zone)',
+        v.pointInTime,
+      ),
+      fullRead: onOff(
+        '--full-read',
+        'also read every block of every disk back (zfs send to nowhere): a checksum error fails the drill',
+      ),
+      localMetadataDir: valued(
+        '--local-metadata-dir <path>',
+        'directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
+        v.absolutePath,
+      ),
+      metadataDir: oldSpelling('--metadata-dir <path>', v.absolutePath),
+      stateDir: stateDir(),
+      dryRun: onOff('--dry-run', 'print which guests and restore points would be drilled, and read nothing'),
       json: onOff('--json', 'print the checks as JSON on stdout'),
     },
   },

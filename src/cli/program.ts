@@ -1,6 +1,6 @@
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { OptionSpec } from '../config/config.ts';
-import { ExitCode } from '../errors.ts';
+import { ExitCode, speaksMonitoringPlugin } from '../errors.ts';
 import { printable } from '../text/printable.ts';
 import { VERSION } from '../version.ts';
 import { bashCompletion, type CompletionCommand } from './completion.ts';
@@ -32,6 +32,18 @@ Exit codes (monitoring-plugin convention, for Nagios, Icinga, Checkmk):
   2    CRITICAL (a backup too old or missing, a degraded pool)
   3    UNKNOWN (a check could not run, or a usage error)
 The first line of stdout is the status, with performance data after "|"; every run prints it.`;
+
+export const DRILL_EXIT_CODES_HELP = `
+Exit codes (monitoring-plugin convention, as verify):
+  0    OK (every guest drilled passed)
+  2    CRITICAL (a guest failed its drill: a disk missing or with another guid, a config that does not parse or names other disks, a block that does not read back; or no restore point)
+  3    UNKNOWN (the drills could not run, or a usage error)
+The first line of stdout is the status, with performance data after "|"; every run prints it.`;
+
+const EXIT_CODES_OF: Readonly<Record<string, string>> = {
+  verify: VERIFY_EXIT_CODES_HELP,
+  drill: DRILL_EXIT_CODES_HELP,
+};
 
 export interface ProgramIO {
   readonly writeOut: (s: string) => void;
@@ -94,8 +106,8 @@ function oneLine(message: string): string {
 
 /**
  * Parses argv (without `node zbm`). Returns the invocation, or the exit code when parsing ended the
- * run: help and version (0), a usage error (one line naming the flag, exit code 2; for verify, a
- * monitoring plugin, an UNKNOWN status line on stdout and exit code 3).
+ * run: help and version (0), a usage error (one line naming the flag, exit code 2; for verify and drill,
+ * monitoring plugins, an UNKNOWN status line on stdout and exit code 3).
  */
 export function parseCommandLine(args: readonly string[], io: ProgramIO): Invocation | number {
   let invocation: Invocation | undefined;
@@ -125,7 +137,7 @@ export function parseCommandLine(args: readonly string[], io: ProgramIO): Invoca
   } catch (err) {
     if (!(err instanceof CommanderError)) throw err;
     if (err.exitCode === 0) return ExitCode.ok;
-    if (args[0] === 'verify' && err.code !== 'commander.help') {
+    if (speaksMonitoringPlugin(args[0] ?? '') && err.code !== 'commander.help') {
       io.writeOut(`ZBM UNKNOWN - ${lastError.trim().replace(/^error: /, '')}\n`);
       return ExitCode.unknown;
     }
@@ -245,7 +257,7 @@ function buildProgram(io: ProgramIO, onAction: (inv: Invocation) => void): Comma
       );
     }
     cmd.usage(usageOf(cmd));
-    cmd.addHelpText('after', spec.name === 'verify' ? VERIFY_EXIT_CODES_HELP : EXIT_CODES_HELP);
+    cmd.addHelpText('after', EXIT_CODES_OF[spec.name] ?? EXIT_CODES_HELP);
     cmd.action((options: Record<string, unknown>) => {
       checkRequired(cmd, options);
       onAction(invocation(spec.name, options));

@@ -45,6 +45,12 @@ export const count = parser((v) => {
   return Number(v);
 });
 
+/** A number of things to take, at least one. */
+export const positiveCount = parser((v) => {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error('expected a whole number (1 or more)');
+  return Number(v);
+});
+
 /** Concurrent transfers: a few, within sshd's default of 10 sessions per connection (MaxSessions). */
 export const MAX_JOBS = 8;
 

@@ -1,11 +1,12 @@
 import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
-import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { ExitCode, errorMessage, speaksMonitoringPlugin, UsageError } from '../errors.ts';
 import { showCommandLines } from '../host/failure.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { backupPve } from './backup-pve.ts';
 import { configCheck, installTimers } from './config.ts';
+import { drill } from './drill.ts';
 import { listBackups } from './list-backups.ts';
 import { prepareRollback } from './prepare-rollback.ts';
 import { prune } from './prune.ts';
@@ -44,6 +45,8 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
         return await replicate(inv.options, log);
       case 'verify':
         return await verify(inv.options, log, metrics);
+      case 'drill':
+        return await drill(inv.options, log, metrics);
       case 'completion':
         process.stdout.write(completionScript());
         return ExitCode.ok;
@@ -69,6 +72,6 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
     log.error(errorMessage(err));
     if (err instanceof UsageError) return ExitCode.usage;
     // A check that could not run is UNKNOWN to a monitoring system, not a failed backup.
-    return inv.command === 'verify' ? ExitCode.unknown : ExitCode.failure;
+    return speaksMonitoringPlugin(inv.command) ? ExitCode.unknown : ExitCode.failure;
   }
 }

@@ -1,7 +1,8 @@
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
-import { writeOut } from '../cli/printable.ts';
 import { targetDataset } from '../conventions/names.ts';
+import { checkDrillAge } from '../drill/plan.ts';
+import { readDrillRecords } from '../drill/state.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -11,7 +12,6 @@ import { newestManifests } from '../metadata/manifest.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, readPveState } from '../pve/index.ts';
-import { printable } from '../text/printable.ts';
 import {
   type Check,
   checkDataset,
@@ -23,13 +23,12 @@ import {
   type PoolCreation,
   parseZpoolStatus,
   perfData,
-  STATE_CODE,
   showsNoScrub,
-  worst,
 } from '../verify/checks.ts';
 import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
+import { reportChecks, reportUnknown } from './monitoring.ts';
 
 /** Its flags (cli/options.ts) are its one declaration. */
 export type VerifyOptions = CommandOptions<'verify'>;
@@ -128,6 +127,22 @@ async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeD
   }
 }
 
+/** --max-drill-age-days: when each guest last passed a restore drill, as this host's drills recorded it. */
+async function drillAgeChecks(
+  ctx: Context,
+  opts: VerifyOptions,
+  root: string,
+  guests: readonly { vmid: number; name: string }[],
+): Promise<void> {
+  const maxAge = (opts.maxDrillAgeDays ?? 0) * 86400;
+  try {
+    const records = await readDrillRecords(opts.stateDir, root);
+    for (const g of guests) ctx.checks.push(checkDrillAge(g, records.get(g.vmid), maxAge, ctx.now));
+  } catch (err) {
+    ctx.checks.push(unknown(`drills of ${root}`, errorMessage(err)));
+  }
+}
+
 /** On the backup server or a replica: the datasets under --local-zfs-root. */
 async function serverChecks(
   ctx: Context,
@@ -172,6 +187,7 @@ async function serverChecks(
     for (const m of manifests) {
       checks.push(checkGuest(m, names, (t) => targetDataset(root, t)));
     }
+    if (opts.maxDrillAgeDays !== undefined) await drillAgeChecks(ctx, opts, root, manifests);
   }
 
   if (opts.remote) {
@@ -302,6 +318,10 @@ function checkUsage(opts: VerifyOptions): string | undefined {
     metadataDir: opts.metadataDir,
   });
   if (opts.pve) {
+    if (opts.maxDrillAgeDays !== undefined)
+      throw new UsageError(
+        '--max-drill-age-days goes with --local-zfs-root on the tier whose drills ran there, not with --pve',
+      );
     if (!opts.remote || !opts.remoteZfsRoot) {
       throw new UsageError('verify --pve needs --remote (the backup server) and --remote-zfs-root');
     }
@@ -348,46 +368,8 @@ export async function verify(opts: VerifyOptions, log: Logger, metrics?: Metrics
       ? await pveChecks(ctx, opts, log)
       : await serverChecks(ctx, opts, opts.localZfsRoot ?? '', metadataDir);
   } catch (err) {
-    const message = errorMessage(err);
-    log.error(message);
-    // One line whatever the cause says: it may quote another host.
-    const summary = printable(`ZBM UNKNOWN - ${message}`);
-    writeOut(
-      opts.json
-        ? `${JSON.stringify({ state: 'UNKNOWN', summary, perfdata: '', checks: [] }, null, 2)}\n`
-        : `${summary}\n`,
-    );
-    return STATE_CODE.UNKNOWN;
+    return reportUnknown(err, opts.json, log);
   }
-  const { checks } = ctx;
-
-  const state = worst(checks.map((c) => c.state));
-  const count = (s: string) => checks.filter((c) => c.state === s).length;
-  const perfdata = perfData(checks, ctx.rules, opts.maxScrubAgeDays * 86400);
-  const summary =
-    `ZBM ${state} - ${what}: ${count('CRITICAL')} critical, ${count('WARNING')} warning, ` +
-    `${count('UNKNOWN')} unknown, ${count('OK')} ok`;
-  for (const c of checks) {
-    metrics?.set(
-      'zbm_check_state',
-      'State of each check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.',
-      { subject: c.subject },
-      STATE_CODE[c.state],
-    );
-    // Alerts and metrics count what is not OK; the lines themselves go to stdout only.
-    if (c.state !== 'OK') {
-      log.record({
-        level: c.state === 'WARNING' ? 'warning' : 'error',
-        text: `${c.state} ${c.subject}: ${c.message}`,
-      });
-    }
-  }
-  if (opts.json) {
-    writeOut(`${JSON.stringify({ state, summary, perfdata, checks }, null, 2)}\n`);
-  } else {
-    // The first line is what monitoring systems show (and graph, after "|"); the rest is their long output.
-    writeOut(`${summary}${perfdata ? ` | ${perfdata}` : ''}\n`);
-    for (const c of checks) writeOut(`${c.state} ${c.subject}: ${c.message}\n`);
-  }
-  return STATE_CODE[state];
+  const perfdata = perfData(ctx.checks, ctx.rules, opts.maxScrubAgeDays * 86400);
+  return reportChecks(what, ctx.checks, perfdata, opts.json, log, metrics);
 }

@@ -78,7 +78,7 @@ export class ConfigError extends UsageError {
 }
 
 /** The commands a job can run (restore and the rest are one-off actions, not jobs). */
-export const JOB_COMMANDS = ['backup-pve', 'replicate', 'prune', 'verify', 'status'] as const;
+export const JOB_COMMANDS = ['backup-pve', 'replicate', 'prune', 'verify', 'drill', 'status'] as const;
 
 const JOB_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/i;
 const NOTIFY_KEYS: Readonly<Record<string, string>> = {

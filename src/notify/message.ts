@@ -3,6 +3,7 @@
  * by webhook, so that whoever reads it learns what failed, where, and what to do.
  */
 import type { Problem } from '../cli/log.ts';
+import { speaksMonitoringPlugin } from '../errors.ts';
 
 /** When to notify: only failures, warnings and failures (the default), or after every run. */
 export type NotifyOn = 'failure' | 'warning' | 'always';
@@ -31,7 +32,7 @@ export interface WebhookPayload {
   readonly command: string;
   readonly exitCode: number;
   readonly status: Status;
-  /** FAILED / WARNING / OK, or verify's monitoring state (CRITICAL, UNKNOWN...). */
+  /** FAILED / WARNING / OK, or verify's and drill's monitoring state (CRITICAL, UNKNOWN...). */
   readonly state: string;
   readonly problems: readonly Problem[];
   readonly time: string;
@@ -46,11 +47,11 @@ export interface Notification {
 const VERIFY_STATES = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
 /**
- * verify speaks the monitoring-plugin convention (1 WARNING, 2 CRITICAL, 3 UNKNOWN); every other
+ * verify and drill speak the monitoring-plugin convention (1 WARNING, 2 CRITICAL, 3 UNKNOWN); every other
  * command fails with a non-zero code and warns through its log.
  */
 export function statusOf(command: string, exitCode: number, problems: readonly Problem[]): Status {
-  if (command === 'verify' && exitCode >= 0 && exitCode <= 3) {
+  if (speaksMonitoringPlugin(command) && exitCode >= 0 && exitCode <= 3) {
     return exitCode === 0 ? 'ok' : exitCode === 1 ? 'warning' : 'failure';
   }
   if (exitCode !== 0) return 'failure';
@@ -58,7 +59,7 @@ export function statusOf(command: string, exitCode: number, problems: readonly P
 }
 
 export function stateWord(command: string, exitCode: number, status: Status): string {
-  if (command === 'verify') return VERIFY_STATES[exitCode] ?? 'FAILED';
+  if (speaksMonitoringPlugin(command)) return VERIFY_STATES[exitCode] ?? 'FAILED';
   return status === 'failure' ? 'FAILED' : status === 'warning' ? 'WARNING' : 'OK';
 }
 
@@ -69,14 +70,14 @@ export function shouldNotify(on: NotifyOn, status: Status): boolean {
 }
 
 function meaning(command: string, code: number): string {
-  if (command === 'verify') {
+  if (speaksMonitoringPlugin(command)) {
     const m = [
       'all checks passed',
       'a check warns',
       'a check is critical, or a usage error',
       'a check could not run',
     ];
-    return m[code] ?? 'see zbm verify --help';
+    return m[code] ?? `see zbm ${command} --help`;
   }
   const m: Record<number, string> = {
     0: 'success',

@@ -395,7 +395,7 @@ export function checkPveGuest(
 }
 
 /** One performance-data item in the monitoring-plugin format: `label=value[uom];warn;crit;min`. */
-function perfItem(label: string, value: number, uom = '', warn = '', crit = ''): string {
+export function perfItem(label: string, value: number, uom = '', warn = '', crit = ''): string {
   return `${label}=${Math.round(value)}${uom};${warn};${crit};0`;
 }
 

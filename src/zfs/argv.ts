@@ -64,6 +64,15 @@ export function sendArgv(req: SendRequest, dryRun = false): string[] {
   return argv;
 }
 
+/**
+ * Reads every block of a snapshot as a restore would send it, and throws the stream away: ZFS
+ * checks each block's checksum as it reads it, so a block that cannot be read fails the command.
+ * Nothing is written, no clone or mount is made.
+ */
+export function readBackArgv(snapshot: string, raw: boolean): string[] {
+  return ['sh', '-c', 'exec "$@" >/dev/null', 'zbm-read-back', ...sendArgv({ snapshot, raw })];
+}
+
 export function resumeSendArgv(token: string, dryRun = false): string[] {
   return ['zfs', 'send', ...(dryRun ? ['-n', '-v', '-P'] : []), '-t', token];
 }

@@ -7,6 +7,10 @@ import { mailHeader, splitMails } from '../support/mail.ts';
 /** The original design's verify command, word for word. */
 const VERIFY = verifyCommand(2);
 
+/** Restore drills on the backup server, their records in a directory of their own. */
+const DRILL_STATE = '/var/tmp/zbm-drill-state';
+const DRILL = ['drill', '--local-zfs-root', 'main/bak-zbm', '--state-dir', DRILL_STATE];
+
 const CONF = '/etc/pve/nodes/pve1/qemu-server';
 const METRICS_DIR = '/var/tmp/zbm-metrics';
 const HOOK_PORT = 18080;
@@ -579,5 +583,112 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
       line(r, 'CRITICAL', 'pool lab-m'),
       /pool is DEGRADED: .*taken offline.*action: Online the device/,
     );
+  });
+
+  it('drill: good guests pass with --full-read and their metric is written; verify --max-drill-age-days warns about the guests never drilled', async () => {
+    await sh(`rm -rf ${DRILL_STATE}`);
+    const prom = `${METRICS_DIR}/zbm-drill.prom`;
+    const r = await zbm('zbm-dest', [
+      ...DRILL,
+      '--vmid',
+      '100,103,104',
+      '--full-read',
+      '--prometheus-textfile',
+      prom,
+      '--json',
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const report = checksOf(r);
+    assert.equal(report.state, 'OK');
+    assert.deepEqual(
+      report.checks.map((c) => [c.state, c.subject]),
+      [
+        ['OK', 'guest 100 (web)'],
+        ['OK', 'guest 103 (ct-files)'],
+        ['OK', 'guest 104 (ct-legacy)'],
+      ],
+    );
+    const newest100 = (await tree('main/bak-zbm/vm-100-disk-0')).filter((n) => n.includes('@')).at(-1) ?? '';
+    assert.match(
+      check(r, 'guest 100 (web)').message,
+      new RegExp(
+        `^${newest100.split('@')[1]}: 4 disk\\(s\\) present with their recorded guids, the saved config names them, every block read back without a checksum error \\(\\S+ \\S+\\)$`,
+      ),
+    );
+    assert.match(check(r, 'guest 103 (ct-files)').message, /: 2 disk\(s\) present .* every block read back/);
+
+    const now = await vmNow();
+    const m = parseProm(await sh(`cat ${prom}`));
+    const job = { command: 'drill', zbm_job: 'zbm-drill' };
+    assert.equal(sample(m, 'zbm_last_exit_code', job), 0);
+    for (const vmid of ['100', '103', '104']) {
+      const at = sample(m, 'zbm_drill_last_success_timestamp_seconds', { ...job, vmid });
+      assert.ok(Math.abs(at - now) < 120, `guest ${vmid} drilled at ${at}, now ${now}`);
+    }
+    assert.ok(
+      !m.some((x) => x.name === 'zbm_drill_last_success_timestamp_seconds' && x.labels.vmid === '101'),
+      'no success of a guest never drilled',
+    );
+
+    const v = await zbm('zbm-dest', [
+      ...VERIFY,
+      '--max-drill-age-days',
+      '1',
+      '--state-dir',
+      DRILL_STATE,
+      '--no-pool-checks',
+      '--json',
+    ]);
+    // WARNING: the guests never drilled (and guest 102's newest backup still lacks its sata0).
+    assert.equal(v.code, 1, v.stdout + v.stderr);
+    const drills = checksOf(v).checks.filter((c) => c.subject.startsWith('drill of '));
+    assert.deepEqual(
+      drills.map((c) => [c.state, c.subject]),
+      [
+        ['OK', 'drill of guest 100 (web)'],
+        ['WARNING', 'drill of guest 101 (db)'],
+        ['WARNING', 'drill of guest 102 (noagent)'],
+        ['OK', 'drill of guest 103 (ct-files)'],
+        ['OK', 'drill of guest 104 (ct-legacy)'],
+      ],
+    );
+    assert.equal(
+      check(v, 'drill of guest 101 (db)').message,
+      'never passed a restore drill on this host: run zbm drill',
+    );
+    assert.match(check(v, 'drill of guest 100 (web)').message, /^last successful restore drill 0\.0 d ago$/);
+  });
+
+  it('drill: a disk snapshot gone from the restore point and a saved config that does not parse are CRITICAL (exit 2), naming guest and cause', async () => {
+    const newest101 = (await tree('main/bak-zbm/vm-101-disk-0')).filter((n) => n.includes('@')).at(-1) ?? '';
+    const snap102 = (
+      (await tree('main/bak-zbm/vm-102-disk-0')).filter((n) => n.includes('@')).at(-1) ?? ''
+    ).split('@')[1];
+    assert.ok(newest101 && snap102);
+    const conf102 = `/root/backups_metadata/102/${snap102}.conf`;
+    // Both undone afterwards: the snapshot renamed away (not destroyed: it may be held as a base).
+    await sh(
+      `zfs rename ${newest101} ${newest101}-away && cp -p ${conf102} ${conf102}.orig && echo 'this is not a config line' >> ${conf102}`,
+    );
+    try {
+      const r = await zbm('zbm-dest', [...DRILL, '--vmid', '101,102']);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(
+        lines(r)[0] ?? '',
+        /^ZBM CRITICAL - restore drill of 2 guest\(s\) on pve1:main\/bak-zbm: 2 critical, 0 warning, 0 unknown, 0 ok \| guests=2;;;0 failed=2;;0;0$/,
+      );
+      assert.equal(
+        line(r, 'CRITICAL', 'guest 101 (db)'),
+        `CRITICAL guest 101 (db): ${newest101.split('@')[1]}: scsi0: ${newest101} does not exist on pve1`,
+      );
+      assert.match(
+        line(r, 'CRITICAL', 'guest 102 (noagent)'),
+        new RegExp(
+          `: ${snap102}: the saved config does not parse: config line \\d+: expected "key: value": "this is not a config line"$`,
+        ),
+      );
+    } finally {
+      await sh(`zfs rename ${newest101}-away ${newest101} && mv -f ${conf102}.orig ${conf102}`);
+    }
   });
 });

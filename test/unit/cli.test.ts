@@ -86,10 +86,12 @@ describe('command line', () => {
       assert.equal(result, 2, line.join(' '));
       assert.equal(err.trim().split('\n').length, 1, `one line for ${line.join(' ')}: ${err}`);
     }
-    // verify is a monitoring plugin: a usage error is UNKNOWN (3), with its status line on stdout.
+    // verify and drill are monitoring plugins: a usage error is UNKNOWN (3), with its status line on stdout.
     for (const line of [
       ['verify', '--local-zfs-root', 'main', '--max-age-days', '0'],
       ['verify', '--local-zfs-root', 'main/bak', '--frobnicate'],
+      ['drill', '--local-zfs-root', 'main/bak', '--sample', '0'],
+      ['drill', '--vmid', '100'],
     ]) {
       const { result, out, err } = parse(line);
       assert.equal(result, 3, line.join(' '));

@@ -138,7 +138,7 @@ describe('config file', () => {
         '/etc/zbm/zbm.yaml:6: jobs.backup.keep-lastt: zbm backup-pve has no option --keep-lastt',
         '/etc/zbm/zbm.yaml:10: jobs.p2.keep-last: expected a whole number (0 or more)',
         '/etc/zbm/zbm.yaml:11: jobs.p2.yes: expected true or false',
-        '/etc/zbm/zbm.yaml:13: jobs.x.command: expected one of backup-pve, replicate, prune, verify, status, not "destroy-all"',
+        '/etc/zbm/zbm.yaml:13: jobs.x.command: expected one of backup-pve, replicate, prune, verify, drill, status, not "destroy-all"',
         '/etc/zbm/zbm.yaml:14: jobs.bad name!: a job name is letters, digits, - and _ (it names a systemd unit)',
       ],
     );

@@ -27,6 +27,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['backup', 'prune', 'replicate', 'restore', 'rollback', 'serve', 'status'],
   // verify judges what the jobs left, by prune's own rule for snapshot order (prune/plan.ts).
   ['verify'],
+  // Restore drills: restore's points and verify's states; verify's command reads their records.
+  ['drill'],
   // The command line: flags, values, logging, terminal output.
   ['cli'],
   // Mails and messages after a run (they read the run's log).

@@ -29,14 +29,15 @@ const outcome: RunOutcome = {
 };
 
 describe('notifications', () => {
-  it('grades a run: failure by exit code, warning by logged problems, verify by its states', () => {
+  it('grades a run: failure by exit code, warning by logged problems, verify and drill by their states', () => {
     assert.equal(statusOf('backup-pve', 1, []), 'failure');
     assert.equal(statusOf('prune', 0, [{ level: 'warning', text: 'x' }]), 'warning');
     assert.equal(statusOf('replicate', 0, []), 'ok');
-    assert.deepEqual(
-      [0, 1, 2, 3].map((c) => statusOf('verify', c, [])),
-      ['ok', 'warning', 'failure', 'failure'],
-    );
+    for (const command of ['verify', 'drill'])
+      assert.deepEqual(
+        [0, 1, 2, 3].map((c) => statusOf(command, c, [])),
+        ['ok', 'warning', 'failure', 'failure'],
+      );
     assert.equal(shouldNotify('warning', 'warning'), true);
     assert.equal(shouldNotify('warning', 'ok'), false);
     assert.equal(shouldNotify('failure', 'warning'), false);

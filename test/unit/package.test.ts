@@ -39,6 +39,7 @@ describe('the man page zbm(8)', () => {
       'replicate',
       'prune',
       'verify',
+      'drill',
       'status',
       'list\\-backups',
       'prepare\\-rollback',
@@ -67,8 +68,8 @@ describe('the example configs', () => {
   it('pass zbm config check as shipped: the node, the backup server and the replica', () => {
     for (const [file, jobs] of [
       ['packaging/zbm.yaml', ['backup', 'coverage']],
-      ['packaging/backup-server.yaml', ['prune', 'verify']],
-      ['packaging/replica.yaml', ['replicate', 'prune', 'verify']],
+      ['packaging/backup-server.yaml', ['prune', 'verify', 'drill']],
+      ['packaging/replica.yaml', ['replicate', 'prune', 'verify', 'drill']],
     ] as const) {
       const config = parseConfig(readFileSync(file, 'utf8'), file, commandOptionSpecs(), hostHasZone);
       assert.deepEqual(
