@@ -4,7 +4,8 @@
 // code cache. The licence of each bundled package goes into the file with it: the bundle is a copy
 // of their code, and their licences ask that the notice travel with every copy.
 import { createHash } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
@@ -45,6 +46,8 @@ const legal = result.outputFiles.find((f) => f.path.endsWith('.LEGAL.txt'))?.tex
 if (code === undefined) throw new Error(`esbuild wrote no ${outfile}`);
 const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
 const launcher = await readFile(new URL('launcher.cjs', import.meta.url), 'utf8');
+// esbuild writes nothing itself here (write: false), so a fresh clone has no dist/ yet.
+await mkdir(dirname(outfile), { recursive: true });
 await writeFile(
   outfile,
   [
