@@ -310,8 +310,8 @@ suite(
       const check = guide('zbm config check');
       for (const [on, first] of [
         [onNode, '/etc/pve/zbm.yaml: 2 job(s), valid'],
-        [onDest, '/etc/zbm/zbm.yaml: 2 job(s), valid'],
-        [onReplica, '/etc/zbm/zbm.yaml: 3 job(s), valid'],
+        [onDest, '/etc/zbm/zbm.yaml: 3 job(s), valid'],
+        [onReplica, '/etc/zbm/zbm.yaml: 4 job(s), valid'],
       ] as const) {
         const r = await ok(on(check), first);
         assert.equal(r.stdout.split('\n')[0], first);
@@ -384,6 +384,21 @@ suite(
       const fresh =
         /ONLINE, never scrubbed: the pool is \S+ (s|min|h) old, younger than --max-scrub-age-days \(35\.0 d\)$/;
       const verifyJob = guide('zbm run verify');
+      // The shipped verify jobs want a restore drill of every guest within the week: the guide
+      // runs the drill job once by hand, every block read back, before the first verify.
+      for (const [on, host] of [
+        [onDest, 'pve1'],
+        [onReplica, 'zbm-replica'],
+      ] as const) {
+        const drill = await on(guide('zbm run drill'));
+        assert.equal(drill.code, 0, drill.stdout + drill.stderr);
+        assert.match(
+          drill.stdout.split('\n')[0] ?? '',
+          new RegExp(
+            `^ZBM OK - restore drill of 5 guest\\(s\\) on ${host}:main/bak-zbm: 0 critical, 0 warning, 0 unknown, 5 ok \\|`,
+          ),
+        );
+      }
 
       const dest = await onDest(verifyJob);
       assert.equal(dest.code, 1, dest.stdout + dest.stderr);
@@ -500,6 +515,9 @@ suite(
       const purge = await vm('dpkg -P zbm');
       assert.equal(purge.code, 0, purge.stderr);
       assert.equal((await vm(`test -e ${ZBM}`)).code, 1);
+      // The code cache and the drills' records (step 6) go too; what zbm keeps for the user
+      // (configs replaced by a restore, in /var/lib/zbm/replaced) stays.
+      assert.equal((await vm('test -e /var/cache/zbm || test -e /var/lib/zbm/drill')).code, 1);
       assert.equal(
         (
           await vm(
