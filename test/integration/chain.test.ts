@@ -34,6 +34,12 @@ const guids = (s: readonly Snap[]) => new Set(s.map((x) => x.guid));
 const shorts = (s: readonly Snap[]) => s.map((x) => x.short);
 
 const DEST_RULES: Rules = { last: 2, hourly: 2 };
+/**
+ * The backup server's prune with --keep-last alone, for the clone case: with --keep-hourly, a run
+ * crossing the full hour keeps the clone's origin as its hour's newest, and the clone is then not
+ * what keeps it (seen in a run at 05:00).
+ */
+const lastOnly = PRUNE_DEST.filter((a, i, all) => a !== '--keep-hourly' && all[i - 1] !== '--keep-hourly');
 const REPLICA_RULES: Rules = { last: 5, hourly: 24, daily: 30, monthly: 12 };
 
 /** What a prune leaves of `before`: what the rules keep, plus what it must keep besides. */
@@ -184,18 +190,33 @@ suite('the three-tier chain over many rounds (real ZFS)', 12, () => {
         await replicateMode();
       }
       const before = await tiers();
-      const r = await zbm('zbm-dest', PRUNE_DEST);
+      const r = await zbm('zbm-dest', lastOnly);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout + r.stderr, new RegExp(`${oldest.short}.*has clones \\(main/look-inside\\)`));
       assert.deepEqual(
         shorts(await snaps(`main/bak-zbm/${DISK}`, 'zbm-dest')),
-        afterPrune(before.dest, DEST_RULES, [...fromCommonOn(before.dest, before.replica), oldest.short]),
+        afterPrune(before.dest, { last: DEST_RULES.last }, [
+          ...fromCommonOn(before.dest, before.replica),
+          oldest.short,
+        ]),
       );
     } finally {
       await sh('zfs destroy main/look-inside');
     }
-    await pruneBoth('clone gone');
-    const dest = await snaps(`main/bak-zbm/${DISK}`, 'zbm-dest');
-    assert.ok(!dest.some((s) => s.short === oldest.short), 'pruned once the clone is gone');
+    const before = await tiers();
+    await mustRun('zbm-dest', lastOnly);
+    await mustRun('zbm-replica', PRUNE_REPLICA);
+    const after = await tiers();
+    assert.deepEqual(
+      shorts(after.dest),
+      afterPrune(before.dest, { last: DEST_RULES.last }, fromCommonOn(before.dest, before.replica)),
+      'clone gone: the backup server keeps',
+    );
+    assert.deepEqual(
+      shorts(after.replica),
+      afterPrune(before.replica, REPLICA_RULES, [before.replica.at(-1)?.short ?? '-']),
+      'clone gone: the replica keeps',
+    );
+    assert.ok(!after.dest.some((s) => s.short === oldest.short), 'pruned once the clone is gone');
   });
 });
