@@ -79,7 +79,9 @@ export function describeFailure(f: Failure): string {
   } else if (f.timedOut) {
     text = `on ${f.host}: ${label} timed out${stderr ? `: ${stderr}` : ''}`;
   } else if (f.signal) {
-    text = `on ${f.host}: ${label} was stopped (${f.signal})${stderr ? `: ${stderr}` : ''}`;
+    // A remote command's own signal comes back as ssh's exit code 255: a signal here hit ssh itself.
+    const what = f.remote ? `the ssh session to ${f.host} running ${label}` : `on ${f.host}: ${label}`;
+    text = `${what} was stopped (${f.signal})${stderr ? `: ${stderr}` : ''}`;
   } else if (f.remote && f.exitCode === 255 && SSH_TROUBLE.test(f.stderr)) {
     const line =
       f.stderr

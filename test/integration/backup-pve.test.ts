@@ -192,9 +192,9 @@ suite('backup-pve on real ZFS', 12, () => {
 
   it('resumes an interrupted transfer where it stopped, instead of starting over', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
-    // Interrupted (Ctrl-C) once 1 MiB of the 8 MiB increment has arrived (1 MiB/s).
+    // Interrupted (Ctrl-C) once 1 MiB of the 8 MiB increment has arrived (512 KiB/s).
     const killed = await killMidStream(
-      [...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'],
+      [...ORIGINAL, '--vmid', '102', '--bwlimit', '512K'],
       'main/bak-zbm/vm-102-disk-0',
       { signal: 'INT' },
     );
@@ -220,7 +220,7 @@ suite('backup-pve on real ZFS', 12, () => {
     await writeZvol('rpool/data/vm-102-disk-0', 8);
     // The terminal it ran in went away (SIGHUP).
     const hungUp = await killMidStream(
-      [...ORIGINAL, '--vmid', '102', '--bwlimit', '1M'],
+      [...ORIGINAL, '--vmid', '102', '--bwlimit', '512K'],
       'main/bak-zbm/vm-102-disk-0',
       { signal: 'HUP' },
     );

@@ -153,7 +153,8 @@ suite('races, broken pipes, an absent server, encryption (real ZFS)', 12, () => 
 
   it('ssh killed mid-stream: an error naming the host and the disk, no process left, the next run resumes', async () => {
     await writeZvol(`rpool/data/${DS}`, 6, 8);
-    await background('cut', [...BACKUP, '--bwlimit', '1M']);
+    // 512 KiB/s: the cut lands after 1 MiB of 6, with seconds to spare on a loaded machine.
+    await background('cut', [...BACKUP, '--bwlimit', '512K']);
     await sh(
       `for i in $(seq 1200); do ${streamed(`main/bak-zbm/${DS}`)} && break; sleep 0.1; done; pkill -KILL -f "[s]sh .*zbm-dest.*zfs receive"`,
     );
@@ -163,6 +164,11 @@ suite('races, broken pipes, an absent server, encryption (real ZFS)', 12, () => 
     assert.match(err, /vm-102-disk-0/);
     await receivesDone('zbm-dest');
     assert.equal((await vm('pgrep -f "[z]fs send"')).code, 1, 'no zfs send left behind');
+    assert.match(
+      (await sh(`zfs get -H -o value receive_resume_token main/bak-zbm/${DS}`)).trim(),
+      /^1-/,
+      'the cut left a partial receive (else the kill came after the stream had passed)',
+    );
     const r = await zbm('pve1', [...BACKUP, '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /"resumed": "resumed"/);

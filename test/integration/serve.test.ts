@@ -70,7 +70,7 @@ suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () =>
 
   it('an interrupted backup resumes through it', async () => {
     await writeZvol('rpool/data/vm-102-disk-0', 6, 2);
-    const killed = await killMidStream([...BACKUP, '--bwlimit', '1M'], 'main/bak-zbm/vm-102-disk-0');
+    const killed = await killMidStream([...BACKUP, '--bwlimit', '512K'], 'main/bak-zbm/vm-102-disk-0');
     assert.equal(killed.code, 130, killed.stderr);
     await receivesDone('zbm-dest');
     assert.match(
@@ -197,7 +197,7 @@ for i in $(seq 600); do r=$(pgrep -f '^/usr/sbin/zfs receive .*${ds}$') && break
 for i in $(seq 600); do [ "$(awk '/^rchar/ {print $2}' /proc/$r/io 2>/dev/null || echo 0)" -gt 1048576 ] && break; sleep 0.1; done
 kill -TERM $pid; wait $pid`;
     const cut = await vm(
-      shellJoin(['sh', '-c', script, 'zbm-kill', ...PULL, '--bwlimit', '1M']),
+      shellJoin(['sh', '-c', script, 'zbm-kill', ...PULL, '--bwlimit', '512K']),
       undefined,
       'zbm-replica',
     );

@@ -249,9 +249,14 @@ export async function qmLog(): Promise<string[]> {
  * inside the transfer, whatever the machine's speed.
  */
 export function streamed(target: string, bytes = 1024 * 1024): string {
-  const most = (pattern: string, counter: string) =>
-    `for p in $(pgrep -f ${shellJoin([pattern])}); do c=$(awk '/^${counter}/ {print $2}' /proc/$p/io 2>/dev/null); [ "\${c:-0}" -gt "$n" ] && n=$c; done;`;
-  return `n=0; ${most(`zfs receive .*${target}$`, 'rchar')} ${most(`zfs send .*${target}@[^ ]*$`, 'wchar')} [ "$n" -ge ${bytes} ]`;
+  // Evaluated again and again in one shell loop, on a VM that may get little CPU: the pids are
+  // looked up until found (pgrep reads every process's command line), and then kept while they
+  // live; the counters are read with builtins. A poll then costs a few reads, and a cut lands close
+  // to `bytes`. Only zfs itself matches: the shell or ssh around it names the target too.
+  const most = (pids: string, pattern: string, counter: string) =>
+    `{ [ -n "$${pids}" ] && kill -0 $${pids} 2>/dev/null; } || ${pids}=$(pgrep -f ${shellJoin([pattern])} | tr '\\n' ' '); ` +
+    `for p in $${pids}; do while read -r k c; do [ "$k" = ${counter}: ] && [ "$c" -gt "$n" ] && n=$c; done 2>/dev/null </proc/$p/io; done;`;
+  return `n=0; ${most('ZBM_RECV_PIDS', `^([^ ]*/)?zfs receive .*${target}$`, 'rchar')} ${most('ZBM_SEND_PIDS', `^([^ ]*/)?zfs send .*${target}@[^ ]*$`, 'wchar')} [ "$n" -ge ${bytes} ]`;
 }
 
 /**

@@ -84,6 +84,10 @@ describe('messages about failed commands: the cause first, the command line only
       describeFailure(failure({ exitCode: null, signal: 'SIGKILL' })),
       'on pve1: zfs list was stopped (SIGKILL)',
     );
+    assert.equal(
+      describeFailure(failure({ host: 'b', remote: true, exitCode: null, signal: 'SIGTERM' })),
+      'the ssh session to b running zfs list was stopped (SIGTERM)',
+    );
   });
 
   it('--verbose adds the whole command line', () => {

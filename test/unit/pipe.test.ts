@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { liveChildren } from '../../src/host/children.ts';
 import { LocalHost } from '../../src/host/local.ts';
@@ -118,5 +121,32 @@ describe('pipe: a rate limit slower than the sender', () => {
     );
     assert.equal(res.bytes, 300_000);
     assert.equal(liveChildren(), 0);
+  });
+});
+
+describe('pipe: a receiver whose stdin outlives it', () => {
+  it('stops the stream at once when the receiver fails, however slowly the sender dies', async () => {
+    // Like an ssh client multiplexed over a master: the client dies, but the master holds its
+    // stdin and goes on reading. And like a `zfs send` in the kernel, the sender ignores SIGTERM.
+    const dir = mkdtempSync(join(tmpdir(), 'zbm-pipe-'));
+    const out = join(dir, 'received');
+    try {
+      await assert.rejects(
+        pipe(
+          { host: local, argv: ['sh', '-c', 'trap "" TERM; head -c 4194304 /dev/zero'] },
+          { host: local, argv: ['sh', '-c', 'exec 3<&0; cat <&3 >"$0" & sleep 0.2; exit 3', out] },
+          { limiter: new RateLimiter(512 * 1024) },
+        ),
+        PipeError,
+      );
+      // The stream has ended when pipe returns; give the reader left behind a moment to write it out.
+      await new Promise((r) => setTimeout(r, 300));
+      // What passed before the receiver's exit (a 256 KiB burst and 0.2 s at 512 KiB/s), not the
+      // seconds until the sender is killed.
+      const got = statSync(out).size;
+      assert.ok(got < 1024 * 1024, `${got} bytes reached the receiver after it failed`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
