@@ -8,7 +8,7 @@ import { forEachLimited } from '../concurrency.ts';
 import { holdTag, isHoldTagFrom } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import { isProxmoxSnapshot } from '../pve/volumes.ts';
-import { moveHold } from '../transfer/protect.ts';
+import { BOOKMARK_CONCURRENCY, moveHold } from '../transfer/protect.ts';
 import type { SyncResult } from '../transfer/sync.ts';
 import type { Dataset, Hold } from '../zfs/types.ts';
 import { batchThenEach } from './batch.ts';
@@ -41,9 +41,6 @@ export function heldOnServer(
     ),
   );
 }
-
-/** `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once. */
-const BOOKMARK_CONCURRENCY = 4;
 
 /** The hold tags backup-pve ever put on a node's snapshots (`zbm-base:pve:<remote>`), whatever the remote. */
 function isNodeHoldTag(tag: string): boolean {
