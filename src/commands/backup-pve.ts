@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { type BackupContext, backupGuests, type GuestResult } from '../backup/backup.ts';
+import { backupGuests } from '../backup/backup.ts';
+import type { BackupContext, GuestResult } from '../backup/context.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';

@@ -42,7 +42,7 @@ interface SentPair {
 }
 
 /** One end of the replication: where it runs, its root, and where its guest configs live. */
-interface Side {
+interface ReplicationEnd {
   readonly host: Host;
   readonly zfs: Zfs;
   readonly root: string;
@@ -60,20 +60,20 @@ interface Side {
 export async function replicate(opts: ReplicateOptions, log: Logger): Promise<number> {
   const localHost = new LocalHost();
   const remoteHost = new SshHost(opts.remote);
-  const local: Side = {
+  const local: ReplicationEnd = {
     host: localHost,
     zfs: new Zfs(localHost),
     root: opts.localZfsRoot,
     metadataDir: opts.localMetadataDir,
   };
-  const remote: Side = {
+  const remote: ReplicationEnd = {
     host: remoteHost,
     zfs: new Zfs(remoteHost),
     root: opts.remoteZfsRoot,
     metadataDir: opts.remoteMetadataDir,
   };
   const [source, target] = opts.pull ? [remote, local] : [local, remote];
-  const at = (side: Side, dataset: string) => ({ host: side.host.name, dataset });
+  const at = (side: ReplicationEnd, dataset: string) => ({ host: side.host.name, dataset });
   const select = (short: string) => opts.prefix === undefined || short.startsWith(opts.prefix);
   const progress = new Progress(process.stderr.isTTY === true && !opts.json);
   const out = writeOut;
@@ -294,8 +294,8 @@ async function confirmRollback(diverged: readonly string[], yes: boolean, log: L
  * backup-pve); where they go: the target's option, else the same path. Returns false on failure.
  */
 async function replicateMetadata(
-  source: Side,
-  target: Side,
+  source: ReplicationEnd,
+  target: ReplicationEnd,
   sourceList: readonly Dataset[],
   /** The target root's metadata directory property as listed at the start of the run. */
   targetProperty: string | undefined,

@@ -105,16 +105,17 @@ export function listSnapRefs(snaps: readonly SnapRef[]): string {
   return snaps.map((s) => `${s.short} (guid ${s.guid})`).join(', ');
 }
 
-/** What an administrator reads: the state found on both sides and the way out. */
-export interface Side {
+/** A dataset as a message names it: on which host. Only names, nothing to run a command with. */
+export interface DatasetOnHost {
   readonly host: string;
   readonly dataset: string;
 }
 
+/** What an administrator reads: the state found on both sides and the way out. */
 export function describeConflict(
   c: Conflict,
-  sourceSide: Side,
-  targetSide: Side,
+  sourceSide: DatasetOnHost,
+  targetSide: DatasetOnHost,
   /** How this command rolls a diverged target back, when it can (replicate's --force-rollback). */
   rollbackOption?: string,
 ): string {

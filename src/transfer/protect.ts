@@ -96,8 +96,11 @@ export function bookmarkPlan(
   };
 }
 
-/** `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once. */
-const BOOKMARK_CONCURRENCY = 4;
+/**
+ * `zfs destroy` takes one bookmark per call: a few at a time, not hundreds of processes at once.
+ * Both the bookmarks replaced here and the ones backup-pve clears from a node go by this limit.
+ */
+export const BOOKMARK_CONCURRENCY = 4;
 
 /**
  * Bookmarks each pair's new base on the source (an increment can still start from it if the

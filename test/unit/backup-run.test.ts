@@ -4,15 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  type BackupContext,
-  backupGuests,
-  obsoleteSnapshots,
-  type PreparedGuest,
-  prepareGuest,
-  protection,
-  snapshotBatches,
-} from '../../src/backup/backup.ts';
+import { backupGuests } from '../../src/backup/backup.ts';
+import type { BackupContext } from '../../src/backup/context.ts';
+import { type PreparedGuest, prepareGuest } from '../../src/backup/guest.ts';
+import { obsoleteSnapshots, protection } from '../../src/backup/protect-bases.ts';
+import { snapshotBatches } from '../../src/backup/snapshots.ts';
 import { lockFileName } from '../../src/lock/lock.ts';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../../src/metadata/write.ts';
 import type { Guest } from '../../src/pve/index.ts';
