@@ -11,16 +11,20 @@ import {
   updateRecords,
 } from '../drill/plan.ts';
 import { type DrillRecord, readDrillRecords, writeDrillRecords } from '../drill/state.ts';
-import { ExitCode, errorMessage, UsageError } from '../errors.ts';
+import { DRILL_HOLD_TAG } from '../conventions/names.ts';
+import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
+import { onInterrupt } from '../host/children.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
+import { acquire, describeHolder, type Lock } from '../lock/lock.ts';
 import { readConfigArgv } from '../metadata/manifest.ts';
 import { metadataDirOption } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
-import { loadTier, tierFromOptions } from '../restore/tier.ts';
+import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
 import { formatBytes } from '../text/human.ts';
 import type { Check } from '../verify/checks.ts';
 import { readBackArgv } from '../zfs/argv.ts';
+import type { Dataset } from '../zfs/types.ts';
 import { reportChecks, reportUnknown } from './monitoring.ts';
 
 /** Its flags (cli/options.ts) are its one declaration. */
@@ -35,19 +39,57 @@ async function readConfig(host: Host, metadataDir: string, g: GuestDrill): Promi
   }
 }
 
-/** Reads each present disk back, one after the other: the pool's bandwidth is the limit anyway. */
-async function readBack(host: Host, g: GuestDrill, log: Logger): Promise<ReadOutcome[]> {
+/**
+ * Reads each present disk back, one after the other (the pool's bandwidth is the limit anyway),
+ * with the restore point held meanwhile: a full read can take hours, and a prune in that time
+ * would otherwise destroy what is being read, failing the drill for nothing.
+ */
+async function readBack(tier: Tier, g: GuestDrill, log: Logger): Promise<ReadOutcome[]> {
+  const snapshots = g.reads.map((d) => d.snapshot);
+  try {
+    await tier.zfs.hold(DRILL_HOLD_TAG, snapshots);
+  } catch (err) {
+    const error = `cannot hold the restore point for the read: ${errorMessage(err)}`;
+    return g.reads.map((d) => ({ key: d.key, error }));
+  }
+  const release = () => tier.zfs.release(DRILL_HOLD_TAG, snapshots);
+  const unregister = onInterrupt(release);
   const out: ReadOutcome[] = [];
-  for (const d of g.reads) {
-    log.info(`${g.subject}: reading ${d.snapshot} back (${formatBytes(d.referenced)})`);
-    try {
-      await run(host, readBackArgv(d.snapshot, d.encrypted));
-      out.push({ key: d.key, error: null });
-    } catch (err) {
-      out.push({ key: d.key, error: errorMessage(err) });
+  try {
+    for (const d of g.reads) {
+      log.info(`${g.subject}: reading ${d.snapshot} back (${formatBytes(d.referenced)})`);
+      try {
+        await run(tier.host, readBackArgv(d.snapshot, d.encrypted));
+        out.push({ key: d.key, error: null });
+      } catch (err) {
+        out.push({ key: d.key, error: errorMessage(err) });
+      }
     }
+  } finally {
+    unregister();
+    await release().catch((err: unknown) =>
+      log.warn(
+        `${g.subject}: cannot release the drill's hold (${DRILL_HOLD_TAG}) on ${snapshots.join(', ')}: ${errorMessage(err)}; the next drill releases it`,
+      ),
+    );
   }
   return out;
+}
+
+/**
+ * Releases the holds a killed drill left (the lock says no other drill runs). A failure only warns:
+ * a leftover hold makes prune keep a snapshot longer, and prune says why.
+ */
+async function releaseLeftoverHolds(tier: Tier, datasets: readonly Dataset[], log: Logger): Promise<void> {
+  const held = datasets.flatMap((d) => d.snapshots.filter((s) => s.userrefs > 0).map((s) => s.name));
+  try {
+    const left = (await tier.zfs.holds(held)).filter((h) => h.tag === DRILL_HOLD_TAG).map((h) => h.snapshot);
+    if (left.length === 0) return;
+    await tier.zfs.release(DRILL_HOLD_TAG, left);
+    log.info(`released the hold (${DRILL_HOLD_TAG}) an interrupted drill left on ${left.join(', ')}`);
+  } catch (err) {
+    log.warn(`cannot release the holds (${DRILL_HOLD_TAG}) an interrupted drill left: ${errorMessage(err)}`);
+  }
 }
 
 function printPlan(drills: readonly GuestDrill[], fullRead: boolean, json: boolean | undefined): void {
@@ -85,6 +127,7 @@ function printPlan(drills: readonly GuestDrill[], fullRead: boolean, json: boole
 export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics): Promise<number> {
   const checks: Check[] = [];
   let what: string;
+  let lock: Lock | undefined;
   try {
     if (opts.snapshot !== undefined && opts.time !== undefined)
       throw new UsageError('--snapshot and --time both choose the restore point: give one of them');
@@ -92,7 +135,9 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     const tier = tierFromOptions({ localZfsRoot: opts.localZfsRoot });
     const where = `${tier.host.name}:${tier.root}`;
     const vmid = opts.vmid?.length === 1 ? opts.vmid[0] : undefined;
+    if (!opts.dryRun) lock = await drillLock(where, tier.root);
     const state = await loadTier(tier, { metadataDir, vmid }, log);
+    if (lock) await releaseLeftoverHolds(tier, state.datasets, log);
     let records: Map<number, DrillRecord>;
     try {
       records = await readDrillRecords(opts.stateDir, tier.root);
@@ -123,7 +168,7 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     const drilled: { vmid: number; snapshot: string; state: Check['state'] }[] = [];
     for (const g of drills) {
       const config = g.point ? await readConfig(tier.host, state.metadataDir, g) : null;
-      const reads = opts.fullRead && g.point ? await readBack(tier.host, g, log) : null;
+      const reads = opts.fullRead && g.point ? await readBack(tier, g, log) : null;
       const c = judgeDrill(g, config, reads);
       checks.push(c);
       drilled.push({ vmid: g.vmid, snapshot: g.point?.snapshot ?? '', state: c.state });
@@ -154,6 +199,18 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     }
   } catch (err) {
     return reportUnknown(err, opts.json, log);
+  } finally {
+    lock?.release();
   }
   return reportChecks(what, checks, drillPerfData(checks), opts.json, log, metrics);
+}
+
+/** One drill of a tier at a time: its holds are then its own, and a leftover one is a killed drill's. */
+async function drillLock(where: string, root: string): Promise<Lock> {
+  const r = await acquire(`drill-${root}`, `drill of ${root}`, 0);
+  if ('heldBy' in r)
+    throw new ZbmError(
+      `another restore drill of ${where} is running: ${describeHolder(r.heldBy)}; this one did nothing`,
+    );
+  return r.lock;
 }

@@ -110,6 +110,13 @@ export const DEFAULT_CLOCK_SKEW_SECONDS = 300;
 
 const HOLD_TAG_PREFIX = 'zbm-base:';
 
+/**
+ * The hold `zbm drill` puts on a restore point while it reads it back, so that a prune meanwhile
+ * keeps it (and names the hold). One drill of a tier at a time (a lock), so a drill hold found when
+ * a drill starts was left by one that was killed.
+ */
+export const DRILL_HOLD_TAG = 'zbm-drill';
+
 /** The hold tag of one source→target pair: a second target never releases the first one's base. */
 export function holdTag(sourceHost: string, targetHost: string): string {
   return `${HOLD_TAG_PREFIX}${sourceHost}:${targetHost}`;

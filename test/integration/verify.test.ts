@@ -1,7 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
+import { shellJoin } from '../../src/host/quote.ts';
 import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
-import { it, prop, type Result, reset, sh, suite, tree, vm, zbm } from '../lab/lab.ts';
+import {
+  closeGate,
+  gateReached,
+  holds,
+  it,
+  openGate,
+  prop,
+  type Result,
+  reset,
+  sh,
+  suite,
+  tree,
+  vm,
+  zbm,
+} from '../lab/lab.ts';
 import { mailHeader, splitMails } from '../support/mail.ts';
 
 /** The original design's verify command, word for word. */
@@ -690,5 +705,58 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
     } finally {
       await sh(`zfs rename ${newest101}-away ${newest101} && mv -f ${conf102}.orig ${conf102}`);
     }
+  });
+
+  it("drill: the restore point being read is held, so a prune meanwhile keeps it and says why; a second drill meanwhile does nothing (UNKNOWN); a killed drill's hold goes with the next drill", async () => {
+    const ds = 'main/bak-zbm/subvol-104-disk-0';
+    const [older] = (await tree(ds)).filter((n) => n.includes('@'));
+    assert.ok(older && (await tree(ds)).filter((n) => n.includes('@')).length >= 2, 'an older restore point');
+    const short = older.split('@')[1] ?? '';
+    const drillOlder = shellJoin([...DRILL, '--vmid', '104', '--snapshot', short, '--full-read']);
+    // The drill's read (zfs send) waits at the gate: it is under way for as long as the test needs.
+    await closeGate('send');
+    let pid = '';
+    try {
+      pid = (await sh(`zbm ${drillOlder} >/tmp/drill-a.out 2>&1 </dev/null & echo $!`)).trim();
+      await gateReached('send');
+      assert.ok((await holds(ds)).includes(`${older}\tzbm-drill`), 'held while read');
+
+      const second = await zbm('zbm-dest', [...DRILL, '--vmid', '100']);
+      assert.equal(second.code, 3, second.stdout + second.stderr);
+      assert.match(
+        second.stdout,
+        new RegExp(
+          `^ZBM UNKNOWN - another restore drill of pve1:main/bak-zbm is running: zbm pid ${pid} \\(drill of main/bak-zbm, since `,
+        ),
+      );
+
+      const prune = await zbm('zbm-dest', [
+        'prune',
+        '--local-zfs-root',
+        'main/bak-zbm',
+        '--prefix',
+        'bak-zbm-',
+        '--keep-last',
+        '1',
+        '-y',
+      ]);
+      assert.equal(prune.code, 0, prune.stdout + prune.stderr);
+      // Kept for the hold alone: the rules (--keep-last 1) would destroy it.
+      assert.match(prune.stdout, new RegExp(`\\n  kept [^\\n]*${short}[^\\n]*: held by zbm-drill\\n`));
+      assert.ok((await tree(ds)).includes(older), 'the restore point being read is still there');
+
+      // Killed at the gate, as a reboot or the OOM killer would: its hold stays behind.
+      await sh(`kill -KILL ${pid}`);
+    } finally {
+      await openGate('send');
+    }
+    assert.ok((await holds(ds)).includes(`${older}\tzbm-drill`), 'a killed drill leaves its hold');
+    const next = await zbm('zbm-dest', [...DRILL, '--vmid', '104', '--snapshot', short, '--full-read']);
+    assert.equal(next.code, 0, next.stdout + next.stderr);
+    assert.match(
+      next.stderr,
+      new RegExp(`released the hold \\(zbm-drill\\) an interrupted drill left on ${older}`),
+    );
+    assert.ok(!(await holds(ds)).some((h) => h.endsWith('\tzbm-drill')), 'no drill hold left');
   });
 });

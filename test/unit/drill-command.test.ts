@@ -6,8 +6,9 @@
  * test/integration/verify.test.ts.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname as hostName, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createLogger } from '../../src/cli/log.ts';
@@ -15,6 +16,7 @@ import { type DrillOptions, drill } from '../../src/commands/drill.ts';
 import { type VerifyOptions, verify } from '../../src/commands/verify.ts';
 import { drillStatePath } from '../../src/drill/state.ts';
 import { LocalHost } from '../../src/host/local.ts';
+import { lockFileName } from '../../src/lock/lock.ts';
 import { run } from '../../src/host/process.ts';
 import { Metrics } from '../../src/metrics/prometheus.ts';
 import { readBackArgv } from '../../src/zfs/argv.ts';
@@ -23,11 +25,15 @@ import { hostileStrings } from '../support/hostile.ts';
 
 /** Lists the state's datasets and snapshots; `send` writes a stream, or fails for a bad snapshot. */
 const FAKE_ZFS = String.raw`#!/usr/bin/env node
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 const state = JSON.parse(readFileSync(process.env.FAKE_ZFS_STATE, 'utf8'));
 const args = process.argv.slice(2);
 appendFileSync(process.env.FAKE_ZFS_LOG, JSON.stringify(args) + '\n');
 const ds = state.datasets;
+const holds = state.holds ?? [];
+const saveHolds = () => writeFileSync(process.env.FAKE_ZFS_STATE, JSON.stringify({ ...state, holds }));
+const exists = (snap) => (ds[snap.split('@')[0]] ?? []).some((s) => s.short === snap.split('@')[1]);
+const die = (msg) => { process.stderr.write(msg + '\n'); process.exit(1); };
 if (args[0] === 'list') {
   const o = args[args.indexOf('-o') + 1].split(',');
   const root = args.at(-1);
@@ -38,7 +44,8 @@ if (args[0] === 'list') {
     const base = { name, type: 'volume', guid: '1', createtxg: '1', creation: '1', used: '0', referenced: '0', written: '0', encryption: 'off', userrefs: '-', receive_resume_token: '-' };
     rows.push(o.map((c) => base[c] ?? '-').join('\t'));
     for (const s of ds[name]) {
-      const row = { name: name + '@' + s.short, type: 'snapshot', guid: s.guid, createtxg: String(s.txg), creation: String(s.txg), used: '0', referenced: '1048576', written: '-', encryption: '-', userrefs: '0', receive_resume_token: '-' };
+      const refs = holds.filter((h) => h.snapshot === name + '@' + s.short).length;
+      const row = { name: name + '@' + s.short, type: 'snapshot', guid: s.guid, createtxg: String(s.txg), creation: String(s.txg), used: '0', referenced: '1048576', written: '-', encryption: '-', userrefs: String(refs), receive_resume_token: '-' };
       rows.push(o.map((c) => row[c] ?? '-').join('\t'));
     }
   }
@@ -47,6 +54,25 @@ if (args[0] === 'list') {
   const snap = args.at(-1);
   if ((state.unreadable ?? []).includes(snap)) { process.stderr.write('warning: cannot send ' + snap + ': I/O error\n'); process.exit(1); }
   process.stdout.write(Buffer.alloc(256 * 1024, 7));
+} else if (args[0] === 'hold') {
+  const [tag, ...snaps] = args.slice(1);
+  for (const snap of snaps) {
+    if (!exists(snap)) die("cannot hold snapshot '" + snap + "': dataset does not exist");
+    if (holds.some((h) => h.snapshot === snap && h.tag === tag)) die("cannot hold snapshot '" + snap + "': tag already exists on this dataset");
+  }
+  for (const snapshot of snaps) holds.push({ snapshot, tag });
+  saveHolds();
+} else if (args[0] === 'release') {
+  const [tag, ...snaps] = args.slice(1);
+  for (const snap of snaps) {
+    const i = holds.findIndex((h) => h.snapshot === snap && h.tag === tag);
+    if (i < 0) die("cannot release hold from snapshot '" + snap + "': no such tag on this dataset");
+    holds.splice(i, 1);
+  }
+  saveHolds();
+} else if (args[0] === 'holds') {
+  const snaps = args.filter((a) => a.includes('@'));
+  process.stdout.write(holds.filter((h) => snaps.includes(h.snapshot)).map((h) => h.snapshot + '\t' + h.tag + '\t1764500000\n').join(''));
 } else {
   process.stderr.write('fake zfs: unsupported ' + args.join(' ') + '\n');
   process.exit(2);
@@ -62,6 +88,8 @@ chmodSync(join(bin, 'zfs'), 0o755);
 process.env.PATH = `${bin}:${process.env.PATH ?? ''}`;
 process.env.FAKE_ZFS_STATE = join(work, 'zfs.json');
 process.env.FAKE_ZFS_LOG = join(work, 'calls.log');
+const lockDir = join(work, 'locks');
+process.env.ZBM_LOCK_DIR = lockDir;
 const meta = join(work, 'meta');
 const stateDir = join(work, 'state');
 
@@ -89,7 +117,7 @@ function writeBackup(vmid: number, name: string, disks: ReturnType<typeof disk>[
   writeFileSync(join(meta, String(vmid), `${S}.conf`), config);
 }
 
-function setup(unreadable: string[] = []): void {
+function setup(unreadable: string[] = [], holds: { snapshot: string; tag: string }[] = []): void {
   rmSync(meta, { recursive: true, force: true });
   writeBackup(
     100,
@@ -109,9 +137,14 @@ function setup(unreadable: string[] = []): void {
       [`${ROOT}/vm-102-disk-0`]: [],
     },
     unreadable,
+    holds,
   };
   writeFileSync(process.env.FAKE_ZFS_STATE ?? '', JSON.stringify(zfs));
   writeFileSync(process.env.FAKE_ZFS_LOG ?? '', '');
+}
+
+function fakeHolds(): { snapshot: string; tag: string }[] {
+  return (JSON.parse(readFileSync(process.env.FAKE_ZFS_STATE ?? '', 'utf8')) as { holds?: [] }).holds ?? [];
 }
 
 function drillOptions(over: Partial<DrillOptions> = {}): DrillOptions {
@@ -150,17 +183,23 @@ describe('zbm drill against a fake zfs', () => {
       report.checks[2]?.message ?? '',
       new RegExp(`virtio0: ${ROOT}/vm-102-disk-0@${S} does not exist on`),
     );
-    // Every present disk was sent, the whole snapshot; the missing one was not.
-    const sends = readFileSync(process.env.FAKE_ZFS_LOG ?? '', 'utf8')
+    // Every present disk was sent, the whole snapshot, held meanwhile; the missing one was not.
+    const calls = readFileSync(process.env.FAKE_ZFS_LOG ?? '', 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as string[])
-      .filter((a) => a[0] === 'send');
-    assert.deepEqual(sends, [
-      ['send', '-L', '-e', '-c', `${ROOT}/vm-100-disk-0@${S}`],
-      ['send', '-L', '-e', '-c', `${ROOT}/vm-100-disk-1@${S}`],
-      ['send', '-L', '-e', '-c', `${ROOT}/vm-101-disk-0@${S}`],
+      .filter((a) => a[0] !== 'list');
+    const snap = (v: string) => `${ROOT}/${v}@${S}`;
+    assert.deepEqual(calls, [
+      ['hold', 'zbm-drill', snap('vm-100-disk-0'), snap('vm-100-disk-1')],
+      ['send', '-L', '-e', '-c', snap('vm-100-disk-0')],
+      ['send', '-L', '-e', '-c', snap('vm-100-disk-1')],
+      ['release', 'zbm-drill', snap('vm-100-disk-0'), snap('vm-100-disk-1')],
+      ['hold', 'zbm-drill', snap('vm-101-disk-0')],
+      ['send', '-L', '-e', '-c', snap('vm-101-disk-0')],
+      ['release', 'zbm-drill', snap('vm-101-disk-0')],
     ]);
+    assert.deepEqual(fakeHolds(), [], 'no hold left');
     const records = JSON.parse(readFileSync(drillStatePath(stateDir, ROOT), 'utf8')) as {
       guests: Record<string, { lastSuccess: number | null; state: string }>;
     };
@@ -215,6 +254,47 @@ describe('zbm drill against a fake zfs', () => {
       drills[1]?.message ?? '',
       /^never passed a restore drill on this host \(last drill CRITICAL/,
     );
+  });
+
+  it('releases the drill hold a killed drill left, and no other hold; a second drill meanwhile does nothing (UNKNOWN, exit 3)', async () => {
+    const other = { snapshot: `${ROOT}/vm-100-disk-0@${S}`, tag: 'zbm-base:pve1:zbm-dest' };
+    setup([], [other, { snapshot: `${ROOT}/vm-101-disk-0@${S}`, tag: 'zbm-drill' }]);
+    const lines: string[] = [];
+    const { result } = await captureStdout(() =>
+      drill(drillOptions({ vmid: [100] }), createLogger({ write: (l) => lines.push(l) })),
+    );
+    assert.equal(result, 0);
+    assert.deepEqual(fakeHolds(), [other]);
+    assert.ok(
+      lines.some((l) =>
+        l.includes(`released the hold (zbm-drill) an interrupted drill left on ${ROOT}/vm-101-disk-0@${S}`),
+      ),
+      lines.join(''),
+    );
+
+    // Another drill of the tier, alive: this one must not take its holds for leftovers.
+    const holder = spawn('bash', ['-c', 'exec -a zbm sleep 30'], { stdio: 'ignore' });
+    try {
+      mkdirSync(lockDir, { recursive: true });
+      writeFileSync(
+        join(lockDir, lockFileName(`drill-${ROOT}`)),
+        JSON.stringify({ pid: holder.pid, command: `drill of ${ROOT}`, since: '2026-11-30T07:00:00Z' }),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      setup([], [{ snapshot: `${ROOT}/vm-101-disk-0@${S}`, tag: 'zbm-drill' }]);
+      const second = await captureStdout(() =>
+        drill(drillOptions({ json: false, fullRead: true }), createLogger({ write: () => {} })),
+      );
+      assert.equal(second.result, 3);
+      assert.equal(
+        second.stdout,
+        `ZBM UNKNOWN - another restore drill of ${hostName()}:${ROOT} is running: zbm pid ${holder.pid} (drill of ${ROOT}, since 2026-11-30T07:00:00Z); this one did nothing\n`,
+      );
+      assert.equal(fakeHolds().length, 1, 'the running drill keeps its hold');
+      assert.ok(!readFileSync(process.env.FAKE_ZFS_LOG ?? '', 'utf8').includes('"send"'));
+    } finally {
+      holder.kill();
+    }
   });
 
   it('--dry-run plans without reading a config or a block, and records nothing', async () => {
