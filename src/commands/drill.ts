@@ -1,6 +1,7 @@
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
+import { DRILL_HOLD_TAG } from '../conventions/names.ts';
 import {
   type ConfigRead,
   drillPerfData,
@@ -11,7 +12,6 @@ import {
   updateRecords,
 } from '../drill/plan.ts';
 import { type DrillRecord, readDrillRecords, writeDrillRecords } from '../drill/state.ts';
-import { DRILL_HOLD_TAG } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
 import { onInterrupt } from '../host/children.ts';
 import type { Host } from '../host/host.ts';
