@@ -2,6 +2,7 @@ import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
 import { ExitCode, errorMessage, speaksMonitoringPlugin, UsageError } from '../errors.ts';
 import { showCommandLines } from '../host/failure.ts';
+import { reportConnectRetries } from '../host/retry.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { backupPve } from './backup-pve.ts';
@@ -27,6 +28,8 @@ export async function runCommand(
   const verbose = inv.options.verbose === true;
   showCommandLines(verbose);
   const log = createLogger({ verbose });
+  // Info, not a warning: a retry that then succeeds must not turn the run's exit code.
+  reportConnectRetries((m) => log.info(m));
   const metrics = new Metrics();
   const started = new Date();
   const exitCode = await execute(inv, log, metrics);
