@@ -2,7 +2,7 @@ import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
 import { ExitCode, errorMessage, speaksMonitoringPlugin, UsageError } from '../errors.ts';
 import { showCommandLines } from '../host/failure.ts';
-import { reportConnectRetries } from '../host/retry.ts';
+import { configureConnectRetry, retriesFromEnv } from '../host/retry.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { backupPve } from './backup-pve.ts';
@@ -28,8 +28,6 @@ export async function runCommand(
   const verbose = inv.options.verbose === true;
   showCommandLines(verbose);
   const log = createLogger({ verbose });
-  // Info, not a warning: a retry that then succeeds must not turn the run's exit code.
-  reportConnectRetries((m) => log.info(m));
   const metrics = new Metrics();
   const started = new Date();
   const exitCode = await execute(inv, log, metrics);
@@ -39,6 +37,15 @@ export async function runCommand(
 
 async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<number> {
   try {
+    try {
+      // Info, not a warning: a retry that then succeeds must not turn the run's exit code.
+      configureConnectRetry({
+        retries: retriesFromEnv(process.env.ZBM_SSH_RETRIES),
+        report: (m) => log.info(m),
+      });
+    } catch (err) {
+      throw new UsageError(errorMessage(err));
+    }
     switch (inv.command) {
       case 'backup-pve':
         return await backupPve(inv.options, log, metrics);

@@ -13,22 +13,25 @@ import type { Exit } from './process.ts';
 /**
  * Lines ssh prints when the server closed or refused the connection before its banner or key
  * exchange, so before authentication and long before any command: each one alone is enough.
+ *
+ * Time-outs (`Connection timed out`, `Connection timed out during banner exchange`) are turned away
+ * before authentication too, but not retried: that try already waited ConnectTimeout (20 s) on a
+ * host that is down or hung, three more would hold a failing run 1.5-2 min, and the next timer run
+ * tries again anyway. MaxStartups answers at once, with a reset or a close.
  */
 const TURNED_AWAY = [
   // The server accepted the TCP connection, then closed it before its banner: MaxStartups, or a
   // daemon restarting. `ssh_` is the name before OpenSSH 8.0.
   /^(?:kex|ssh)_exchange_identification: (?:read: Connection reset by peer|Connection closed by remote host)$/,
-  // Nothing listens, or the host is not up (yet): no byte was exchanged.
-  /^ssh: connect to host \S+ port \d+: (?:Connection refused|Connection timed out|No route to host)$/,
-  // The server accepted the connection but sent no banner within ConnectTimeout: overloaded.
-  /^Connection timed out during banner exchange$/,
+  // Nothing listens (sshd restarting), or the host is not up yet: no byte was exchanged.
+  /^ssh: connect to host \S+ port \d+: (?:Connection refused|No route to host)$/,
 ];
 
 /**
  * Lines ssh adds to one of the above about the same connection. Alone they prove nothing:
  * "Connection closed by <addr> port <n>" also ends a connection during authentication.
  */
-const ALONGSIDE = [/^Connection (?:closed|reset) by \S+ port \d+$/, /^Connection to \S+ port \d+ timed out$/];
+const ALONGSIDE = [/^Connection (?:closed|reset) by \S+ port \d+$/];
 
 /**
  * The line of ssh's stderr that shows the connection was turned away before authentication, or
@@ -57,11 +60,10 @@ export interface ConnectRetry {
 }
 
 /**
- * Three retries after 2-5 s, 4-10 s and 8-20 s: about 14-35 s in all, so a MaxStartups burst (30
- * connections that each hold a slot for the length of a key exchange, well under a second) has
- * drained long before the last one, while a host that is really down fails the run within a
- * minute (plus ConnectTimeout per try). Random within each range, so that nodes turned away
- * together do not come back together.
+ * Three retries after 2-5 s, 4-10 s and 8-20 s: 14-35 s in all, so a MaxStartups burst (connections
+ * that each hold a slot only for their key exchange and authentication) has long drained before
+ * the last one, while a failing run is not held much longer than that. Random within each range, so
+ * that nodes turned away together do not come back together.
  */
 export function backoffDelays(random: () => number = Math.random): number[] {
   return [
@@ -72,14 +74,28 @@ export function backoffDelays(random: () => number = Math.random): number[] {
 }
 
 let report: (message: string) => void = (m) => process.stderr.write(`${m}\n`);
+let retries = 3;
 
-/** Where retries are logged (the run's logger); set once, before anything runs. */
-export function reportConnectRetries(fn: (message: string) => void): void {
-  report = fn;
+/**
+ * ZBM_SSH_RETRIES: how many of the three retries to make, 0 to turn them off (a test that takes a
+ * host away on purpose, an administrator who wants a refusal to fail at once). Throws on anything
+ * else, for the caller to report as a usage error.
+ */
+export function retriesFromEnv(value: string | undefined): number {
+  if (value === undefined || value === '') return 3;
+  if (!/^[0-3]$/.test(value))
+    throw new Error(`ZBM_SSH_RETRIES=${JSON.stringify(value)}: expected 0, 1, 2 or 3`);
+  return Number(value);
+}
+
+/** How many retries, and where they are logged (the run's logger); set once, before anything runs. */
+export function configureConnectRetry(opts: { retries: number; report: (message: string) => void }): void {
+  retries = opts.retries;
+  report = opts.report;
 }
 
 export const defaultConnectRetry: ConnectRetry = {
-  delays: () => backoffDelays(),
+  delays: () => backoffDelays().slice(0, retries),
   onRetry: (m) => report(m),
 };
 

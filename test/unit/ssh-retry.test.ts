@@ -13,7 +13,7 @@ import { CommandError } from '../../src/host/failure.ts';
 import { LocalHost } from '../../src/host/local.ts';
 import { PipeError, pipe } from '../../src/host/pipe.ts';
 import { run } from '../../src/host/process.ts';
-import { backoffDelays, turnedAway } from '../../src/host/retry.ts';
+import { backoffDelays, retriesFromEnv, turnedAway } from '../../src/host/retry.ts';
 import { SshHost, type SshOptions } from '../../src/host/ssh.ts';
 import { hostileStrings } from '../support/hostile.ts';
 
@@ -40,21 +40,6 @@ describe('turnedAway: which ssh failures are retried', () => {
       'ssh: connect to host backup1 port 22: Connection refused',
     ],
     [
-      'no answer to the SYN',
-      'ssh: connect to host 192.0.2.10 port 2222: Connection timed out\n',
-      'ssh: connect to host 192.0.2.10 port 2222: Connection timed out',
-    ],
-    [
-      'host not up',
-      'ssh: connect to host backup1.example.org port 22: No route to host\n',
-      'ssh: connect to host backup1.example.org port 22: No route to host',
-    ],
-    [
-      'no banner in time',
-      'Connection timed out during banner exchange\r\nConnection to 192.0.2.10 port 22 timed out\r\n',
-      'Connection timed out during banner exchange',
-    ],
-    [
       'IPv6 peer',
       'kex_exchange_identification: read: Connection reset by peer\r\nConnection reset by 2001:db8::10 port 22\r\n',
       'kex_exchange_identification: read: Connection reset by peer',
@@ -65,6 +50,12 @@ describe('turnedAway: which ssh failures are retried', () => {
   }
 
   const notRetried: readonly (readonly [string, string])[] = [
+    // Time-outs: that try already waited ConnectTimeout on a host that is down or hung.
+    ['no answer to the SYN', 'ssh: connect to host 192.0.2.10 port 2222: Connection timed out\n'],
+    [
+      'no banner in time',
+      'Connection timed out during banner exchange\r\nConnection to 192.0.2.10 port 22 timed out\r\n',
+    ],
     ['DNS failure (configuration)', 'ssh: Could not resolve hostname backup1: Name or service not known\r\n'],
     [
       'DNS failure, temporary',
@@ -121,6 +112,17 @@ describe('backoffDelays', () => {
       backoffDelays(() => 0.5),
       [3500, 7000, 14000],
     );
+  });
+});
+
+describe('ZBM_SSH_RETRIES', () => {
+  it('3 unless set; 0 to 3; anything else refused', () => {
+    assert.equal(retriesFromEnv(undefined), 3);
+    assert.equal(retriesFromEnv(''), 3);
+    assert.equal(retriesFromEnv('0'), 0);
+    assert.equal(retriesFromEnv('2'), 2);
+    for (const bad of ['4', '-1', 'yes', ' 1', '1.5'])
+      assert.throws(() => retriesFromEnv(bad), /^Error: ZBM_SSH_RETRIES=".*": expected 0, 1, 2 or 3$/);
   });
 });
 
