@@ -110,6 +110,12 @@ export async function pipe(from: Endpoint, to: Endpoint, opts: PipeOptions = {})
     streamEnded();
   };
 
+  // The limiter failing cuts the stream: the receiver sees it end early, and its exit code says so.
+  meter.on('error', () => {
+    drain();
+    receiverIn?.destroy();
+  });
+
   const fromExit = withConnectRetry(
     from.host,
     from.argv,
