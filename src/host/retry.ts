@@ -140,5 +140,6 @@ export async function withConnectRetry<T extends Attempt>(
     } catch {
       return result;
     }
+    if (guard.signal?.aborted) return result;
   }
 }
