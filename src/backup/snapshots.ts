@@ -6,11 +6,11 @@
  */
 import { snapshotName } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
+import { pingAgent, withFrozenGuest } from '../pve/freeze.ts';
 import { lockDecision, lockedMessage } from '../pve/locks.ts';
 import { poolOf } from '../zfs/names.ts';
 import { batchThenEach } from './batch.ts';
 import type { BackupContext, GuestRun } from './context.ts';
-import { pingAgent, withFrozenGuest } from './freeze.ts';
 import type { PreparedGuest } from './guest.ts';
 
 /**

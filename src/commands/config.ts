@@ -23,7 +23,9 @@ export async function configCheck(opts: ConfigCheckOptions, log: Logger): Promis
   } else {
     writeOut(`${path}: ${config.jobs.length} job(s), valid\n`);
     for (const j of config.jobs)
-      writeOut(`${j.name} (${j.schedule ?? 'not scheduled'}): ${shellJoin(['zbm', ...j.argv])}\n`);
+      writeOut(
+        `${j.name} (${j.schedule ?? 'not scheduled'}${j.randomizedDelay ? `, randomized delay ${j.randomizedDelay}` : ''}): ${shellJoin(['zbm', ...j.argv])}\n`,
+      );
   }
   log.debug(`checked ${path}`);
   return ExitCode.ok;

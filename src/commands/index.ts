@@ -2,6 +2,7 @@ import { createLogger, type Logger } from '../cli/log.ts';
 import { completionScript, type Invocation } from '../cli/program.ts';
 import { ExitCode, errorMessage, speaksMonitoringPlugin, UsageError } from '../errors.ts';
 import { showCommandLines } from '../host/failure.ts';
+import { configureConnectRetry, retriesFromEnv } from '../host/retry.ts';
 import { Metrics } from '../metrics/prometheus.ts';
 import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { backupPve } from './backup-pve.ts';
@@ -36,6 +37,15 @@ export async function runCommand(
 
 async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<number> {
   try {
+    try {
+      // Info, not a warning: a retry that then succeeds must not turn the run's exit code.
+      configureConnectRetry({
+        retries: retriesFromEnv(process.env.ZBM_SSH_RETRIES),
+        report: (m) => log.info(m),
+      });
+    } catch (err) {
+      throw new UsageError(errorMessage(err));
+    }
     switch (inv.command) {
       case 'backup-pve':
         return await backupPve(inv.options, log, metrics);

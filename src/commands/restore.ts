@@ -18,7 +18,7 @@ import { metadataDirOption } from '../metadata/store.ts';
 import { writeFileAtomic } from '../metadata/write.ts';
 import { parseStorageCfg, parseVmlist, readPveState, zfsPools } from '../pve/index.ts';
 import type { GuestType } from '../pve/vmlist.ts';
-import { mountArgv, renameArgv, subvolProperties, waitForZvolsArgv } from '../restore/argv.ts';
+import { subvolProperties, waitForZvolsArgv } from '../restore/argv.ts';
 import { addUnused, generateMac, macPrefix } from '../restore/config.ts';
 import {
   type DiskOnlyPlan,
@@ -35,7 +35,6 @@ import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
 import { formatBytes } from '../text/human.ts';
 import { printableLines } from '../text/printable.ts';
 import { syncDataset } from '../transfer/sync.ts';
-import { setArgv } from '../zfs/argv.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
@@ -159,12 +158,12 @@ async function moveIntoPlace(disks: readonly DiskPlan[], local: Zfs, log: Logger
   }
   for (const d of disks) {
     if (d.aside && now.has(d.target)) {
-      await run(local.host, renameArgv(d.target, d.aside));
+      await local.rename(d.target, d.aside);
       log.warn(
         `${d.target} was moved aside to ${d.aside} (destroy it with \`zfs destroy -r ${d.aside}\` once the restore is checked)`,
       );
     }
-    await run(local.host, renameArgv(d.temp, d.target));
+    await local.rename(d.temp, d.target);
   }
 }
 
@@ -183,7 +182,7 @@ async function finish(
     }
   }
   for (const d of disks.filter((x) => x.subvol)) {
-    await run(local.host, mountArgv(d.target)).catch((err: unknown) => {
+    await local.mount(d.target).catch((err: unknown) => {
       log.warn(`could not mount ${d.target}: ${errorMessage(err)}`);
     });
   }
@@ -197,7 +196,7 @@ async function finish(
 
 async function setSubvolProperties(disks: readonly DiskPlan[], local: Zfs): Promise<void> {
   for (const d of disks) {
-    if (d.subvol) await run(local.host, setArgv(d.temp, subvolProperties(d.subvol.refquota)));
+    if (d.subvol) await local.setProperties(d.temp, subvolProperties(d.subvol.refquota));
   }
 }
 

@@ -6,7 +6,6 @@ import { readDrillRecords } from '../drill/state.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
-import { run } from '../host/process.ts';
 import { SshHost } from '../host/ssh.ts';
 import { newestManifests } from '../metadata/manifest.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY, metadataDirOption } from '../metadata/store.ts';
@@ -87,8 +86,7 @@ async function poolCreation(host: Host, pool: string): Promise<PoolCreation> {
 async function poolCheck(ctx: Context, host: Host, dataset: string, maxScrubAgeDays: number): Promise<Check> {
   const pool = poolOf(dataset);
   try {
-    const { stdout } = await run(host, ['zpool', 'status', pool]);
-    const p = parseZpoolStatus(stdout);
+    const p = parseZpoolStatus(await new Zfs(host).poolStatus(pool));
     // Only a pool that shows no scrub is judged by its age: one more call for it alone.
     const created = showsNoScrub(p) ? await poolCreation(host, pool) : undefined;
     const c = checkPool(p, maxScrubAgeDays * 86400, ctx.now, created);

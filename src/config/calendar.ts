@@ -353,3 +353,39 @@ export function scheduleProblem(text: string, isTimeZone: IsTimeZone): string | 
   }
   return `${JSON.stringify(text)} is not a systemd calendar event (systemd.time(7)): for example hourly, daily, *:0/15, Mon..Fri 02:30 or *-*-* 02:30; systemd-analyze calendar checks one`;
 }
+
+const SPAN_UNITS: Readonly<Record<string, number>> = {
+  s: 1,
+  sec: 1,
+  second: 1,
+  seconds: 1,
+  m: 60,
+  min: 60,
+  minute: 60,
+  minutes: 60,
+  h: 3600,
+  hr: 3600,
+  hour: 3600,
+  hours: 3600,
+  d: 86400,
+  day: 86400,
+  days: 86400,
+};
+
+/**
+ * The seconds of a systemd time span (systemd.time(7)) such as `5min`, `90s`, `1h 30min` or `300`
+ * (seconds), or null. A subset of what systemd takes: whole numbers, seconds to days, so whatever
+ * passes here systemd reads the same way.
+ */
+export function timeSpanSeconds(text: string): number | null {
+  const t = text.trim();
+  // Spaces only: a line break would end the unit file's line.
+  if (!/^(?:\d+ *[a-z]* *)+$/.test(t)) return null;
+  let total = 0;
+  for (const [, n = '', unit = ''] of t.matchAll(/(\d+) *([a-z]*)/g)) {
+    const factor = unit === '' ? 1 : SPAN_UNITS[unit];
+    if (factor === undefined || n.length > 9) return null;
+    total += Number(n) * factor;
+  }
+  return total;
+}

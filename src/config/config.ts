@@ -12,7 +12,7 @@ import {
   type YAMLMap,
 } from 'yaml';
 import { errorMessage, UsageError } from '../errors.ts';
-import { type IsTimeZone, scheduleProblem } from './calendar.ts';
+import { type IsTimeZone, scheduleProblem, timeSpanSeconds } from './calendar.ts';
 
 /**
  * The config file: named jobs, each one zbm command with the same options as its flags, written
@@ -29,6 +29,7 @@ import { type IsTimeZone, scheduleProblem } from './calendar.ts';
  *     backup:
  *       command: backup-pve
  *       schedule: hourly   # systemd OnCalendar, for `zbm install-timers`
+ *       randomized-delay: 5min   # RandomizedDelaySec, a stable offset per host
  *       remote: zbm-dest
  *       ...
  */
@@ -51,6 +52,8 @@ export interface Job {
   /** The command line the job stands for, without `zbm`: `[command, ...flags]`. */
   readonly argv: readonly string[];
   readonly schedule: string | null;
+  /** A systemd time span: each host's timer fires at its own stable offset within it. */
+  readonly randomizedDelay: string | null;
   readonly line: number;
 }
 
@@ -248,6 +251,7 @@ export function parseConfig(
       continue;
     }
     let schedule: string | null = null;
+    let randomizedDelay: string | null = null;
     const given = new Map<string, { line: number; value: Value; where: string }>();
     for (const d of defaults)
       if (options.some((o) => o.key === d.key))
@@ -263,6 +267,17 @@ export function parseConfig(
             : scheduleProblem(value.trim(), isTimeZone);
         if (problem) problems.push({ line: f.line, key: `${where}.schedule`, message: problem });
         else schedule = String(value).trim();
+        continue;
+      }
+      if (f.key === 'randomized-delay') {
+        const text = typeof value === 'string' || typeof value === 'number' ? String(value).trim() : '';
+        if (timeSpanSeconds(text) === null)
+          problems.push({
+            line: f.line,
+            key: `${where}.randomized-delay`,
+            message: `expected a systemd time span such as 5min, 90s or 1h 30min${typeof value === 'boolean' || Array.isArray(value) ? '' : `, not ${JSON.stringify(value)}`}`,
+          });
+        else randomizedDelay = text;
         continue;
       }
       if (!options.some((o) => o.key === f.key)) {
@@ -310,7 +325,14 @@ export function parseConfig(
         }
       }
     }
-    jobs.push({ name: j.key, command: command as string, argv, schedule, line: j.line });
+    const delayField = fields.find((f) => f.key === 'randomized-delay');
+    if (randomizedDelay !== null && schedule === null && !fields.some((f) => f.key === 'schedule'))
+      problems.push({
+        line: delayField?.line ?? j.line,
+        key: `${where}.randomized-delay`,
+        message: 'a randomized delay spreads the timer of a schedule: add schedule:, or remove it',
+      });
+    jobs.push({ name: j.key, command: command as string, argv, schedule, randomizedDelay, line: j.line });
   }
   if (problems.length > 0)
     throw new ConfigError(

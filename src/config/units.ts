@@ -15,6 +15,18 @@ function unitQuote(arg: string): string {
 }
 
 /**
+ * Without a randomized delay, systemd's default coalescing (within a minute, at a host-specific
+ * point). With one, every host keeps its own offset from one trigger to the next
+ * (FixedRandomDelay, systemd 247), so an hourly job stays an hour apart while the hosts sharing a
+ * backup server reach it spread over the span; AccuracySec is then small so that coalescing does
+ * not gather them again.
+ */
+function spread(delay: string | null): string {
+  if (delay === null) return 'AccuracySec=1min\n';
+  return `RandomizedDelaySec=${delay}\nFixedRandomDelay=yes\nAccuracySec=1s\n`;
+}
+
+/**
  * A oneshot service per scheduled job, and its timer. systemd never starts a unit that is still
  * running, so a slow run and the next trigger never overlap (zbm's own locks guard the rest). Nice
  * and the idle I/O class keep a backup from freezing the node's guests; output goes to the journal.
@@ -51,8 +63,7 @@ Description=zbm job ${job.name}: ${job.schedule}
 [Timer]
 OnCalendar=${job.schedule}
 Persistent=true
-AccuracySec=1min
-
+${spread(job.randomizedDelay)}
 [Install]
 WantedBy=timers.target
 `,

@@ -1,3 +1,5 @@
+import type { ConnectRetry } from './retry.ts';
+
 /** A command line ready to hand to spawn(): no shell is involved on this side. */
 export interface Invocation {
   readonly file: string;
@@ -13,6 +15,8 @@ export interface Host {
   readonly name: string;
   readonly isLocal: boolean;
   invocation(argv: readonly string[]): Invocation;
+  /** Whether and when a command turned away before it could start is tried again (ssh only). */
+  readonly connectRetry?: ConnectRetry;
   /** Releases what the host keeps between commands (the ssh master connection). */
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@ import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process'
 import { terminate, track } from './children.ts';
 import { CommandError, type Failure } from './failure.ts';
 import type { Host } from './host.ts';
+import { withConnectRetry } from './retry.ts';
 
 /** At most this much of a child's stderr is kept: enough for any error message, bounded memory. */
 const STDERR_LIMIT = 64 * 1024;
@@ -104,29 +105,44 @@ export function failureOf(
   };
 }
 
-/** Runs argv on host, collects its output, and throws a CommandError naming the host when it fails. */
+/**
+ * Runs argv on host, collects its output, and throws a CommandError naming the host when it fails.
+ * An ssh connection turned away before the command could start is tried again (retry.ts).
+ */
 export async function run(host: Host, argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const child = start(host, argv, ['pipe', 'pipe', 'pipe']);
-  const out: Buffer[] = [];
-  const err = new TailBuffer();
-  child.stdout?.on('data', (c: Buffer) => out.push(c));
-  child.stderr?.on('data', (c: Buffer) => err.push(c));
-  // A command that exits without reading its input must not crash us with EPIPE.
-  child.stdin?.on('error', () => {});
-  child.stdin?.end(opts.input ?? '');
+  let stdout = '';
+  let ranOnce = false;
+  const last = await withConnectRetry(
+    host,
+    argv,
+    async () => {
+      const child = start(host, argv, ['pipe', 'pipe', 'pipe']);
+      const out: Buffer[] = [];
+      const err = new TailBuffer();
+      child.stdout?.on('data', (c: Buffer) => out.push(c));
+      child.stderr?.on('data', (c: Buffer) => err.push(c));
+      // A command that exits without reading its input must not crash us with EPIPE.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(opts.input ?? '');
 
-  let timedOut = false;
-  const timer =
-    opts.timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          timedOut = true;
-          terminate(child);
-        }, opts.timeoutMs);
-  const exit = await waitExit(child);
-  if (timer) clearTimeout(timer);
-
-  const stdout = Buffer.concat(out).toString();
-  if (exit.code !== 0 || timedOut) throw new CommandError(failureOf(host, argv, exit, err.text, timedOut));
-  return { stdout, stderr: err.text };
+      let timedOut = false;
+      const timer =
+        opts.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true;
+              terminate(child);
+            }, opts.timeoutMs);
+      const exit = await waitExit(child);
+      if (timer) clearTimeout(timer);
+      stdout = Buffer.concat(out).toString();
+      // Output, or an exit before its output pipe closed, means the remote side may have run.
+      ranOnce = stdout !== '' || child.stdout?.readableEnded === false;
+      return { exit, stderr: err.text, timedOut };
+    },
+    { passed: () => ranOnce },
+  );
+  if (last.exit.code !== 0 || last.timedOut)
+    throw new CommandError(failureOf(host, argv, last.exit, last.stderr, last.timedOut));
+  return { stdout, stderr: last.stderr };
 }

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.ts';
 import { exited, track } from './children.ts';
 import type { Host, Invocation } from './host.ts';
 import { shellJoin } from './quote.ts';
+import { type ConnectRetry, defaultConnectRetry } from './retry.ts';
 
 const DESTINATION = /^(?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$/;
 
@@ -40,6 +41,8 @@ export interface SshOptions {
   readonly connectTimeout?: number;
   /** Extra `-o` options, for example from the configuration file. */
   readonly options?: readonly string[];
+  /** Retries of a connection turned away before authentication (retry.ts); none with `null`. */
+  readonly connectRetry?: ConnectRetry | null;
 }
 
 /**
@@ -49,11 +52,13 @@ export interface SshOptions {
 export class SshHost implements Host {
   readonly isLocal = false;
   readonly name: string;
+  readonly connectRetry?: ConnectRetry;
   readonly #controlDir: string;
   readonly #options: readonly string[];
 
   constructor(destination: string, opts: SshOptions = {}) {
     this.name = parseSshDestination(destination);
+    if (opts.connectRetry !== null) this.connectRetry = opts.connectRetry ?? defaultConnectRetry;
     // A private directory: the control socket gives shell access to whoever can reach it.
     this.#controlDir = mkdtempSync(join(tmpdir(), 'zbm-ssh-'));
     this.#options = [

@@ -1,13 +1,4 @@
-/** The zfs command lines only restore needs (names are validated by the plan before they get here). */
-
-/** `zfs rename` without -f: a mounted file system that is busy fails instead of being unmounted by force. */
-export function renameArgv(from: string, to: string): string[] {
-  return ['zfs', 'rename', from, to];
-}
-
-export function mountArgv(dataset: string): string[] {
-  return ['zfs', 'mount', dataset];
-}
+/** What only restore needs on a node besides zfs calls (names are validated by the plan before they get here). */
 
 /**
  * What PVE sets when it allocates a CT volume (a send stream without -p carries none of them):

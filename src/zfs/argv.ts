@@ -151,6 +151,19 @@ export function getArgv(
 }
 
 /** One dataset's `creation`: what zbm serve allows of a pool's root dataset (policy.ts). */
+/** `zfs rename` without -f: a mounted file system that is busy fails instead of being unmounted by force. */
+export function renameArgv(from: string, to: string): string[] {
+  return ['zfs', 'rename', from, to];
+}
+
+export function mountArgv(dataset: string): string[] {
+  return ['zfs', 'mount', dataset];
+}
+
+export function poolStatusArgv(pool: string): string[] {
+  return ['zpool', 'status', pool];
+}
+
 export function creationArgv(name: string): string[] {
   return getArgv(['creation'], [name]);
 }

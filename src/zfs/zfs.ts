@@ -186,6 +186,24 @@ export class Zfs {
     return parseCreation(stdout, name);
   }
 
+  async rename(from: string, to: string): Promise<void> {
+    await run(this.host, argv.renameArgv(from, to));
+  }
+
+  async mount(dataset: string): Promise<void> {
+    await run(this.host, argv.mountArgv(dataset));
+  }
+
+  /** Native properties (acltype, refquota, ...): only restore sets them, on what it received. */
+  async setProperties(name: string, props: Readonly<Record<string, string>>): Promise<void> {
+    await run(this.host, argv.setArgv(name, props));
+  }
+
+  /** `zpool status` of the pool as zpool prints it: verify/checks.ts reads it. */
+  async poolStatus(pool: string): Promise<string> {
+    return (await run(this.host, argv.poolStatusArgv(pool))).stdout;
+  }
+
   async setUserProperties(name: string, props: Readonly<Record<string, string>>): Promise<void> {
     for (const p of Object.keys(props)) checkUserProperty(p);
     await run(this.host, argv.setArgv(name, props));

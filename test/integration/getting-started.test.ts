@@ -348,6 +348,11 @@ suite(
       const here = (await ok(onNode(list), 'list-timers')).stdout;
       for (const t of ['zbm-backup', 'zbm-coverage', 'zbm-prune', 'zbm-verify'])
         assert.match(here, new RegExp(`${t}\\.timer\\s+${t}\\.service`), t);
+      // The node's timers as systemd read them: a fixed offset within 5 minutes (FixedRandomDelay, systemd 247).
+      const spread = (await ok(onNode('systemctl show zbm-backup.timer zbm-coverage.timer'), 'timer spread'))
+        .stdout;
+      assert.equal(spread.match(/^RandomizedDelayUSec=5min$/gm)?.length, 2, spread);
+      assert.equal(spread.match(/^FixedRandomDelay=yes$/gm)?.length, 2, spread);
       const there = (await ok(onReplica(list), 'list-timers')).stdout;
       for (const t of ['zbm-replicate', 'zbm-prune', 'zbm-verify'])
         assert.match(there, new RegExp(`${t}\\.timer\\s+${t}\\.service`), t);

@@ -113,6 +113,44 @@ suite('host and ZFS layers against real OpenZFS', 5, () => {
     );
   });
 
+  it('retries an ssh connection refused before authentication: sshd comes up on the port after the refusal', async () => {
+    // zbm runs on the VM as an administrator would, against an alias whose port nothing listens on
+    // yet; a second sshd starts on it only once zbm has logged its first retry, so the refusal is
+    // real (ssh's own "Connection refused") and only the retry can bring the two together.
+    const late = `printf 'Host zbm-late\\n    HostName 127.0.0.1\\n    Port 2222\\n    User root\\n    IdentityFile /root/.ssh/id_ed25519\\n    IdentitiesOnly yes\\n    StrictHostKeyChecking no\\n    UserKnownHostsFile /dev/null\\n    LogLevel ERROR\\n    KexAlgorithms curve25519-sha256\\n\\n'`;
+    const out = await sh(`set -e
+      rm -f /tmp/late.out /tmp/late.err
+      zfs create -p main/late
+      mkdir -p /tmp/zbm-late-meta
+      grep -q zbm-late /root/.ssh/config || { ${late}; cat /root/.ssh/config; } > /root/.ssh/c && mv /root/.ssh/c /root/.ssh/config
+      if (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null; then echo 'port 2222 is taken' >&2; exit 1; fi
+      zbm list-backups --remote zbm-late --remote-zfs-root main/late --remote-metadata-dir /tmp/zbm-late-meta --json >/tmp/late.out 2>/tmp/late.err &
+      pid=$!
+      for i in $(seq 600); do grep -q 'retry 1 of 3' /tmp/late.err && break; sleep 0.1; done
+      /usr/sbin/sshd -p 2222 -o PidFile=/run/zbm-late-sshd.pid
+      code=0; wait $pid || code=$?
+      kill "$(cat /run/zbm-late-sshd.pid)"
+      echo "exit=$code"`);
+    try {
+      const stderr = await sh('cat /tmp/late.err');
+      assert.equal(out.trim(), 'exit=0', stderr);
+      assert.match(
+        stderr,
+        /^zbm-late turned the ssh connection away before .+ could start \(connect to host 127\.0\.0\.1 port 2222: Connection refused\): retry 1 of 3 in \d+\.\d s$/m,
+      );
+      assert.deepEqual(JSON.parse(await sh('cat /tmp/late.out')), {
+        host: 'zbm-late',
+        root: 'main/late',
+        metadataDir: '/tmp/zbm-late-meta',
+        backups: [],
+      });
+    } finally {
+      await sh(
+        "sed -i '/^Host zbm-late$/,/^$/d' /root/.ssh/config; zfs destroy -r main/late; rm -rf /tmp/zbm-late-meta",
+      );
+    }
+  });
+
   it('reports a failing remote command with the host, its stderr first, and the command', async () => {
     await assert.rejects(
       new Zfs(a).snapshot(['rpool/nonexistent@x']),

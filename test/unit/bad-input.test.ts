@@ -204,6 +204,13 @@ function cases(): Case[] {
       code: 2,
     },
     {
+      name: 'ZBM_SSH_RETRIES out of range',
+      args: ['list-backups', '--remote', 'nosuchhost', '--remote-zfs-root', 'main/bak-zbm'],
+      env: { ZBM_SSH_RETRIES: '9' },
+      stderr: 'error: ZBM_SSH_RETRIES="9": expected 0, 1, 2 or 3',
+      code: 2,
+    },
+    {
       name: 'a TZ libc would turn into UTC',
       args: prune,
       env: { TZ: 'CET-1CEST' },

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { fromCron, isCalendarEvent, scheduleProblem } from '../../src/config/calendar.ts';
+import { fromCron, isCalendarEvent, scheduleProblem, timeSpanSeconds } from '../../src/config/calendar.ts';
 import { hostHasZone } from '../../src/time/zoneinfo.ts';
 
 /** Verdicts of systemd 252 (Debian 12), recorded with `systemd-analyze calendar`. */
@@ -159,5 +159,41 @@ describe('schedule: a systemd calendar event, as systemd parses it', () => {
       '"every hour" is not a systemd calendar event (systemd.time(7)): for example hourly, daily, *:0/15, Mon..Fri 02:30 or *-*-* 02:30; systemd-analyze calendar checks one',
     );
     assert.equal(scheduleProblem('*-*-* 02:30', hostHasZone), null);
+  });
+});
+
+describe('timeSpanSeconds: randomized-delay, a systemd time span', () => {
+  const spans: readonly (readonly [string, number | null])[] = [
+    ['5min', 300],
+    ['90s', 90],
+    ['300', 300],
+    ['1h 30min', 5400],
+    ['1h30min', 5400],
+    ['2 hours', 7200],
+    ['1d', 86400],
+    ['0', 0],
+    ['5 minutes please', null],
+    ['5min\n30s', null],
+    ['-5min', null],
+    ['1.5h', null],
+    ['5 fortnights', null],
+    ['', null],
+    ['min', null],
+  ];
+  for (const [text, seconds] of spans) {
+    it(`${JSON.stringify(text)}: ${seconds ?? 'refused'}`, () =>
+      assert.equal(timeSpanSeconds(text), seconds));
+  }
+
+  const analyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+  it('agrees with systemd-analyze timespan on whatever it takes', {
+    skip: !analyze && 'no systemd-analyze',
+  }, () => {
+    for (const [text, seconds] of spans) {
+      if (seconds === null) continue;
+      const r = spawnSync('systemd-analyze', ['timespan', text], { encoding: 'utf8' });
+      const us = /μs: (\d+)/.exec(r.stdout)?.[1];
+      assert.equal(Number(us) / 1e6, seconds, `${text}: ${r.stdout}${r.stderr}`);
+    }
   });
 });

@@ -204,7 +204,7 @@ describe('config file', () => {
 describe('systemd units', () => {
   it('a oneshot service (niced, idle I/O) and a persistent timer per scheduled job; none without a schedule', () => {
     const [service, timer] = unitsFor(
-      { name: 'backup', command: 'backup-pve', argv: [], schedule: 'hourly', line: 1 },
+      { name: 'backup', command: 'backup-pve', argv: [], schedule: 'hourly', randomizedDelay: null, line: 1 },
       '/usr/bin/zbm',
       '/etc/pve/zbm.yaml',
     );
@@ -216,10 +216,72 @@ describe('systemd units', () => {
     );
     assert.match(service?.text ?? '', /\nNice=10\nIOSchedulingClass=idle\n/);
     assert.equal(timer?.name, 'zbm-backup.timer');
-    assert.match(timer?.text ?? '', /\nOnCalendar=hourly\nPersistent=true\n/);
+    assert.match(timer?.text ?? '', /\nOnCalendar=hourly\nPersistent=true\nAccuracySec=1min\n/);
+    assert.doesNotMatch(timer?.text ?? '', /Random/);
     assert.deepEqual(
-      unitsFor({ name: 'x', command: 'prune', argv: [], schedule: null, line: 1 }, '/z', '/c'),
+      unitsFor(
+        { name: 'x', command: 'prune', argv: [], schedule: null, randomizedDelay: null, line: 1 },
+        '/z',
+        '/c',
+      ),
       [],
     );
+  });
+
+  it('randomized-delay: each host at its own stable offset within the span, not coalesced again', () => {
+    const [, timer] = unitsFor(
+      {
+        name: 'backup',
+        command: 'backup-pve',
+        argv: [],
+        schedule: 'hourly',
+        randomizedDelay: '5min',
+        line: 1,
+      },
+      '/usr/bin/zbm',
+      '/etc/pve/zbm.yaml',
+    );
+    assert.equal(
+      timer?.text.slice(timer.text.indexOf('[Timer]')),
+      '[Timer]\nOnCalendar=hourly\nPersistent=true\nRandomizedDelaySec=5min\nFixedRandomDelay=yes\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n',
+    );
+  });
+});
+
+describe('randomized-delay in the config file', () => {
+  const job = (delay: string, schedule = '    schedule: hourly\n') =>
+    `jobs:\n  p:\n    command: prune\n    local-zfs-root: main/bak-zbm\n${schedule}    randomized-delay: ${delay}\n`;
+
+  it('takes a systemd time span, as written', () => {
+    const cases: readonly (readonly [string, string])[] = [
+      ['5min', '5min'],
+      ['"1h 30min"', '1h 30min'],
+      ['90s', '90s'],
+      ['300', '300'],
+    ];
+    for (const [given, kept] of cases) assert.equal(parse(job(given)).jobs[0]?.randomizedDelay, kept);
+    assert.equal(parse(job('5min')).jobs[0]?.schedule, 'hourly');
+    assert.equal(
+      parse('jobs:\n  p:\n    command: prune\n    local-zfs-root: main/bak-zbm\n').jobs[0]?.randomizedDelay,
+      null,
+    );
+  });
+
+  it('refuses what is not a time span, or a delay without a schedule', () => {
+    assert.deepEqual(problems(job('"5 minutes please"')), [
+      '/etc/zbm/zbm.yaml:6: jobs.p.randomized-delay: expected a systemd time span such as 5min, 90s or 1h 30min, not "5 minutes please"',
+    ]);
+    assert.deepEqual(problems(job('"5min\\nExecStart=/bin/sh"')), [
+      '/etc/zbm/zbm.yaml:6: jobs.p.randomized-delay: expected a systemd time span such as 5min, 90s or 1h 30min, not "5min\\nExecStart=/bin/sh"',
+    ]);
+    assert.deepEqual(problems(job('"5min\\n30s"')), [
+      '/etc/zbm/zbm.yaml:6: jobs.p.randomized-delay: expected a systemd time span such as 5min, 90s or 1h 30min, not "5min\\n30s"',
+    ]);
+    assert.deepEqual(problems(job('true')), [
+      '/etc/zbm/zbm.yaml:6: jobs.p.randomized-delay: expected a systemd time span such as 5min, 90s or 1h 30min',
+    ]);
+    assert.deepEqual(problems(job('5min', '')), [
+      '/etc/zbm/zbm.yaml:5: jobs.p.randomized-delay: a randomized delay spreads the timer of a schedule: add schedule:, or remove it',
+    ]);
   });
 });

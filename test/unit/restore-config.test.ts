@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mountArgv, renameArgv, subvolProperties, waitForZvolsArgv } from '../../src/restore/argv.ts';
+import { subvolProperties, waitForZvolsArgv } from '../../src/restore/argv.ts';
 import {
   addUnused,
   generateMac,
@@ -13,6 +13,7 @@ import {
   rewriteConfig,
   volumeOf,
 } from '../../src/restore/config.ts';
+import { mountArgv, renameArgv } from '../../src/zfs/argv.ts';
 
 const VM = `#web server
 agent: 1
