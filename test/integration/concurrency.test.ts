@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
-import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
+import { BACKUP_PVE, PRUNE_DEST, PRUNE_DEST_KEEP_ONE, REPLICATE } from '../lab/commands.ts';
 import {
   clearFaults,
   closeGate,
@@ -72,16 +72,7 @@ suite('races, broken pipes, an absent server, encryption (real ZFS)', 12, () => 
     assert.ok(before.length >= 2, 'an older backup that a prune keeping one would destroy');
     await writeZvol(`rpool/data/${DS}`, 1, 2);
     await closeGate('receive');
-    const prune = [
-      'prune',
-      '--local-zfs-root',
-      'main/bak-zbm',
-      '--prefix',
-      'bak-zbm-',
-      '--keep-last',
-      '1',
-      '-y',
-    ];
+    const prune = PRUNE_DEST_KEEP_ONE;
     try {
       await background('node', BACKUP);
       await gateReached('receive');

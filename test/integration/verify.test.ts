@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
-import { BACKUP_PVE, REPLICATE, verifyCommand } from '../lab/commands.ts';
+import { BACKUP_PVE, PRUNE_DEST_KEEP_ONE, REPLICATE, verifyCommand } from '../lab/commands.ts';
 import {
   closeGate,
   gateReached,
@@ -730,16 +730,7 @@ suite('verify, alerts, metrics and status on real ZFS', 12, () => {
         ),
       );
 
-      const prune = await zbm('zbm-dest', [
-        'prune',
-        '--local-zfs-root',
-        'main/bak-zbm',
-        '--prefix',
-        'bak-zbm-',
-        '--keep-last',
-        '1',
-        '-y',
-      ]);
+      const prune = await zbm('zbm-dest', PRUNE_DEST_KEEP_ONE);
       assert.equal(prune.code, 0, prune.stdout + prune.stderr);
       // Kept for the hold alone: the rules (--keep-last 1) would destroy it.
       assert.match(prune.stdout, new RegExp(`\\n  kept [^\\n]*${short}[^\\n]*: held by zbm-drill\\n`));

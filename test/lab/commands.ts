@@ -42,6 +42,18 @@ export const PRUNE_DEST = [
   '-y',
 ] as const;
 
+/** A prune on the backup server that keeps only each dataset's newest backup: no next tier named. */
+export const PRUNE_DEST_KEEP_ONE = [
+  'prune',
+  '--local-zfs-root',
+  'main/bak-zbm',
+  '--prefix',
+  'bak-zbm-',
+  '--keep-last',
+  '1',
+  '-y',
+] as const;
+
 /** The replica's prune, with the longer rules of the prune issue. */
 export const PRUNE_REPLICA = [
   'prune',
