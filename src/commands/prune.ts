@@ -7,16 +7,10 @@ import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
 import { SshHost } from '../host/ssh.ts';
 import { metadataDirOption } from '../metadata/store.ts';
+import { gatherFacts, type PruneScope, unreachableOf } from '../prune/facts.ts';
 import { planHeader, printPlan, printResult, pruneJson } from '../prune/report.ts';
 import { hasRules, type KeepRules } from '../prune/retention.ts';
-import {
-  destroyAll,
-  gatherFacts,
-  type PruneScope,
-  planAll,
-  pruneMetadataAfter,
-  unreachableOf,
-} from '../prune/run.ts';
+import { destroyAll, planAll, pruneMetadataAfter } from '../prune/run.ts';
 import { processZone, zoneNamed } from '../time/zone.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
