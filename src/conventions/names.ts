@@ -151,3 +151,49 @@ export const HOLD_TAG_SYNTAX = /^zbm-base:[A-Za-z0-9_.@-]+:[A-Za-z0-9_:.@-]+$/;
 export function targetDataset(root: string, dataset: string): string {
   return joinDataset(root, dataset.slice(dataset.lastIndexOf('/') + 1));
 }
+
+/**
+ * A disk's later chain (docs/chains.md): when the node's disk can no longer continue any backup
+ * chain on the server (a rollback, a fresh zvol, zbm's snapshots destroyed by hand), its backups go
+ * on in `<target>.<first snapshot of the new chain>` beside the older ones, which stay untouched.
+ * The name is made of the snapshot's, so every tier derives the same one from what it holds.
+ */
+export function chainDataset(primary: string, firstSnapshot: string): string {
+  return `${primary}.${firstSnapshot}`;
+}
+
+/**
+ * The first chain of a disk a dataset belongs to: the dataset itself, or for a later chain
+ * (`<primary>.<prefix>YYYYMMDDTHHMMSSZ`) its primary. A disk's backups are counted, aged and kept
+ * over all its chains (its family), not per dataset.
+ */
+export function familyOf(dataset: string, prefix: string): string {
+  const suffix = dataset.length - STAMP_LENGTH - prefix.length - 1;
+  if (suffix < 1 || dataset.charCodeAt(suffix) !== 46 /* . */) return dataset;
+  const short = dataset.slice(suffix + 1);
+  if (!short.startsWith(prefix) || stampFieldsAt(short, prefix.length) === null) return dataset;
+  const primary = dataset.slice(0, suffix);
+  return primary.endsWith('/') ? dataset : primary;
+}
+
+/**
+ * Datasets grouped by family (familyOf), each family's chains oldest first: the primary, then the
+ * later chains in the order their names' stamps give.
+ */
+export function families<T extends { readonly name: string }>(
+  datasets: readonly T[],
+  prefix: string,
+): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const d of datasets) {
+    const key = familyOf(d.name, prefix);
+    const members = out.get(key);
+    if (members) members.push(d);
+    else out.set(key, [d]);
+  }
+  for (const [key, members] of out)
+    members.sort((a, b) =>
+      a.name === key ? -1 : b.name === key ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+  return out;
+}

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  chainDataset,
+  families,
+  familyOf,
   formatStamp,
   HOLD_TAG_SYNTAX,
   holdTag,
@@ -98,5 +101,60 @@ describe('where things are', () => {
     assert.equal(parseVolname('vm-100-')?.rest, '');
     assert.equal(parseVolname('data-100-disk-0'), null);
     assert.equal(parseVolname('vm-100'), null);
+  });
+});
+
+describe("a disk's chains", () => {
+  const P = 'bak-zbm-';
+  it('names a later chain after its first snapshot, and finds its primary again', () => {
+    const later = chainDataset('main/bak/vm-100-disk-0', `${P}20261130T100000Z`);
+    assert.equal(later, 'main/bak/vm-100-disk-0.bak-zbm-20261130T100000Z');
+    assert.equal(familyOf(later, P), 'main/bak/vm-100-disk-0');
+    assert.equal(familyOf('main/bak/vm-100-disk-0', P), 'main/bak/vm-100-disk-0');
+  });
+
+  it('takes nothing else for a later chain: another prefix, a bad stamp, a bare suffix, a chain of a chain', () => {
+    assert.equal(
+      familyOf('main/bak/vm-100-disk-0.other-20261130T100000Z', P),
+      'main/bak/vm-100-disk-0.other-20261130T100000Z',
+    );
+    assert.equal(
+      familyOf('main/bak/vm-100-disk-0.bak-zbm-20261130X100000Z', P),
+      'main/bak/vm-100-disk-0.bak-zbm-20261130X100000Z',
+    );
+    assert.equal(familyOf('main/bak/.bak-zbm-20261130T100000Z', P), 'main/bak/.bak-zbm-20261130T100000Z');
+    assert.equal(familyOf('vm-1-disk-0-bak-zbm-20261130T100000Z', P), 'vm-1-disk-0-bak-zbm-20261130T100000Z');
+    // A later chain's own later chain is named after its primary, never nested: one level only.
+    assert.equal(
+      familyOf('main/bak/vm-100-disk-0.bak-zbm-20261130T100000Z.bak-zbm-20261201T100000Z', P),
+      'main/bak/vm-100-disk-0.bak-zbm-20261130T100000Z',
+    );
+  });
+
+  it('groups datasets by family, the primary first, then its later chains by time', () => {
+    const names = [
+      'main/bak/vm-100-disk-0.bak-zbm-20261201T100000Z',
+      'main/bak/vm-101-disk-0',
+      'main/bak/vm-100-disk-0.bak-zbm-20261130T100000Z',
+      'main/bak/vm-100-disk-0',
+    ];
+    const got = families(
+      names.map((name) => ({ name })),
+      P,
+    );
+    assert.deepEqual(
+      [...got].map(([k, v]) => [k, v.map((d) => d.name)]),
+      [
+        [
+          'main/bak/vm-100-disk-0',
+          [
+            'main/bak/vm-100-disk-0',
+            'main/bak/vm-100-disk-0.bak-zbm-20261130T100000Z',
+            'main/bak/vm-100-disk-0.bak-zbm-20261201T100000Z',
+          ],
+        ],
+        ['main/bak/vm-101-disk-0', ['main/bak/vm-101-disk-0']],
+      ],
+    );
   });
 });
