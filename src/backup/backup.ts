@@ -3,6 +3,7 @@
  * then protect-bases.ts beside write-metadata.ts) and turns each guest's state into its result.
  * Only the order of the steps and the locks live here; each step is in its own module.
  */
+import { families } from '../conventions/names.ts';
 import { acquire, describeHolder, describeWait } from '../lock/lock.ts';
 import type { Guest } from '../pve/index.ts';
 import { planLocks } from '../pve/locks.ts';
@@ -82,15 +83,16 @@ export async function backupGuests(
 
     // The holds on the backup server's old bases are looked up while the snapshots are taken and
     // sent, so that moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
-    const heldBefore = heldOnServer(active(), targetListing);
+    const chains = families([...targetListing.values()], ctx.prefix);
+    const heldBefore = heldOnServer(active(), chains);
     const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);
     await takeSnapshots(ctx, active());
-    await sendAll(ctx, active(), targetListing);
+    await sendAll(ctx, active(), chains);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();
     await Promise.all([
-      earlyHolds.then((known) => protectAll(ctx, sent, targetListing, heldBefore, known)),
+      earlyHolds.then((known) => protectAll(ctx, sent, chains, heldBefore, known)),
       writeAllMetadata(ctx, sent),
     ]);
   } finally {

@@ -79,7 +79,8 @@ export interface GuestRun {
   at: Date | null;
   frozen: boolean;
   disks: DiskResult[];
-  synced: { source: Dataset; target: string; sync: SyncResult }[];
+  /** target: the chain the disk went to; primary: its first chain, `<root>/<volume>` (plan/chain.ts). */
+  synced: { source: Dataset; target: string; primary: string; sync: SyncResult }[];
   obsolete: string[];
   /** Set when the guest ended early (skipped, or failed before any disk was sent). */
   end: { result: 'failed' | 'skipped'; error: string } | null;

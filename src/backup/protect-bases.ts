@@ -27,19 +27,26 @@ export const PVE_SOURCE = 'pve';
  */
 export function heldOnServer(
   runs: readonly GuestRun[],
-  targetListing: ReadonlyMap<string, Dataset>,
+  chains: ReadonlyMap<string, readonly Dataset[]>,
 ): Map<string, string[]> {
   return new Map(
     runs.flatMap((r) =>
       [...(r.prepared?.targets.values() ?? [])].map((t): [string, string[]] => [
         t,
-        targetListing
-          .get(t)
-          ?.snapshots.filter((s) => s.userrefs > 0)
-          .map((s) => s.name) ?? [],
+        serverSnapshots(chains, t)
+          .filter((s) => s.userrefs > 0)
+          .map((s) => s.name),
       ]),
     ),
   );
+}
+
+/** The snapshots of every chain of a disk on the backup server (primary: `<root>/<volume>`). */
+export function serverSnapshots(
+  chains: ReadonlyMap<string, readonly Dataset[]>,
+  primary: string,
+): Dataset['snapshots'] {
+  return (chains.get(primary) ?? []).flatMap((d) => d.snapshots);
 }
 
 /** The hold tags backup-pve ever put on a node's snapshots (`zbm-base:pve:<remote>`), whatever the remote. */
@@ -70,13 +77,14 @@ interface Protection {
 export function protection(
   source: Dataset,
   target: string,
-  targetBefore: Dataset | null,
+  /** The disk's snapshots on the server before the run, in any of its chains. */
+  serverBefore: readonly { readonly guid: string; readonly name: string }[],
   sync: Pick<SyncResult, 'common' | 'sent'>,
   prefix: string,
   keepSource: number,
 ): Omit<Protection, 'run'> {
   const onServer = new Map<string, string>();
-  for (const s of targetBefore?.snapshots ?? []) onServer.set(s.guid, s.name);
+  for (const s of serverBefore) onServer.set(s.guid, s.name);
   for (const short of sync.sent) {
     const s = source.snapshots.find((x) => x.short === short);
     if (s) onServer.set(s.guid, `${target}@${short}`);
@@ -106,7 +114,7 @@ export function protection(
 export async function protectAll(
   ctx: BackupContext,
   runs: readonly GuestRun[],
-  targetListing: ReadonlyMap<string, Dataset>,
+  chains: ReadonlyMap<string, readonly Dataset[]>,
   /** heldOnServer's answer: what may carry the tag now, released unless held again. */
   heldBefore: ReadonlyMap<string, readonly string[]>,
   earlyHolds: readonly Hold[] | undefined,
@@ -116,9 +124,9 @@ export async function protectAll(
   const plans = new Map(
     withPairs.map((r) => [
       r,
-      r.synced.map(({ source, target, sync }) => ({
+      r.synced.map(({ source, target, primary, sync }) => ({
         run: r,
-        ...protection(source, target, targetListing.get(target) ?? null, sync, ctx.prefix, ctx.keepSource),
+        ...protection(source, target, serverSnapshots(chains, primary), sync, ctx.prefix, ctx.keepSource),
       })),
     ]),
   );
@@ -130,7 +138,7 @@ export async function protectAll(
       ctx.remoteZfs,
       tag,
       ps.flatMap((p) => p.hold),
-      rs.flatMap((r) => r.synced.flatMap((x) => heldBefore.get(x.target) ?? [])),
+      rs.flatMap((r) => r.synced.flatMap((x) => heldBefore.get(x.primary) ?? [])),
       known,
     );
   };

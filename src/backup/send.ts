@@ -3,9 +3,10 @@
  * through the shared send loop (transfer/send-loop.ts), each result kept in its guest's slot in
  * the order of its disks. A disk's failure stays its own.
  */
-import { errorMessage } from '../errors.ts';
+import { errorMessage, ZbmError } from '../errors.ts';
+import { planChain } from '../plan/chain.ts';
 import { sendEach } from '../transfer/send-loop.ts';
-import { syncDataset } from '../transfer/sync.ts';
+import { sourceRefs, syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { batchThenEach } from './batch.ts';
 import type { BackupContext, DiskResult, GuestRun } from './context.ts';
@@ -23,7 +24,8 @@ interface SentDisk {
 export async function sendAll(
   ctx: BackupContext,
   runs: readonly GuestRun[],
-  targetListing: ReadonlyMap<string, Dataset>,
+  /** Each disk's chains on the backup server, by its first chain (conventions/names.ts families). */
+  chains: ReadonlyMap<string, readonly Dataset[]>,
 ): Promise<void> {
   const { log } = ctx;
   const fresh = new Map<string, Dataset>();
@@ -76,12 +78,36 @@ export async function sendAll(
       },
     },
     async ({ r, disk }, takeStream): Promise<SentDisk> => {
-      const target = r.prepared?.targets.get(disk.dataset) ?? '';
+      const primary = r.prepared?.targets.get(disk.dataset) ?? '';
       const source = fresh.get(disk.dataset) ?? null;
+      const family = chains.get(primary) ?? [];
+      const chain = planChain(
+        sourceRefs(source, select),
+        primary,
+        family,
+        {
+          node: ctx.node,
+          dataset: disk.dataset,
+          server: ctx.remote.name,
+        },
+        select,
+      );
+      if (chain.kind === 'refused') throw new ZbmError(chain.reason);
+      const target = chain.target;
+      if (chain.kind === 'new')
+        log.warn(
+          `${r.label}: disk ${disk.key}: ${chain.why}. Its backups go on in a new chain, ${target}, ` +
+            (chain.origin ? `a clone of ${chain.origin}` : 'a full copy') +
+            '; the older chain stays with its restore points',
+        );
       const streamEnded = await takeStream();
       const sync = await syncDataset(
         { zfs: ctx.localZfs, dataset: disk.dataset, listing: source },
-        { zfs: ctx.remoteZfs, dataset: target, listing: targetListing.get(target) ?? null },
+        {
+          zfs: ctx.remoteZfs,
+          dataset: target,
+          listing: chain.kind === 'new' ? null : (family.find((d) => d.name === target) ?? null),
+        },
         {
           select,
           limiter: ctx.limiter,
@@ -90,6 +116,7 @@ export async function sendAll(
           // The backup server's prune waits for (or skips) a dataset while this receive runs.
           receiveLock: { what: 'backup-pve', waitSeconds: ctx.lockWaitMs / 1000 },
           onStreamsEnd: streamEnded,
+          newChain: chain.kind === 'new' ? { origin: chain.origin, steps: chain.steps } : undefined,
         },
       );
       return {
@@ -101,7 +128,7 @@ export async function sendAll(
           resumed: sync.resumed,
           bytes: sync.bytes,
         },
-        synced: source ? { source, target, sync } : undefined,
+        synced: source ? { source, target, primary, sync } : undefined,
       };
     },
   );

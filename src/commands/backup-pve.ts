@@ -6,17 +6,18 @@ import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
 import { Progress } from '../cli/progress.ts';
-import { targetDataset } from '../conventions/names.ts';
+import { families, targetDataset } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
+import { planChain } from '../plan/chain.ts';
 import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveState } from '../pve/index.ts';
 import { planLocks } from '../pve/locks.ts';
 import { formatBytes } from '../text/human.ts';
-import { planSync } from '../transfer/sync.ts';
+import { sourceRefs } from '../transfer/sync.ts';
 import { splitSnapshot } from '../zfs/names.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -54,19 +55,28 @@ async function printPlan(
   });
   const select = (s: string) => s.startsWith(opts.prefix);
   const locked = new Map(planLocks(guests).skipped.map((s) => [s.guest, s.message]));
+  const chains = families([...target.values()], opts.prefix);
   const plans = guests.map((g) => ({
     guest: g,
     disks: g.disks.map((d) => {
       const src = source.get(d.dataset);
-      const dst = targetDataset(opts.remoteZfsRoot, d.dataset);
-      if (!src) return { disk: d, dst, src, plan: null };
+      const primary = targetDataset(opts.remoteZfsRoot, d.dataset);
+      if (!src) return { disk: d, dst: primary, src, plan: null, chain: null };
       const withPending: Dataset = { ...src, snapshots: [...src.snapshots, pending(src.name)] };
-      const plan = planSync(
-        { zfs: local, dataset: d.dataset, listing: withPending },
-        { zfs: local, dataset: dst, listing: target.get(dst) ?? null },
+      const chain = planChain(
+        sourceRefs(withPending, select),
+        primary,
+        chains.get(primary) ?? [],
+        {
+          node: local.host.name,
+          dataset: d.dataset,
+          server: opts.remote,
+        },
         select,
       );
-      return { disk: d, dst, src, plan };
+      if (chain.kind === 'continue') return { disk: d, dst: chain.target, src, plan: chain.diff, chain };
+      const dst = chain.kind === 'new' ? chain.target : primary;
+      return { disk: d, dst, src, plan: null, chain };
     }),
   }));
   // What each increment would carry (`written@<base>`), in one zfs get per base snapshot name.
@@ -88,13 +98,19 @@ async function printPlan(
       out(`  ${lockMessage}\n`);
       continue;
     }
-    for (const { disk: d, dst, src, plan } of disks) {
-      if (!src || !plan) {
+    for (const { disk: d, dst, src, plan, chain } of disks) {
+      if (!src || !chain) {
         out(`  ${d.key} ${d.dataset}: dataset missing, skipped\n`);
         continue;
       }
       let what: string;
-      if (plan.kind === 'full') {
+      if (chain.kind === 'refused') {
+        what = `refused: ${chain.reason}`;
+      } else if (chain.kind === 'new') {
+        what = `a new chain, ${chain.origin ? `a clone of ${chain.origin} and an increment` : `a full copy, about ${formatBytes(src.referenced)}`} (${chain.why}); the older chain stays`;
+      } else if (!plan) {
+        what = 'nothing to send';
+      } else if (plan.kind === 'full') {
         what = `full send, about ${formatBytes(src.referenced)}`;
       } else if (plan.kind === 'incremental') {
         const base = `${d.dataset}${plan.steps[0]?.from?.bookmark ? '#' : '@'}${plan.common.short}`;

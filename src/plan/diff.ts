@@ -54,7 +54,8 @@ export type Conflict =
       readonly target: readonly SnapRef[];
     };
 
-function chain(from: Step['from'], snaps: readonly SnapRef[]): Step[] {
+/** Steps from `from` through each of snaps in turn, one `-i` each. */
+export function chain(from: Step['from'], snaps: readonly SnapRef[]): Step[] {
   const steps: Step[] = [];
   let prev = from;
   for (const s of snaps) {

@@ -33,6 +33,11 @@ export interface SyncOptions {
    * small increment, most of its time): the caller may start the next stream meanwhile.
    */
   readonly onStreamsEnd?: () => void;
+  /**
+   * The target is a disk's new chain (plan/chain.ts), which does not exist yet: these steps, the
+   * first received as a clone of origin (a snapshot on the target's host) when it is not null.
+   */
+  readonly newChain?: { readonly origin: string | null; readonly steps: readonly Step[] };
 }
 
 export type SyncMode = 'full' | 'incremental' | 'up-to-date';
@@ -55,7 +60,8 @@ export class SyncConflictError extends ZbmError {
 const STALE_TOKEN =
   /no longer exists|does not exist|cannot resume send|invalid resume token|kernel modules must be upgraded/i;
 
-function refs(listing: Dataset | null, select: (s: string) => boolean) {
+/** What a source offers to send: its selected snapshots and bookmarks. */
+export function sourceRefs(listing: Dataset | null, select: (s: string) => boolean) {
   return {
     snapshots: (listing?.snapshots ?? []).filter((s) => select(s.short)),
     bookmarks: (listing?.bookmarks ?? []).filter((b) => select(b.short)),
@@ -63,7 +69,7 @@ function refs(listing: Dataset | null, select: (s: string) => boolean) {
 }
 
 export function planSync(source: SyncSide, target: SyncSide, select: (s: string) => boolean): Diff {
-  return diff(refs(source.listing, select), {
+  return diff(sourceRefs(source.listing, select), {
     snapshots: target.listing ? target.listing.snapshots : null,
     written: target.listing?.written ?? 0,
   });
@@ -95,15 +101,13 @@ export async function syncDataset(
   let targetListing = target.listing;
   const progress = (n: number) => opts.onProgress?.(bytes + n);
   const lock = opts.receiveLock ?? { what: 'a transfer', waitSeconds: DEFAULT_LOCK_WAIT_SECONDS };
-  const recv =
-    lock && !target.zfs.host.isLocal
-      ? lockedArgv(
-          target.dataset,
-          lock.waitSeconds,
-          `${lock.what} into ${target.dataset}`,
-          receiveArgv({ target: target.dataset }),
-        )
-      : receiveArgv({ target: target.dataset });
+  const recvArgv = (origin?: string | null) => {
+    const argv = receiveArgv({ target: target.dataset, set: origin ? { origin } : undefined });
+    return lock && !target.zfs.host.isLocal
+      ? lockedArgv(target.dataset, lock.waitSeconds, `${lock.what} into ${target.dataset}`, argv)
+      : argv;
+  };
+  const recv = recvArgv();
 
   const token = targetListing?.resumeToken;
   if (token) {
@@ -129,7 +133,10 @@ export async function syncDataset(
     targetListing = await reload(target);
   }
 
-  const plan = planSync(source, { ...target, listing: targetListing }, opts.select);
+  const newChain = opts.newChain && targetListing === null ? opts.newChain : null;
+  const plan = newChain
+    ? { kind: newChain.origin ? ('incremental' as const) : ('full' as const), steps: newChain.steps }
+    : planSync(source, { ...target, listing: targetListing }, opts.select);
   switch (plan.kind) {
     case 'up-to-date':
       return {
@@ -143,9 +150,11 @@ export async function syncDataset(
     case 'incremental': {
       const sent: string[] = [];
       for (const [i, step] of plan.steps.entries()) {
+        // A new chain's first stream is received as a clone of the snapshot it starts from.
+        const into = i === 0 && newChain?.origin ? recvArgv(newChain.origin) : recv;
         const r = await pipe(
           { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw) },
-          { host: target.zfs.host, argv: recv },
+          { host: target.zfs.host, argv: into },
           {
             limiter: opts.limiter,
             onProgress: progress,

@@ -546,7 +546,7 @@ describe('what a backup leaves on the node and holds on the backup server', () =
     const p = protection(
       source,
       T,
-      before,
+      before.snapshots,
       { common: { short: fresh, guid: '4', createtxg: 4, creation: 4 }, sent: [fresh] },
       PREFIX,
       1,
