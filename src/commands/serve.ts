@@ -23,7 +23,13 @@ import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
 import { METADATA_FILE_LIMIT } from '../metadata/store.ts';
 import { authorize, type Decision, insideRoot } from '../serve/policy.ts';
-import { BEGIN_RECORD_BYTES, parseBeginRecord, receiveCommand, refuseIncoming } from '../serve/stream.ts';
+import {
+  BEGIN_RECORD_BYTES,
+  parseBeginRecord,
+  receiveCommand,
+  refuseIncoming,
+  refuseNewChain,
+} from '../serve/stream.ts';
 import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -107,18 +113,30 @@ async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logge
   const head = await readHead(process.stdin, BEGIN_RECORD_BYTES);
   const begin = parseBeginRecord(head);
   if ('error' in begin) return refused(begin.error);
+  const origin = decision.origin;
+  const originDataset = origin?.slice(0, origin.indexOf('@'));
   let listing: Awaited<ReturnType<Zfs['list']>>;
   try {
-    listing = await new Zfs(new LocalHost()).list({ roots: [target], depth: 1 });
+    const zfs = new Zfs(new LocalHost());
+    // A root that does not exist lists as nothing.
+    const roots = originDataset === undefined ? [target] : [target, originDataset];
+    listing = (await Promise.all(roots.map((d) => zfs.list({ roots: [d], depth: 1 })))).flat();
   } catch (err) {
     return refused(`cannot list ${target}: ${errorMessage(err)}`);
   }
   const state = listing.find((d) => d.name === target) ?? null;
-  const why = refuseIncoming(begin, target, state, {
-    prefix: opts.prefix,
-    now: Math.floor(Date.now() / 1000),
-    skew: opts.clockSkew,
-  });
+  const rules = { prefix: opts.prefix, now: Math.floor(Date.now() / 1000), skew: opts.clockSkew };
+  const why =
+    origin === undefined
+      ? refuseIncoming(begin, target, state, rules)
+      : refuseNewChain(
+          begin,
+          target,
+          state !== null,
+          origin,
+          listing.find((d) => d.name === originDataset) ?? null,
+          rules,
+        );
   if (why !== null) return refused(why);
   const argv = receiveCommand(target, decision.flags, begin.type ?? 'volume');
   const child = spawn(argv[0] ?? 'zfs', argv.slice(1), { stdio: ['pipe', 'inherit', 'inherit'] });

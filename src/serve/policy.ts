@@ -44,8 +44,10 @@ export type Decision =
        */
       readonly kind: 'receive';
       readonly target: string;
-      /** The client's `-s`, `-u` and `-x <property>` flags, in its order. */
+      /** The client's `-s`, `-u`, `-x <property>` and `-o origin=` flags, in its order. */
       readonly flags: readonly string[];
+      /** A new chain's origin snapshot, inside the root (`-o origin=`): checked against the stream. */
+      readonly origin?: string;
       /** Under the target dataset's lock (lock.ts), as the client asked. */
       readonly lock?: { readonly dataset: string; readonly waitSeconds: number; readonly holder: string };
     }
@@ -248,8 +250,15 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
         return rest.length === 2
           ? (names(rest.slice(1), 'dataset') ?? exec())
           : refuse('zfs receive -A takes one dataset');
-      const r = flags(['-s', '-u'], { '-x': (v) => PROPS.test(v) });
+      // -o origin=: a disk's later chain starts as a clone of a snapshot of its family (plan/chain.ts);
+      // serve checks the stream against that snapshot when it arrives.
+      const r = flags(['-s', '-u'], {
+        '-x': (v) => PROPS.test(v),
+        '-o': (v) => v.startsWith('origin=') && v.includes('@') && inside(v.slice('origin='.length)),
+      });
       if ('kind' in r) return r;
+      const origins = rest.filter((_, i) => rest[i - 1] === '-o').map((v) => v.slice('origin='.length));
+      if (origins.length > 1) return refuse('zfs receive takes one -o origin=');
       if (r.operands.length !== 1) return refuse('zfs receive takes one target');
       const target = r.operands[0] as string;
       if (target.includes('@') || target.includes('#')) return refuse('zfs receive into a dataset only');
@@ -262,6 +271,7 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
           kind: 'receive',
           target,
           flags: rest.slice(0, rest.length - 1),
+          ...(origins[0] === undefined ? {} : { origin: origins[0] }),
         }
       );
     }

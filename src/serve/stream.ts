@@ -27,7 +27,7 @@
  * position in the payload, and goes through the same rules: it continues the stream that passed
  * them when it started, and zfs itself checks that it does (same toguid, same name).
  */
-import { snapshotTime } from '../conventions/names.ts';
+import { chainDataset, familyOf, snapshotTime } from '../conventions/names.ts';
 
 export const BEGIN_RECORD_BYTES = 312;
 
@@ -217,4 +217,36 @@ export function receiveCommand(target: string, clientFlags: readonly string[], t
   const named = new Set(clientFlags.filter((_, i) => clientFlags[i - 1] === '-x'));
   const forced = excludedProperties(type).filter((p) => !named.has(p));
   return ['zfs', 'receive', ...clientFlags, ...forced.flatMap((p) => ['-x', p]), target];
+}
+
+/**
+ * Whether the stream may start a disk's later chain (plan/chain.ts) as a clone of origin: target
+ * is new and named for the stream's snapshot beside a chain of origin's family, the stream starts
+ * from origin itself (by guid), and it passes every rule a stream continuing origin must pass.
+ * originDataset holds origin's dataset as listed here (null: it does not exist). A new chain adds
+ * a dataset and removes nothing: the append-only promise holds.
+ */
+export function refuseNewChain(
+  begin: BeginRecord,
+  target: string,
+  targetExists: boolean,
+  origin: string,
+  originDataset: { readonly name: string; readonly snapshots: TargetState['snapshots'] } | null,
+  rules: IncomingRules,
+): string | null {
+  if (targetExists) return `a clone into ${target}, which exists already`;
+  const at = origin.indexOf('@');
+  const originName = origin.slice(0, at);
+  const short = begin.toname.slice(begin.toname.indexOf('@') + 1);
+  const family = familyOf(originName, rules.prefix);
+  if (target !== chainDataset(family, short))
+    return `a clone of ${origin} may only start the chain ${chainDataset(family, short)} (named for the snapshot the stream brings), not ${target}`;
+  const snapshots = originDataset?.snapshots ?? [];
+  const index = snapshots.findIndex((s) => s.short === origin.slice(at + 1));
+  const from = snapshots[index];
+  if (!originDataset || !from) return `the origin ${origin} does not exist`;
+  if (from.guid !== begin.fromguid)
+    return `the stream starts from guid ${begin.fromguid}, not from ${origin} (guid ${from.guid})`;
+  // Newer than every backup the origin's chain holds, not only the origin.
+  return refuseIncoming(begin, target, { snapshots: [...snapshots.filter((s) => s !== from), from] }, rules);
 }

@@ -8,6 +8,7 @@ import {
   parseBeginRecord,
   receiveCommand,
   refuseIncoming,
+  refuseNewChain,
   type TargetState,
 } from '../../src/serve/stream.ts';
 import { parseTokenContents, refuseToken } from '../../src/serve/token.ts';
@@ -270,5 +271,49 @@ describe('resume tokens: the snapshot zfs would send must be under the root', ()
     assert.match(refuseToken(token, 'main/bak-zbm', null) ?? '', /does not exist/);
     // The name is inside, the guid belongs to a snapshot elsewhere in the pool: zfs would send that one.
     assert.match(refuseToken(token, 'main/bak-zbm', '43') ?? '', /found by that guid elsewhere/);
+  });
+});
+
+describe("refuseNewChain: a disk's later chain, as a clone of a snapshot of its family", () => {
+  const rules = { prefix: 'bak-zbm-', now: Date.parse('2026-11-26T12:00:00Z') / 1000, skew: 300 };
+  const primary = 'main/bak-zbm/vm-100-disk-0';
+  const anchor = `${primary}@bak-zbm-20261125T110503Z`;
+  const chain = `${primary}.bak-zbm-20261126T115900Z`;
+  const origin = {
+    name: primary,
+    snapshots: [
+      { short: 'bak-zbm-20261125T110503Z', guid: '111', creation: 0 },
+      { short: 'bak-zbm-20261126T110503Z', guid: '222', creation: 0 },
+    ],
+  };
+  const stream = (f: Fields = {}) =>
+    parsed({ fromguid: 111n, toname: 'rpool/data/vm-100-disk-0@bak-zbm-20261126T115900Z', ...f });
+
+  it("lets backup-pve's new chain through: from an older snapshot of the chain, named for the new one", () => {
+    assert.equal(refuseNewChain(stream(), chain, false, anchor, origin, rules), null);
+  });
+
+  it('refuses another name, an existing dataset, another start, an origin that is not there, or an old snapshot', () => {
+    const why = (f: Partial<{ target: string; exists: boolean; from: bigint; at: string; to: string }>) =>
+      refuseNewChain(
+        stream({ fromguid: f.from ?? 111n, toname: f.to ?? 'x@bak-zbm-20261126T115900Z' }),
+        f.target ?? chain,
+        f.exists ?? false,
+        f.at ?? anchor,
+        origin,
+        rules,
+      ) ?? '';
+    assert.match(
+      why({ target: 'main/bak-zbm/other' }),
+      /may only start the chain main\/bak-zbm\/vm-100-disk-0\.bak-zbm-20261126T115900Z/,
+    );
+    assert.match(why({ exists: true }), /exists already/);
+    assert.match(why({ from: 222n }), /not from .*guid 111/);
+    assert.match(why({ at: `${primary}@bak-zbm-20261101T000000Z` }), /does not exist/);
+    // Not newer than the chain's newest backup: a name from the past, whatever it is cloned from.
+    assert.match(
+      why({ to: 'x@bak-zbm-20261126T100000Z', target: `${primary}.bak-zbm-20261126T100000Z` }),
+      /not newer than bak-zbm-20261126T110503Z/,
+    );
   });
 });

@@ -91,6 +91,16 @@ describe("zbm serve's policy", () => {
       target: `${R}/vm-100-disk-0`,
       flags: ['-s', '-u'],
     });
+    const chain = `${R}/vm-100-disk-0.bak-zbm-20261126T110503Z`;
+    assert.deepEqual(
+      decide(receiveArgv({ target: chain, set: { origin: `${R}/vm-100-disk-0@bak-zbm-1` } })),
+      {
+        kind: 'receive',
+        target: chain,
+        flags: ['-s', '-u', '-o', `origin=${R}/vm-100-disk-0@bak-zbm-1`],
+        origin: `${R}/vm-100-disk-0@bak-zbm-1`,
+      },
+    );
     assert.deepEqual(
       decide([...WRITE_FILE_ARGV, '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf']),
       {
@@ -113,7 +123,14 @@ describe("zbm serve's policy", () => {
     refused(['zfs', 'rename', `${R}/a`, `${R}/b`], /not allowed/);
     refused(['zfs', 'send', `${R}/a@b`], /not allowed/);
     refused(receiveArgv({ target: `${R}/vm-100-disk-0`, force: true }), /-F is not allowed/);
-    refused(['zfs', 'receive', '-o', 'mountpoint=/root/.ssh', `${R}/x`], /-o is not allowed/);
+    refused(
+      ['zfs', 'receive', '-o', 'mountpoint=/root/.ssh', `${R}/x`],
+      /-o mountpoint=\/root\/.ssh: value not allowed/,
+    );
+    // A new chain's origin: only a snapshot inside the root, and only one.
+    refused(['zfs', 'receive', '-o', 'origin=main/other@bak-zbm-1', `${R}/x`], /value not allowed/);
+    refused(['zfs', 'receive', '-o', `origin=${R}/a`, `${R}/x`], /value not allowed/);
+    refused(['zfs', 'receive', '-o', `origin=${R}/a@s`, '-o', `origin=${R}/b@s`, `${R}/x`], /one -o origin=/);
     refused(['zfs', 'receive', '-d', 'main'], /-d is not allowed/);
     refused(listArgv({ roots: ['main/bak-zbm/pve2'] }), /outside main\/bak-zbm\/pve1/);
     refused(listArgv({ roots: ['main/bak-zbm/pve1x'] }), /outside/);
