@@ -226,7 +226,7 @@ export const COMMANDS = [
       ),
       minSnapshots: valued(
         '--min-snapshots <n>',
-        'each dataset must have at least this many snapshots',
+        'each disk must have at least this many snapshots (all its chains together)',
         v.count,
         1,
       ),

@@ -1,6 +1,6 @@
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
-import { targetDataset } from '../conventions/names.ts';
+import { families, familyOf, targetDataset } from '../conventions/names.ts';
 import { checkDrillAge } from '../drill/plan.ts';
 import { readDrillRecords } from '../drill/state.ts';
 import { errorMessage, UsageError } from '../errors.ts';
@@ -13,18 +13,19 @@ import type { Metrics } from '../metrics/prometheus.ts';
 import { discover, readPveState } from '../pve/index.ts';
 import {
   type Check,
-  checkDataset,
+  checkFamily,
   checkGuest,
   checkPool,
   checkPveGuest,
-  checkReplication,
+  diskChecks,
   type FreshnessRules,
   type PoolCreation,
   parseZpoolStatus,
   perfData,
+  replicationChecks,
   showsNoScrub,
 } from '../verify/checks.ts';
-import { joinDataset, poolOf, relativeTo } from '../zfs/names.ts';
+import { poolOf } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
 import { reportChecks, reportUnknown } from './monitoring.ts';
@@ -46,20 +47,26 @@ const unknown = (subject: string, message: string): Check => ({
   figures: {},
 });
 
-/** Freshness and count of one dataset, with its gauges. */
-function datasetCheck(ctx: Context, d: Dataset): Check {
-  const c = checkDataset(d, ctx.rules, ctx.now);
+/** The gauges of a disk's check (diskChecks, checkFamily), under its primary's name. */
+function diskGauges(ctx: Context, c: Check): Check {
+  const name = c.subject;
   ctx.metrics?.set(
     'zbm_snapshots',
-    'zbm snapshots of the dataset.',
-    { dataset: d.name },
+    'zbm snapshots of the disk, all its chains together.',
+    { dataset: name },
     Number(c.figures.snapshots),
+  );
+  ctx.metrics?.set(
+    'zbm_chains',
+    'Chains of the disk: 1, more once a backup had to start a new chain beside the older ones.',
+    { dataset: name },
+    Number(c.figures.chains),
   );
   if (typeof c.figures.age_seconds === 'number') {
     ctx.metrics?.set(
       'zbm_newest_snapshot_age_seconds',
-      'Age of the newest zbm snapshot of the dataset.',
-      { dataset: d.name },
+      'Age of the newest zbm snapshot of the disk, in any of its chains.',
+      { dataset: name },
       c.figures.age_seconds,
     );
   }
@@ -170,7 +177,8 @@ async function serverChecks(
   if (rootDataset && datasets.length === 0) {
     checks.push({ state: 'CRITICAL', subject: root, message: 'no backup dataset under it', figures: {} });
   }
-  for (const d of datasets) checks.push(datasetCheck(ctx, d));
+  // One check per disk: a later chain and the older ones it continues are judged together.
+  for (const c of diskChecks(datasets, ctx.rules, ctx.now)) checks.push(diskGauges(ctx, c));
 
   const property = rootDataset?.props[METADATA_DIR_PROPERTY];
   const place = chooseMetadataDir(metadataDir, property, root, '--local-metadata-dir');
@@ -178,12 +186,12 @@ async function serverChecks(
   if ('error' in place && property !== undefined) checks.push(unknown(`metadata of ${root}`, place.error));
   if ('dir' in place) {
     const dir = place.dir;
-    const names = new Set(listing.map((d) => d.name));
+    const here = new Set(listing.map((d) => familyOf(d.name, ctx.rules.prefix)));
     const { manifests, errors } = await newestManifests(dir);
     for (const e of errors) checks.push(unknown(`metadata ${dir}`, e));
     // Manifests name the dataset on the backup server; on another tier its name under this root counts.
     for (const m of manifests) {
-      checks.push(checkGuest(m, names, (t) => targetDataset(root, t)));
+      checks.push(checkGuest(m, here, (t) => targetDataset(root, t), ctx.rules.prefix));
     }
     if (opts.maxDrillAgeDays !== undefined) await drillAgeChecks(ctx, opts, root, manifests);
   }
@@ -192,15 +200,15 @@ async function serverChecks(
     const remote = new SshHost(opts.remote);
     const remoteRoot = opts.remoteZfsRoot ?? root;
     try {
-      const there = new Map((await new Zfs(remote).list({ roots: [remoteRoot] })).map((d) => [d.name, d]));
-      for (const d of datasets) {
-        const t = joinDataset(remoteRoot, relativeTo(root, d.name) ?? '');
-        const c = checkReplication(d, there.get(t) ?? null, remote.name, ctx.rules, ctx.now);
+      const there = await new Zfs(remote).list({ roots: [remoteRoot] });
+      const roots = { local: root, remote: remoteRoot };
+      const lags = replicationChecks(datasets, there, roots, remote.name, ctx.rules, ctx.now);
+      for (const { disk, check: c } of lags) {
         if (typeof c.figures.lag_seconds === 'number') {
           ctx.metrics?.set(
             'zbm_replication_lag_seconds',
             'Age of the newest zbm snapshot the next tier also has.',
-            { dataset: d.name, remote: remote.name },
+            { dataset: disk, remote: remote.name },
             c.figures.lag_seconds,
           );
         }
@@ -255,7 +263,8 @@ async function pveChecks(ctx: Context, opts: VerifyOptions, log: Logger): Promis
       new Zfs(remote).list({ roots: [remoteRoot] }),
     ]);
     const exists = new Set(here.map((d) => d.name));
-    const byName = new Map(there.map((d) => [d.name, d]));
+    // A node's disk goes to its primary, <root>/<volume>; its later chains there count with it.
+    const byFamily = families(there, ctx.rules.prefix);
     for (const g of found.guests) {
       // backup-pve warns about a disk whose dataset is missing and goes on: so does verify.
       const missing = g.disks.filter((d) => !exists.has(d.dataset));
@@ -274,14 +283,15 @@ async function pveChecks(ctx: Context, opts: VerifyOptions, log: Logger): Promis
             })),
           ],
         },
-        byName,
+        byFamily,
         remote.name,
         ctx.rules,
         ctx.now,
       );
       for (const d of g.disks) {
-        const ds = byName.get(targetDataset(remoteRoot, d.dataset));
-        if (ds) datasetCheck(ctx, ds);
+        const target = targetDataset(remoteRoot, d.dataset);
+        const chains = byFamily.get(target);
+        if (chains) diskGauges(ctx, checkFamily(target, chains, ctx.rules, ctx.now));
       }
       ctx.metrics?.set(
         'zbm_guest_disks_backed_up',
@@ -341,7 +351,7 @@ function checkUsage(opts: VerifyOptions): string | undefined {
 }
 
 /**
- * Checks freshness and count per dataset, coverage per guest (from the manifests, or with --pve
+ * Checks freshness and count per disk (all chains of its family together), coverage per guest (from the manifests, or with --pve
  * from the Proxmox node's own configs), replication lag (with --remote) and the pool's health and
  * scrub age (unless --no-pool-checks), and exits with the monitoring-plugin code of the worst
  * state. Whatever happens, the first line on stdout is the status (with performance data): a run

@@ -4,12 +4,13 @@
  * (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 
-import { DEFAULT_CLOCK_SKEW_SECONDS } from '../conventions/names.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS, families, familyOf } from '../conventions/names.ts';
 import type { ManifestSummary } from '../metadata/manifest.ts';
 import { orderAnomalies } from '../prune/plan.ts';
 import { formatAge } from '../text/human.ts';
 import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
-import type { Dataset } from '../zfs/types.ts';
+import { joinDataset, relativeTo } from '../zfs/names.ts';
+import type { Dataset, Snapshot } from '../zfs/types.ts';
 
 export type State = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 
@@ -38,32 +39,56 @@ export interface FreshnessRules {
 const hours = formatAge;
 
 /**
- * One dataset: its newest zbm snapshot is young enough, and there are enough of them. A snapshot
- * whose name disagrees with the pool's order or lies in the future (prune/plan.ts orderAnomalies)
- * is CRITICAL, and is not the newest backup whose age counts.
+ * One disk, its family of chains (conventions/names.ts families: the primary, then the later chains
+ * a new start left beside it), judged as a whole: its newest zbm snapshot in any chain is young
+ * enough, and together they hold enough (distinct by guid). An older chain gets nothing more once
+ * a later one starts, so it is never stale on its own. A snapshot whose name disagrees with its
+ * pool's order or lies in the future (prune/plan.ts orderAnomalies, per chain) is CRITICAL, and is
+ * not the newest backup whose age counts. subject is the family's name (its primary's).
  */
-export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Check {
-  const anomalies = orderAnomalies(d, rules.prefix, now, DEFAULT_CLOCK_SKEW_SECONDS);
-  const odd = new Set(anomalies.map((a) => a.short));
-  const ours = d.snapshots.filter((s) => s.short.startsWith(rules.prefix) && !odd.has(s.short));
-  const newest = ours.at(-1);
+export function checkFamily(
+  subject: string,
+  chains: readonly Dataset[],
+  rules: FreshnessRules,
+  now: number,
+): Check {
+  const several = chains.length > 1;
+  const where = (d: Dataset) => (several ? `${d.name}@` : '');
+  const problems: string[] = [];
+  const anomalies: string[] = [];
+  const counted = new Set<string>();
+  let newest: { short: string; creation: number; chain: string } | null = null;
+  for (const d of chains) {
+    const odd = orderAnomalies(d, rules.prefix, now, DEFAULT_CLOCK_SKEW_SECONDS);
+    for (const a of odd) anomalies.push(`${where(d)}${a.short} ${a.why}`);
+    const skip = new Set(odd.map((a) => a.short));
+    const ours = d.snapshots.filter((s) => s.short.startsWith(rules.prefix) && !skip.has(s.short));
+    for (const s of ours) counted.add(s.guid);
+    // Within a chain the pool's order says which is newest; between chains, the creation times.
+    const last = ours.at(-1);
+    if (last && (newest === null || last.creation >= newest.creation))
+      newest = { short: last.short, creation: last.creation, chain: d.name };
+  }
+  const count = counted.size;
   const figures = {
-    snapshots: ours.length,
+    snapshots: count,
     newest: newest?.short ?? null,
     age_seconds: newest ? now - newest.creation : null,
+    chains: chains.length,
+    newest_chain: newest?.chain ?? null,
   };
-  const problems: string[] = [];
+  const inChains = several ? ` in ${chains.length} chains` : '';
   let state: State = 'OK';
   if (anomalies.length > 0) {
     state = 'CRITICAL';
     problems.push(
       `${anomalies.length} snapshot(s) not to be trusted (prune keeps them and counts them for no rule; check and destroy them by hand): ` +
-        anomalies.map((a) => `${a.short} ${a.why}`).join('; '),
+        anomalies.join('; '),
     );
   }
   if (!newest) {
-    problems.push(`no ${rules.prefix}* snapshot at all`);
-    return { state: 'CRITICAL', subject: d.name, message: problems.join('; '), figures };
+    problems.push(`no ${rules.prefix}* snapshot at all${inChains}`);
+    return { state: 'CRITICAL', subject, message: problems.join('; '), figures };
   }
   const age = now - newest.creation;
   if (age > rules.maxAgeSeconds) {
@@ -72,64 +97,107 @@ export function checkDataset(d: Dataset, rules: FreshnessRules, now: number): Ch
       `newest backup is ${hours(age)} old, limit ${hours(rules.maxAgeSeconds)}: the job that sends it stopped or fails, see its log`,
     );
   }
-  if (ours.length < rules.minSnapshots) {
+  if (count < rules.minSnapshots) {
     state = worst([state, 'WARNING']);
-    problems.push(`${ours.length} snapshots, fewer than ${rules.minSnapshots}`);
+    problems.push(`${count} snapshots, fewer than ${rules.minSnapshots}`);
   }
-  if (d.resumeToken) {
+  const resuming = chains.filter((d) => d.resumeToken);
+  if (resuming.length > 0) {
     state = worst([state, 'WARNING']);
-    problems.push('an interrupted transfer is waiting to resume: the next run continues it');
+    problems.push(
+      `an interrupted transfer${several ? ` into ${resuming.map((d) => d.name).join(', ')}` : ''} is waiting to resume: the next run continues it`,
+    );
   }
-  const summary = `newest ${newest.short} ${hours(age)} old, ${ours.length} snapshots`;
+  // Where the newest is, when it is not the dataset named in the subject (a later chain).
+  const within = newest.chain === subject ? '' : ` in ${newest.chain}`;
+  const summary = `newest ${newest.short} ${hours(age)} old${within}, ${count} snapshots${inChains}`;
   return {
     state,
-    subject: d.name,
+    subject,
     message: problems.length ? `${problems.join('; ')} (${summary})` : summary,
     figures,
   };
 }
 
-/** Replication lag: the newest snapshot the remote has of this dataset (by guid) is young enough. */
+/**
+ * Replication lag of one disk's family: the newest zbm snapshot of any of its chains here that the
+ * remote has in any chain of the same family (by guid) is young enough. remote is the family there
+ * (empty when it has none); a later chain not there yet is named, its lag already counts.
+ */
 export function checkReplication(
-  local: Dataset,
-  remote: Dataset | null,
+  subjectName: string,
+  local: readonly Dataset[],
+  remote: readonly Dataset[],
   remoteName: string,
   rules: FreshnessRules,
   now: number,
 ): Check {
-  const subject = `${local.name} → ${remoteName}`;
-  if (!remote)
+  const subject = `${subjectName} → ${remoteName}`;
+  const chains = local.length;
+  if (remote.length === 0)
     return {
       state: 'CRITICAL',
       subject,
       message: `not replicated to ${remoteName} at all: run zbm replicate`,
-      figures: { lag_seconds: null },
+      figures: { lag_seconds: null, chains },
     };
-  const there = new Set(remote.snapshots.map((s) => s.guid));
-  const common = local.snapshots.filter((s) => s.short.startsWith(rules.prefix) && there.has(s.guid)).at(-1);
+  const there = new Set(remote.flatMap((d) => d.snapshots.map((s) => s.guid)));
+  let common: Snapshot | null = null;
+  const lacking: string[] = [];
+  for (const d of local) {
+    const ours = d.snapshots.filter((s) => s.short.startsWith(rules.prefix));
+    const shared = ours.filter((s) => there.has(s.guid)).at(-1);
+    if (ours.length > 0 && !shared) lacking.push(d.name);
+    if (shared && (common === null || shared.creation >= common.creation)) common = shared;
+  }
+  const notYet = chains > 1 && lacking.length > 0 ? `; not on ${remoteName} yet: ${lacking.join(', ')}` : '';
   if (!common)
     return {
       state: 'CRITICAL',
       subject,
       message: `no snapshot in common with ${remoteName}`,
-      figures: { lag_seconds: null },
+      figures: { lag_seconds: null, chains },
     };
   const lag = now - common.creation;
-  const figures = { lag_seconds: lag, common: common.short };
+  const figures = { lag_seconds: lag, common: common.short, chains };
   if (lag > rules.maxAgeSeconds) {
     return {
       state: 'CRITICAL',
       subject,
-      message: `newest copy on ${remoteName} is ${hours(lag)} old (${common.short}), limit ${hours(rules.maxAgeSeconds)}: is zbm replicate running? see its log`,
+      message: `newest copy on ${remoteName} is ${hours(lag)} old (${common.short}), limit ${hours(rules.maxAgeSeconds)}: is zbm replicate running? see its log${notYet}`,
       figures,
     };
   }
   return {
     state: 'OK',
     subject,
-    message: `newest copy on ${remoteName}: ${common.short}, ${hours(lag)} old`,
+    message: `newest copy on ${remoteName}: ${common.short}, ${hours(lag)} old${notYet}`,
     figures,
   };
+}
+
+/** Freshness and count of every disk among datasets: one check per family, under its primary's name. */
+export function diskChecks(datasets: readonly Dataset[], rules: FreshnessRules, now: number): Check[] {
+  return [...families(datasets, rules.prefix)].map(([name, chains]) => checkFamily(name, chains, rules, now));
+}
+
+/**
+ * Replication lag of every disk among local (the datasets under localRoot) to the next tier, whose
+ * listing under remoteRoot mirrors each chain 1:1 under the same name: one check per family.
+ */
+export function replicationChecks(
+  local: readonly Dataset[],
+  remote: readonly Dataset[],
+  roots: { readonly local: string; readonly remote: string },
+  remoteName: string,
+  rules: FreshnessRules,
+  now: number,
+): { readonly disk: string; readonly check: Check }[] {
+  const there = families(remote, rules.prefix);
+  return [...families(local, rules.prefix)].map(([disk, chains]) => {
+    const mirror = joinDataset(roots.remote, relativeTo(roots.local, disk) ?? '');
+    return { disk, check: checkReplication(disk, chains, there.get(mirror) ?? [], remoteName, rules, now) };
+  });
 }
 
 export interface PoolStatus {
@@ -276,21 +344,24 @@ function section(text: string, key: string): string | undefined {
 
 /**
  * Coverage of one guest from its newest manifest: every disk it had must be in that backup, and
- * each backed-up disk must still exist here (freshness of each disk is checked per dataset).
+ * each backed-up disk must still exist here, in any chain of its family: families holds the family
+ * (familyOf) of every dataset here, and a manifest may name the primary or a later chain
+ * (freshness of each disk is checked per family).
  */
 export function checkGuest(
   m: ManifestSummary,
-  datasets: ReadonlySet<string>,
+  families: ReadonlySet<string>,
   relocate: (target: string) => string,
+  prefix: string,
 ): Check {
   const subject = `guest ${m.vmid}${m.name ? ` (${m.name})` : ''}`;
   const figures = { newest: m.snapshot, disks: m.disks.length, missing: m.missing.length };
-  const gone = m.disks.filter((d) => !datasets.has(relocate(d.target)));
+  const gone = m.disks.filter((d) => !families.has(familyOf(relocate(d.target), prefix)));
   if (gone.length > 0) {
     return {
       state: 'CRITICAL',
       subject,
-      message: `disk(s) of the newest backup ${m.snapshot} are gone here: ${gone.map((d) => `${d.key} ${relocate(d.target)}`).join(', ')}`,
+      message: `disk(s) of the newest backup ${m.snapshot} are gone here (no chain of their family left): ${gone.map((d) => `${d.key} ${relocate(d.target)}`).join(', ')}`,
       figures,
     };
   }
@@ -314,7 +385,7 @@ export function checkGuest(
 export interface PveGuest {
   readonly vmid: number;
   readonly name: string;
-  /** Disks backup-pve would send, with their dataset on the backup server. */
+  /** Disks backup-pve would send, with their dataset on the backup server (the family's primary). */
   readonly disks: readonly { key: string; target: string }[];
   /** Disks backup-pve cannot back up and warns about (not on zfspool storage, ...). */
   readonly unprotected: readonly { key: string; reason: string }[];
@@ -322,19 +393,20 @@ export interface PveGuest {
 
 /**
  * Coverage of one guest seen from its Proxmox node: every disk backup-pve would back up has a
- * fresh backup on the backup server. A guest never backed up has no target at all.
+ * fresh backup on the backup server, in any chain of its family (remote: the families there, by
+ * their primary's name). A guest never backed up has no target at all.
  */
 export function checkPveGuest(
   g: PveGuest,
-  remote: ReadonlyMap<string, Dataset>,
+  remote: ReadonlyMap<string, readonly Dataset[]>,
   remoteName: string,
   rules: FreshnessRules,
   now: number,
 ): Check {
   const subject = `guest ${g.vmid}${g.name ? ` (${g.name})` : ''}`;
   const per = g.disks.map((d) => {
-    const ds = remote.get(d.target);
-    return { ...d, check: ds ? checkDataset(ds, rules, now) : null };
+    const chains = remote.get(d.target);
+    return { ...d, check: chains ? checkFamily(d.target, chains, rules, now) : null };
   });
   const absent = per.filter((d) => d.check === null || d.check.figures.snapshots === 0);
   const ages = per.map((d) => d.check?.figures.age_seconds).filter((a): a is number => typeof a === 'number');
@@ -400,8 +472,9 @@ export function perfItem(label: string, value: number, uom = '', warn = '', crit
 }
 
 /**
- * The figures an administrator graphs, for the part after `|` of the status line: the age of the
- * stalest newest backup (critical above the age limit), the fewest snapshots of any dataset
+ * The figures an administrator graphs, for the part after `|` of the status line: how many disks
+ * were checked (`datasets`, one per family of chains, so a new chain does not change it), the age
+ * of the stalest newest backup (critical above the age limit), the fewest snapshots of any disk
  * (warning below the minimum), the largest replication lag, the oldest scrub (or, for a pool
  * never scrubbed, its age); with --pve the guests and their disks. Pure.
  */

@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { chainDataset, families, familyOf, targetDataset } from '../../src/conventions/names.ts';
 import { formatAge } from '../../src/text/human.ts';
 import { zoneFromTz } from '../../src/time/zone.ts';
 import {
-  checkDataset,
+  checkFamily,
   checkGuest,
   checkPool,
   checkPveGuest,
   checkReplication,
+  diskChecks,
   type PoolCreation,
   type PoolStatus,
   parseZpoolStatus,
   perfData,
+  replicationChecks,
   type State,
   worst,
 } from '../../src/verify/checks.ts';
@@ -27,23 +30,27 @@ function ds(snapshots: Snapshot[], resumeToken: string | null = null): Dataset {
   return dataset('p/d', snapshots, { resumeToken });
 }
 const rules = { prefix: 'bak-', maxAgeSeconds: 86400, minSnapshots: 2 };
+/** A disk with one chain, as every disk had before later chains. */
+function oneChain(d: Dataset, r: typeof rules, now: number) {
+  return checkFamily(d.name, [d], r, now);
+}
 
 describe('verify checks', () => {
   it('grades freshness and count', () => {
-    assert.equal(checkDataset(ds([snap('bak-1', 7200), snap('bak-2', 3600)]), rules, NOW).state, 'OK');
-    const stale = checkDataset(ds([snap('bak-1', 200000), snap('bak-2', 90000)]), rules, NOW);
+    assert.equal(oneChain(ds([snap('bak-1', 7200), snap('bak-2', 3600)]), rules, NOW).state, 'OK');
+    const stale = oneChain(ds([snap('bak-1', 200000), snap('bak-2', 90000)]), rules, NOW);
     assert.equal(stale.state, 'CRITICAL');
     assert.match(stale.message, /25\.0 h old, limit 24\.0 h/);
-    const few = checkDataset(ds([snap('bak-2', 3600)]), rules, NOW);
+    const few = oneChain(ds([snap('bak-2', 3600)]), rules, NOW);
     assert.equal(few.state, 'WARNING');
     assert.match(few.message, /1 snapshots, fewer than 2/);
     assert.equal(
-      checkDataset(ds([snap('manual', 10)]), rules, NOW).state,
+      oneChain(ds([snap('manual', 10)]), rules, NOW).state,
       'CRITICAL',
       'other snapshots do not count',
     );
     assert.equal(
-      checkDataset(ds([snap('bak-1', 7200), snap('bak-2', 3600)], '1-abc'), rules, NOW).state,
+      oneChain(ds([snap('bak-1', 7200), snap('bak-2', 3600)], '1-abc'), rules, NOW).state,
       'WARNING',
     );
   });
@@ -57,7 +64,7 @@ describe('verify checks', () => {
         .replace(/\.\d+Z$/, 'Z')}`;
     const old = [snap(stamp(NOW - 3 * day), 3 * day), snap(stamp(NOW - 2 * day), 2 * day)];
     // Received last, named for 2099, its creation a minute ago: it must not make the dataset look fresh.
-    const planted = checkDataset(ds([...old, snap('bak-20991225T000000Z', 60)]), rules, NOW);
+    const planted = oneChain(ds([...old, snap('bak-20991225T000000Z', 60)]), rules, NOW);
     assert.equal(planted.state, 'CRITICAL');
     assert.match(
       planted.message,
@@ -65,21 +72,21 @@ describe('verify checks', () => {
     );
     assert.match(planted.message, /newest backup is 2\.0 d old/);
     assert.equal(planted.figures.newest, stamp(NOW - 2 * day));
-    const backwards = checkDataset(ds([...old, snap(stamp(NOW - 10 * day), 60)]), rules, NOW);
+    const backwards = oneChain(ds([...old, snap(stamp(NOW - 10 * day), 60)]), rules, NOW);
     assert.equal(backwards.state, 'CRITICAL');
     assert.match(backwards.message, /earlier than .*which this pool received before it/);
-    const honest = checkDataset(ds([...old, snap(stamp(NOW - 60), 60)]), rules, NOW);
+    const honest = oneChain(ds([...old, snap(stamp(NOW - 60), 60)]), rules, NOW);
     assert.equal(honest.state, 'OK');
   });
 
   it('measures the replication lag by guid', () => {
     const a = snap('bak-1', 200000);
     const b = snap('bak-2', 3600);
-    assert.equal(checkReplication(ds([a, b]), ds([a, b]), 'r', rules, NOW).state, 'OK');
-    const lag = checkReplication(ds([a, b]), ds([a, { ...b, guid: 'other' }]), 'r', rules, NOW);
+    assert.equal(checkReplication('p/d', [ds([a, b])], [ds([a, b])], 'r', rules, NOW).state, 'OK');
+    const lag = checkReplication('p/d', [ds([a, b])], [ds([a, { ...b, guid: 'other' }])], 'r', rules, NOW);
     assert.equal(lag.state, 'CRITICAL');
     assert.match(lag.message, /bak-1/);
-    assert.equal(checkReplication(ds([a, b]), null, 'r', rules, NOW).state, 'CRITICAL');
+    assert.equal(checkReplication('p/d', [ds([a, b])], [], 'r', rules, NOW).state, 'CRITICAL');
   });
 
   it('reads zpool status and grades pools', () => {
@@ -241,12 +248,13 @@ describe('verify checks', () => {
       missing: [],
     };
     const id = (t: string) => t;
-    assert.equal(checkGuest(m, new Set(['main/b/vm-100-disk-0']), id).state, 'OK');
-    assert.equal(checkGuest(m, new Set(), id).state, 'CRITICAL');
+    assert.equal(checkGuest(m, new Set(['main/b/vm-100-disk-0']), id, 'bak-').state, 'OK');
+    assert.equal(checkGuest(m, new Set(), id, 'bak-').state, 'CRITICAL');
     const partial = checkGuest(
       { ...m, missing: [{ key: 'scsi1', reason: 'failed' }] },
       new Set(['main/b/vm-100-disk-0']),
       id,
+      'bak-',
     );
     assert.equal(partial.state, 'WARNING');
     assert.match(partial.message, /scsi1/);
@@ -295,9 +303,9 @@ describe('verify checks', () => {
   it('--pve: a guest never backed up, a disk without backup, a stale disk, a disk zbm cannot take', () => {
     const target = (name: string, snaps: Snapshot[]) => ({ ...ds(snaps), name });
     const remote = new Map([
-      ['m/vm-100-disk-0', target('m/vm-100-disk-0', [snap('bak-1', 3600)])],
-      ['m/vm-100-disk-1', target('m/vm-100-disk-1', [snap('bak-1', 200000)])],
-      ['m/vm-101-disk-0', target('m/vm-101-disk-0', [snap('other', 60)])],
+      ['m/vm-100-disk-0', [target('m/vm-100-disk-0', [snap('bak-1', 3600)])]],
+      ['m/vm-100-disk-1', [target('m/vm-100-disk-1', [snap('bak-1', 200000)])]],
+      ['m/vm-101-disk-0', [target('m/vm-101-disk-0', [snap('other', 60)])]],
     ]);
     const rules1 = { ...rules, minSnapshots: 1 };
     const g = (vmid: number, keys: string[], unprotected: { key: string; reason: string }[] = []) => ({
@@ -336,14 +344,228 @@ describe('verify checks', () => {
   });
 });
 
+describe("verify: a disk's family of chains", () => {
+  const DAY = 86_400;
+  const primary = 'main/b/vm-100-disk-0';
+  const later = chainDataset(primary, 'bak-20261130T100000Z');
+  /** A chain named name holding zbm snapshots of these ages (seconds), oldest first. */
+  const chain = (name: string, ages: number[], fields: Parameters<typeof dataset>[2] = {}) =>
+    dataset(
+      name,
+      ages.map((age, i) =>
+        snapshot(name, `bak-${name.length}-${i}`, { creation: NOW - age, createtxg: txg++ }),
+      ),
+      fields,
+    );
+  const stalePrimary = chain(primary, [30 * DAY, 20 * DAY, 10 * DAY]);
+  const freshLater = chain(later, [2 * 3600, 3600]);
+
+  it('is OK when the older chain went stale but the later one is fresh, under the primary, counting both', () => {
+    // The old chain alone: CRITICAL, as verify judged it before families.
+    assert.equal(oneChain(stalePrimary, rules, NOW).state, 'CRITICAL');
+    const [c, ...more] = diskChecks([freshLater, stalePrimary], rules, NOW);
+    assert.equal(more.length, 0, 'one check per disk, not per chain');
+    assert.ok(c);
+    assert.equal(c.state, 'OK');
+    assert.equal(c.subject, primary);
+    assert.equal(c.message, `newest bak-${later.length}-1 60 min old in ${later}, 5 snapshots in 2 chains`);
+    assert.deepEqual(c.figures, {
+      snapshots: 5,
+      newest: `bak-${later.length}-1`,
+      age_seconds: 3600,
+      chains: 2,
+      newest_chain: later,
+    });
+  });
+
+  it('sums the snapshots of all chains for --min-snapshots, each restore point (guid) once', () => {
+    const min5 = { ...rules, minSnapshots: 5 };
+    assert.equal(oneChain(freshLater, min5, NOW).state, 'WARNING');
+    assert.equal(checkFamily(primary, [stalePrimary, freshLater], min5, NOW).state, 'OK');
+    const min6 = checkFamily(primary, [stalePrimary, freshLater], { ...rules, minSnapshots: 6 }, NOW);
+    assert.equal(min6.state, 'WARNING');
+    assert.match(min6.message, /^5 snapshots, fewer than 6 \(/);
+    // The same snapshot (guid) seen in two chains is one restore point.
+    const [first] = stalePrimary.snapshots;
+    assert.ok(first);
+    const twice = { ...freshLater, snapshots: [{ ...first, dataset: later }, ...freshLater.snapshots] };
+    assert.equal(checkFamily(primary, [stalePrimary, twice], rules, NOW).figures.snapshots, 5);
+  });
+
+  it('is CRITICAL naming the family when every chain is stale, and judges the newest of them', () => {
+    const staleLater = chain(later, [4 * DAY, 3 * DAY]);
+    const [c] = diskChecks([stalePrimary, staleLater], rules, NOW);
+    assert.ok(c);
+    assert.equal(c.state, 'CRITICAL');
+    assert.equal(c.subject, primary);
+    assert.match(c.message, /^newest backup is 3\.0 d old, limit 24\.0 h: .* in 2 chains\)$/);
+    const none = checkFamily(primary, [chain(primary, []), chain(later, [])], rules, NOW);
+    assert.equal(none.state, 'CRITICAL');
+    assert.equal(none.message, 'no bak-* snapshot at all in 2 chains');
+    // A later chain whose primary is gone (pruned empty, or destroyed by hand) still counts under its name.
+    const [orphan] = diskChecks([freshLater], rules, NOW);
+    assert.deepEqual([orphan?.subject, orphan?.state, orphan?.figures.chains], [primary, 'OK', 1]);
+    assert.match(orphan?.message ?? '', new RegExp(`old in ${later}, 2 snapshots$`));
+  });
+
+  it('names the chain of an anomaly or an interrupted transfer when there are several', () => {
+    const planted = {
+      ...freshLater,
+      snapshots: [
+        ...freshLater.snapshots,
+        snapshot(later, 'bak-20991225T000000Z', { creation: NOW - 60, createtxg: txg++ }),
+      ],
+    };
+    const c = checkFamily(primary, [stalePrimary, planted], rules, NOW);
+    assert.equal(c.state, 'CRITICAL');
+    assert.match(c.message, new RegExp(`not to be trusted .*: ${later}@bak-20991225T000000Z named for 2099`));
+    assert.equal(c.figures.newest, `bak-${later.length}-1`, 'the planted snapshot is not the newest backup');
+    const resuming = checkFamily(
+      primary,
+      [stalePrimary, { ...freshLater, resumeToken: '1-abc' }],
+      rules,
+      NOW,
+    );
+    assert.equal(resuming.state, 'WARNING');
+    assert.match(resuming.message, new RegExp(`an interrupted transfer into ${later} is waiting to resume`));
+  });
+
+  it('keeps a dataset named like a chain of another prefix, or of a bad stamp, a disk of its own', () => {
+    const other = chain(`${primary}.other-20261130T100000Z`, [3600]);
+    const bad = chain(`${primary}.bak-20261130X100000Z`, [10 * DAY]);
+    const checks = diskChecks([chain(primary, [7200, 3600]), other, bad], rules, NOW);
+    assert.deepEqual(
+      checks.map((c) => [c.subject, c.state, c.figures.chains]),
+      [
+        [primary, 'OK', 1],
+        [other.name, 'WARNING', 1],
+        [bad.name, 'CRITICAL', 1],
+      ],
+    );
+    // With --prefix other-, the first one is the later chain instead.
+    const asOther = diskChecks(
+      [chain(primary, []), other],
+      { ...rules, prefix: 'other-', minSnapshots: 1 },
+      NOW,
+    );
+    assert.deepEqual(
+      asOther.map((c) => [c.subject, c.figures.chains]),
+      [[primary, 2]],
+    );
+  });
+
+  it('measures the replication lag per family, by guid, on a tier that mirrors each chain', () => {
+    const mirror = (d: Dataset, keep: number) => ({
+      ...d,
+      name: d.name.replace(/^main\/b/, 'r/b'),
+      snapshots: d.snapshots.slice(0, keep),
+    });
+    const roots = { local: 'main/b', remote: 'r/b' };
+    const both = replicationChecks(
+      [stalePrimary, freshLater],
+      [mirror(stalePrimary, 3), mirror(freshLater, 2)],
+      roots,
+      'rep',
+      rules,
+      NOW,
+    );
+    assert.deepEqual(
+      both.map(({ disk, check }) => [
+        disk,
+        check.subject,
+        check.state,
+        check.figures.lag_seconds,
+        check.figures.chains,
+      ]),
+      [[primary, `${primary} → rep`, 'OK', 3600, 2]],
+    );
+    // The later chain not replicated yet: the lag is the old chain's, and the message says which chain is missing.
+    const [behind] = replicationChecks(
+      [stalePrimary, freshLater],
+      [mirror(stalePrimary, 3)],
+      roots,
+      'rep',
+      rules,
+      NOW,
+    );
+    assert.equal(behind?.check.state, 'CRITICAL');
+    assert.equal(behind?.check.figures.lag_seconds, 10 * DAY);
+    assert.match(behind?.check.message ?? '', new RegExp(`not on rep yet: ${later}$`));
+    // Only the later chain there, the old one pruned away on the replica: still the family's lag.
+    const [pruned] = replicationChecks(
+      [stalePrimary, freshLater],
+      [mirror(freshLater, 2)],
+      roots,
+      'rep',
+      rules,
+      NOW,
+    );
+    assert.deepEqual([pruned?.check.state, pruned?.check.figures.lag_seconds], ['OK', 3600]);
+    const [absent] = replicationChecks([stalePrimary, freshLater], [], roots, 'rep', rules, NOW);
+    assert.match(absent?.check.message ?? '', /not replicated to rep at all/);
+  });
+
+  it("finds a guest's disk in any chain of its family, from the manifest or from the node", () => {
+    const m = {
+      vmid: 100,
+      name: 'web',
+      snapshot: 'bak-20261201T100000Z',
+      disks: [{ key: 'scsi0', target: later }],
+      missing: [],
+    };
+    const id = (t: string) => t;
+    const here = (names: string[]) => new Set(names.map((n) => familyOf(n, 'bak-')));
+    assert.equal(checkGuest(m, here([primary, later]), id, 'bak-').state, 'OK');
+    // The manifest names the primary, the disk now lives in a later chain (or the other way round).
+    assert.equal(
+      checkGuest({ ...m, disks: [{ key: 'scsi0', target: primary }] }, here([later]), id, 'bak-').state,
+      'OK',
+    );
+    assert.equal(checkGuest(m, here([primary]), id, 'bak-').state, 'OK');
+    const gone = checkGuest(m, here(['main/b/vm-101-disk-0']), id, 'bak-');
+    assert.equal(gone.state, 'CRITICAL');
+    assert.match(gone.message, new RegExp(`gone here \\(no chain of their family left\\): scsi0 ${later}`));
+    // On a replica the manifest's target (named on the backup server) is relocated under its root.
+    const relocated = checkGuest(m, here(['r/b/vm-100-disk-0']), (t) => targetDataset('r/b', t), 'bak-');
+    assert.equal(relocated.state, 'OK');
+
+    const pve = checkPveGuest(
+      { vmid: 100, name: 'web', disks: [{ key: 'scsi0', target: primary }], unprotected: [] },
+      families([stalePrimary, freshLater], 'bak-'),
+      'dest',
+      rules,
+      NOW,
+    );
+    assert.equal(pve.state, 'OK');
+    assert.match(
+      pve.message,
+      new RegExp(
+        `^1 of 1 disk\\(s\\) backed up on dest, newest bak-${later.length}-1, oldest disk backup 60 min old$`,
+      ),
+    );
+  });
+
+  it('counts disks, not chains, in the performance data', () => {
+    const checks = diskChecks(
+      [stalePrimary, freshLater, chain('main/b/vm-101-disk-0', [7200, 3600])],
+      rules,
+      NOW,
+    );
+    assert.equal(
+      perfData(checks, rules, 86400),
+      'datasets=2;;;0 backup_age=3600s;;86400;0 snapshots=2;2:;;0',
+    );
+  });
+});
+
 describe('verify performance data (after "|" of the status line)', () => {
   it('gives the stalest backup age, the fewest snapshots, the largest lag and the oldest scrub, with thresholds', () => {
     const a = snap('bak-1', 7200);
     const b = snap('bak-2', 3600);
     const checks = [
-      checkDataset(ds([a, b]), rules, NOW),
-      checkDataset(dataset('p/e', [snapshot('p/e', 'bak-3', { creation: NOW - 5000 })]), rules, NOW),
-      checkReplication(ds([a, b]), ds([a]), 'r', rules, NOW),
+      oneChain(ds([a, b]), rules, NOW),
+      oneChain(dataset('p/e', [snapshot('p/e', 'bak-3', { creation: NOW - 5000 })]), rules, NOW),
+      checkReplication('p/d', [ds([a, b])], [ds([a])], 'r', rules, NOW),
       checkPool({ pool: 'p', health: 'ONLINE', lastScrub: NOW - 86400 }, 35 * 86400, NOW),
     ];
     assert.equal(
@@ -358,7 +580,7 @@ describe('verify performance data (after "|" of the status line)', () => {
     const pool = (p: PoolStatus, created?: PoolCreation) => checkPool(p, 35 * 86400, NOW, created);
     const never = { pool: 'p', health: 'ONLINE', lastScrub: null };
     assert.equal(
-      perfData([checkDataset(ds([a, b]), rules, NOW), pool(never, { at: NOW - 600 })], rules, 35 * 86400),
+      perfData([oneChain(ds([a, b]), rules, NOW), pool(never, { at: NOW - 600 })], rules, 35 * 86400),
       'datasets=1;;;0 backup_age=3600s;;86400;0 snapshots=2;2:;;0 pool_age=600s;3024000;;0',
     );
     // Neither figure when there is nothing to say: a scrub under way, an age that could not be read.
@@ -370,7 +592,7 @@ describe('verify performance data (after "|" of the status line)', () => {
     const remote = new Map([
       [
         'b/vm-1-disk-0',
-        dataset('b/vm-1-disk-0', [snapshot('b/vm-1-disk-0', 'bak-1', { creation: NOW - 60 })]),
+        [dataset('b/vm-1-disk-0', [snapshot('b/vm-1-disk-0', 'bak-1', { creation: NOW - 60 })])],
       ],
     ]);
     const g = checkPveGuest(
