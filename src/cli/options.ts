@@ -155,7 +155,11 @@ export const COMMANDS = [
         v.dataset,
       ),
       prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
-      keepLast: valued('--keep-last <n>', 'keep the n newest snapshots', v.count),
+      keepLast: valued(
+        '--keep-last <n>',
+        'keep the n newest snapshots of each disk (over all its chains)',
+        v.count,
+      ),
       keepHourly: valued(
         '--keep-hourly <n>',
         'keep the newest snapshot of each of the last n hours',

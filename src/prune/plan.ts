@@ -3,12 +3,20 @@
  * facts (the next tier's copy, holds) to the snapshots to destroy and, for every one kept, why.
  * Safety always wins over the rules: a snapshot the next tier still needs, or that is held, is
  * never destroyed, whatever the rules say. Identity across hosts is the guid, never the name.
- * Order is the receiving pool's (createtxg), never the name: a name that disagrees with it, or
- * lies in the future, is an anomaly that takes no rule's slot and is itself kept.
+ * Within a dataset, order is the receiving pool's (createtxg), never the name: a name that
+ * disagrees with it, or lies in the future, is an anomaly that takes no rule's slot and is itself
+ * kept. The rules count a disk's restore points over its family of chains (familyRetention),
+ * ordered across chains by their names' times; every safety rule stays per dataset.
  */
-import { isBaseTagFor, snapshotTime } from '../conventions/names.ts';
+import { families, isBaseTagFor, snapshotTime } from '../conventions/names.ts';
 import type { TimeZone } from '../time/zone.ts';
-import { type KeepRule, type KeepRules, planRetention, type RetentionResult } from './retention.ts';
+import {
+  type KeepRule,
+  type KeepRules,
+  planRetention,
+  type RetentionResult,
+  type Timed,
+} from './retention.ts';
 
 /** The parts of a snapshot listing the planner reads (zfs/types.ts Snapshot fits). */
 export interface SnapInfo {
@@ -47,7 +55,12 @@ export type KeepReason =
   | { readonly kind: 'after-last-base'; readonly remote: string; readonly base: string }
   | { readonly kind: 'remote-unknown'; readonly remote: string }
   | { readonly kind: 'held'; readonly tags: readonly string[] }
-  | { readonly kind: 'clones'; readonly clones: readonly string[] }
+  | {
+      readonly kind: 'clones';
+      readonly clones: readonly string[];
+      /** Every clone is a later chain of the same disk (a promote would mix the chains up). */
+      readonly laterChain?: true;
+    }
   | { readonly kind: 'anomaly'; readonly why: string };
 
 export interface Kept {
@@ -71,6 +84,22 @@ export interface DatasetPlan {
   readonly anomalies: readonly Anomaly[];
   /** Every snapshot oldest first, with its verdict: the prune-simulator view. */
   readonly verdicts: readonly Verdict[];
+  /** Where the dataset stands among its disk's chains; absent for a disk with one chain. */
+  readonly family?: ChainPlace;
+}
+
+/**
+ * A dataset's place in its disk's family of chains (conventions/names.ts families): the rules were
+ * counted over all of them, so a slot may have gone to a snapshot of another chain.
+ */
+export interface ChainPlace {
+  /** The disk's first chain, whose name the later ones extend (it may be gone from this host). */
+  readonly primary: string;
+  /** 1-based position among the family's datasets on this host, oldest chain first. */
+  readonly chain: number;
+  readonly chains: number;
+  /** The family's datasets on this host, oldest chain first. */
+  readonly datasets: readonly string[];
 }
 
 export interface Verdict {
@@ -106,7 +135,9 @@ export function describeReason(r: KeepReason): string {
     case 'held':
       return `held by ${r.tags.join(', ')}`;
     case 'clones':
-      return `has clones (${r.clones.join(', ')}): destroy or promote them to let it go`;
+      return r.laterChain
+        ? `has clones (${r.clones.join(', ')}): the origin of a later chain of this disk, kept as long as that chain exists`
+        : `has clones (${r.clones.join(', ')}): destroy or promote them to let it go`;
     case 'anomaly':
       return `ANOMALY: ${r.why}; kept, and no reason to destroy any other (check it, destroy it by hand if it is no real backup)`;
   }
@@ -168,6 +199,116 @@ export function retentionCandidates(
     .map((s) => ({ name: s.short, time: snapshotTime(s.short, prefix, s.creation) }));
 }
 
+/**
+ * The place of every dataset that belongs to a family of more than one chain, by dataset name.
+ * Datasets alone in their family (every disk without a later chain) are absent.
+ */
+export function chainPlaces(
+  datasets: readonly { readonly name: string }[],
+  prefix: string,
+): Map<string, ChainPlace> {
+  const out = new Map<string, ChainPlace>();
+  for (const [primary, members] of families(datasets, prefix)) {
+    if (members.length < 2) continue;
+    const names = members.map((m) => m.name);
+    names.forEach((name, i) => {
+      out.set(name, { primary, chain: i + 1, chains: names.length, datasets: names });
+    });
+  }
+  return out;
+}
+
+/** One chain of a family for familyRetention: its listing and its own orderAnomalies. */
+export interface FamilyMember {
+  readonly dataset: DatasetInfo;
+  readonly anomalies: readonly Anomaly[];
+}
+
+/**
+ * planRetention over a disk's family of chains at once, so that the rules count the restore points
+ * of the disk rather than of each dataset: an old chain keeps no `--keep-last N` of its own. The
+ * input is every chain's retention candidates (anomalies, found per dataset, left out), ordered by
+ * the time their names stand for: createtxg orders snapshots within a dataset, but across datasets
+ * it is the order of arrival, not of the backups (a chain may have reached this pool before an
+ * older one). At equal times, a later member's snapshot counts as the newer (pass the chains
+ * oldest first, as families gives them). Returns, aligned with
+ * members, each chain's share of the result (its own short names, newest first); for a family of
+ * one it is exactly retentionFor.
+ */
+export function familyRetention(
+  members: readonly FamilyMember[],
+  prefix: string,
+  rules: KeepRules,
+  tz?: string | TimeZone,
+): RetentionResult[] {
+  const timed: Timed[] = [];
+  const owner: number[] = [];
+  const short: string[] = [];
+  members.forEach((m, i) => {
+    for (const c of retentionCandidates(m.dataset, prefix, m.anomalies)) {
+      // The position is the name: short names may repeat across chains, positions do not.
+      timed.push({ name: String(timed.length), time: c.time });
+      owner.push(i);
+      short.push(c.name);
+    }
+  });
+  const all = planRetention(timed, rules, tz);
+  const out = members.map(() => ({
+    keep: [] as RetentionResult['keep'][number][],
+    remove: [] as string[],
+  }));
+  for (const k of all.keep) {
+    const at = Number(k.name);
+    out[owner[at] as number]?.keep.push({ ...k, name: short[at] as string });
+  }
+  for (const name of all.remove) {
+    const at = Number(name);
+    out[owner[at] as number]?.remove.push(short[at] as string);
+  }
+  return out;
+}
+
+/**
+ * familyRetention of every family among datasets, by dataset name; anomalies: orderAnomalies per
+ * dataset name (none when absent).
+ */
+export function retentionByDataset(
+  datasets: readonly DatasetInfo[],
+  prefix: string,
+  rules: KeepRules,
+  tz?: string | TimeZone,
+  anomalies: ReadonlyMap<string, readonly Anomaly[]> = new Map(),
+): Map<string, RetentionResult> {
+  const out = new Map<string, RetentionResult>();
+  for (const members of families(datasets, prefix).values()) {
+    const results = familyRetention(
+      members.map((d) => ({ dataset: d, anomalies: anomalies.get(d.name) ?? [] })),
+      prefix,
+      rules,
+      tz,
+    );
+    members.forEach((d, i) => {
+      out.set(d.name, results[i] as RetentionResult);
+    });
+  }
+  return out;
+}
+
+/** What the plan of a chain says about its family: where it stands, and that it stays as a dataset. */
+export function chainNotes(dataset: string, place: ChainPlace, emptied: boolean): string[] {
+  const notes = [
+    `chain ${place.chain} of ${place.chains} of ${place.primary}` +
+      (place.datasets[0] === place.primary ? '' : ' (its first chain is gone from this host)') +
+      `: the keep rules count the restore points of all ${place.chains} chains together, so a rule's slot may have gone to a snapshot of another chain`,
+  ];
+  if (emptied) {
+    notes.push(
+      `no zbm snapshot of ${dataset} is left: the other chains hold the restore points the rules keep; the dataset itself stays (prune never destroys a dataset)`,
+    );
+  }
+  return notes;
+}
+
 export function retentionFor(
   dataset: DatasetInfo,
   prefix: string,
@@ -191,6 +332,8 @@ export interface PlanInput {
   readonly clones?: ReadonlyMap<string, readonly string[]>;
   /** orderAnomalies of the dataset: left out of the retention input, kept here. */
   readonly anomalies?: readonly Anomaly[];
+  /** Its place among its disk's chains (chainPlaces), whose retention was counted together. */
+  readonly family?: ChainPlace;
 }
 
 export function planDataset(input: PlanInput): DatasetPlan {
@@ -207,6 +350,7 @@ export function planDataset(input: PlanInput): DatasetPlan {
     else reasons[i] = [r];
   };
   const notes: string[] = [];
+  const family = input.family;
 
   for (const k of retention.keep) {
     const i = index.get(k.name);
@@ -290,7 +434,14 @@ export function planDataset(input: PlanInput): DatasetPlan {
   }
   for (const [short, clones] of input.clones ?? []) {
     const i = index.get(short);
-    if (i !== undefined && clones.length > 0) addAt(i, { kind: 'clones', clones: [...clones] });
+    if (i === undefined || clones.length === 0) continue;
+    const chains = family?.datasets;
+    addAt(
+      i,
+      chains !== undefined && clones.every((c) => chains.includes(c))
+        ? { kind: 'clones', clones: [...clones], laterChain: true }
+        : { kind: 'clones', clones: [...clones] },
+    );
   }
 
   const keep: Kept[] = [];
@@ -323,5 +474,18 @@ export function planDataset(input: PlanInput): DatasetPlan {
       verdicts.push({ short: s.short, time, action: 'destroy', why: 'no rule keeps it' });
     }
   }
-  return { dataset: dataset.name, destroy, keep, foreign, notes, verdicts, anomalies: input.anomalies ?? [] };
+  if (family !== undefined) {
+    // First: it explains every verdict below it.
+    notes.unshift(...chainNotes(dataset.name, family, keep.length === 0 && destroy.length > 0));
+  }
+  return {
+    dataset: dataset.name,
+    destroy,
+    keep,
+    foreign,
+    notes,
+    verdicts,
+    anomalies: input.anomalies ?? [],
+    ...(family === undefined ? {} : { family }),
+  };
 }

@@ -4,7 +4,7 @@
  */
 import { formatWallClock } from '../time/civil.ts';
 import type { TimeZone } from '../time/zone.ts';
-import type { Kept } from './plan.ts';
+import { chainNotes, type Kept } from './plan.ts';
 import { type KeepRules, RULE_ORDER } from './retention.ts';
 import type { DatasetOutcome, MetadataOutcome } from './run.ts';
 
@@ -68,6 +68,10 @@ export function printResult(outcomes: readonly DatasetOutcome[], out: (s: string
         ? `destroyed ${o.destroyed.length}: ${o.destroyed.join(', ')}`
         : 'destroyed nothing';
     out(`${p.dataset}: ${what}; kept ${kept}${o.error ? `; FAILED: ${o.error}` : ''}\n`);
+    if (p.family !== undefined) {
+      const emptied = kept === 0 && o.destroyed.length > 0;
+      for (const n of chainNotes(p.dataset, p.family, emptied)) out(`  (${n})\n`);
+    }
     // Only what the rules alone would have removed needs a word: grouped, one line per reason.
     const byWhy = new Map<string, string[]>();
     for (const k of [...p.keep.filter(keptOnlyForSafety), ...o.heldLate]) {
@@ -127,6 +131,15 @@ export function pruneJson(run: {
         destroyed: o.destroyed,
         foreign: o.plan.foreign,
         anomalies: o.plan.anomalies.map((a) => ({ snapshot: a.short, why: a.why })),
+        family:
+          o.plan.family === undefined
+            ? null
+            : {
+                primary: o.plan.family.primary,
+                chain: o.plan.family.chain,
+                chains: o.plan.family.chains,
+                datasets: o.plan.family.datasets,
+              },
         error: o.error,
       })),
     metadata: run.metadata,

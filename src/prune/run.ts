@@ -21,12 +21,14 @@ import {
   unreachableOf,
 } from './facts.ts';
 import {
+  type Anomaly,
+  chainPlaces,
   type DatasetPlan,
   type Kept,
   orderAnomalies,
   planDataset,
   type RemoteFacts,
-  retentionFor,
+  retentionByDataset,
 } from './plan.ts';
 import type { KeepRules } from './retention.ts';
 
@@ -65,6 +67,20 @@ export function planAll(
     );
   }
 
+  // Anomalies per dataset (createtxg orders only within one), then the rules per family of chains.
+  const anomalies = new Map<string, Anomaly[]>();
+  for (const d of facts.datasets) {
+    const found = orderAnomalies(d, scope.prefix, how.now, DEFAULT_CLOCK_SKEW_SECONDS);
+    for (const a of found) {
+      log.warn(
+        `${how.localName}:${d.name}@${a.short} is an anomaly: ${a.why}; it is kept and counts for no rule`,
+      );
+    }
+    anomalies.set(d.name, found);
+  }
+  const retention = retentionByDataset(facts.datasets, scope.prefix, how.rules, how.zone, anomalies);
+  const places = chainPlaces(facts.datasets, scope.prefix);
+
   const outcomes: DatasetOutcome[] = [];
   for (const d of facts.datasets) {
     const rel = relativeTo(scope.localZfsRoot, d.name) ?? '';
@@ -82,20 +98,19 @@ export function planAll(
             }
           : { kind: 'unreachable', remote: scope.remote.host, error: unreachable ?? 'not listed' };
     }
-    const anomalies = orderAnomalies(d, scope.prefix, how.now, DEFAULT_CLOCK_SKEW_SECONDS);
-    for (const a of anomalies) {
-      log.warn(
-        `${how.localName}:${d.name}@${a.short} is an anomaly: ${a.why}; it is kept and counts for no rule`,
-      );
-    }
+    const own = retention.get(d.name);
+    // retentionByDataset covers every dataset; a missing one must never read as "nothing kept".
+    if (own === undefined) throw new Error(`prune: no retention computed for ${d.name} (a bug in zbm)`);
+    const family = places.get(d.name);
     const plan = planDataset({
       dataset: d,
       prefix: scope.prefix,
-      retention: retentionFor(d, scope.prefix, how.rules, how.zone, anomalies),
+      retention: own,
       holds: holds.get(d.name) ?? new Map(),
       clones: clones.get(d.name) ?? new Map(),
       remote: remoteFacts,
-      anomalies,
+      anomalies: anomalies.get(d.name) ?? [],
+      ...(family === undefined ? {} : { family }),
     });
     outcomes.push({ plan, remoteDataset, destroyed: [], heldLate: [], error: null });
   }

@@ -432,6 +432,85 @@ describe('zbm prune (fake zfs and ssh)', () => {
     assert.match(r.out, new RegExp(`kept ${hour(1)}: has clones \\(main/restore-test\\)`));
   });
 
+  it('a disk with a later chain: the rules count over both chains, each chain keeps its own safety', async () => {
+    // disk-1 went on in a later chain from hour 6 on, cloned from its hour 5; the replica has
+    // hours 0..3 of the first chain and 6, 7 of the later one.
+    const L1 = `${D1}.${hour(6)}`;
+    const RL1 = `${R1}.${hour(6)}`;
+    setup((local, remote) => {
+      local.datasets[D1] = {
+        type: 'volume',
+        snapshots: hours(0, 5).map((h) => snap(h, 1)),
+        clones: { [hour(5)]: [L1] },
+      };
+      // Received before the first chain's snapshots (lower createtxg): the names order them.
+      local.datasets[L1] = {
+        type: 'volume',
+        snapshots: hours(6, 9).map((h) => ({ ...snap(h, 2), createtxg: h })),
+      };
+      remote.datasets[RL1] = { type: 'volume', snapshots: hours(6, 7).map((h) => snap(h, 2)) };
+    });
+    const plan = await runPrune({ yes: false });
+    assert.equal(plan.code, 0, plan.err);
+    assert.match(
+      plan.out,
+      new RegExp(`${D1}: keep 3, destroy 3\n  \\(chain 1 of 2 of ${D1}: the keep rules count`),
+    );
+    assert.match(plan.out, new RegExp(`${L1}: keep 4, destroy 0\n  \\(chain 2 of 2 of ${D1}: `));
+
+    const r = await runPrune({ json: true });
+    assert.equal(r.code, 0, r.err);
+    // The rules keep 9, 8 (last) and 7, 6 (hourly), all in the later chain; per dataset they
+    // would have kept 2 as well. 3 is the newest common with the replica, 4 and 5 are not on it
+    // yet, and 5 is the later chain's origin.
+    assert.deepEqual(snapsOf(localState, D1), names(3, 4, 5));
+    assert.deepEqual(snapsOf(localState, L1), names(6, 7, 8, 9));
+    assert.deepEqual(snapsOf(localState, D0), names(1, 3, 4, 5, 'manual-1', 6, 7, 8, 9));
+    const report = JSON.parse(r.out) as {
+      datasets: {
+        dataset: string;
+        destroyed: string[];
+        kept: { snapshot: string; why: string; reasons: { kind: string; laterChain?: boolean }[] }[];
+        family: { primary: string; chain: number; chains: number; datasets: string[] } | null;
+      }[];
+    };
+    const d1 = report.datasets.find((d) => d.dataset === D1);
+    assert.deepEqual(d1?.destroyed, names(0, 1, 2));
+    assert.deepEqual(d1?.family, { primary: D1, chain: 1, chains: 2, datasets: [D1, L1] });
+    assert.deepEqual(
+      d1?.kept.find((k) => k.snapshot === hour(5))?.reasons.map((x) => [x.kind, x.laterChain]),
+      [
+        ['not-replicated', undefined],
+        ['clones', true],
+      ],
+    );
+    assert.deepEqual(report.datasets.find((d) => d.dataset === L1)?.family?.chain, 2);
+    assert.equal(report.datasets.find((d) => d.dataset === D0)?.family, null);
+  });
+
+  it('a chain all of whose snapshots go stays as a dataset, and the result says so', async () => {
+    const L1 = `${D1}.${hour(6)}`;
+    setup((local) => {
+      local.datasets[D1] = { type: 'volume', snapshots: hours(0, 5).map((h) => snap(h, 1)) };
+      local.datasets[L1] = { type: 'volume', snapshots: hours(6, 9).map((h) => snap(h, 2)) };
+    });
+    // The replica: no next tier, so only the rules decide.
+    const r = await runPrune({ remote: undefined, remoteZfsRoot: undefined });
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(snapsOf(localState, D1), []);
+    assert.ok((JSON.parse(readFileSync(localState, 'utf8')) as FakeState).datasets[D1], 'the dataset stays');
+    assert.match(
+      r.out,
+      new RegExp(
+        `${D1}: destroyed 6: .*; kept 0\n  \\(chain 1 of 2 of ${D1}: .*\\)\n  \\(no zbm snapshot of ${D1} is left: .*the dataset itself stays`,
+      ),
+    );
+    assert.deepEqual(
+      calls().filter((x) => x.args[0] === 'destroy' && x.args[1]?.startsWith(`${L1}@`)),
+      [],
+    );
+  });
+
   it('snapshots received with names out of order or for the future take no slot and destroy nothing more', async () => {
     const future = `${P}20991225T000000Z`;
     const older = `${P}20251231T000000Z`;

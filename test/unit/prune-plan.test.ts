@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBaseTagFor } from '../../src/conventions/names.ts';
+import { chainDataset, isBaseTagFor, snapshotTime } from '../../src/conventions/names.ts';
 import {
+  type Anomaly,
+  chainPlaces,
   type DatasetInfo,
   type DatasetPlan,
+  familyRetention,
   orderAnomalies,
   type PlanInput,
   planDataset,
   type RemoteFacts,
+  retentionByDataset,
   retentionFor,
   type SnapInfo,
 } from '../../src/prune/plan.ts';
@@ -411,5 +415,241 @@ describe('planDataset: the pool orders, not the names', () => {
       })),
     };
     assert.deepEqual(orderAnomalies(sameSecond, PREFIX, NOW, 300), []);
+  });
+});
+
+describe('a disk with later chains: the rules count over the family, safety stays per dataset', () => {
+  const NOW = Date.parse('2026-03-01T12:00:00Z') / 1000;
+  /** zbm's snapshot name for 2026-01-01 at h:m (UTC). */
+  const at = (h: number, m = 0) =>
+    `${PREFIX}20260101T${String(h).padStart(2, '0')}${String(m).padStart(2, '0')}00Z`;
+  /** A dataset whose snapshots this pool received in the given order, from createtxg txg on. */
+  const chain = (name: string, shorts: readonly string[], txg: number): DatasetInfo => ({
+    name,
+    snapshots: shorts.map((short, i) => ({
+      short,
+      guid: `${name}@${short}`,
+      createtxg: txg + i,
+      creation: snapshotTime(short, PREFIX, 1_767_225_600),
+    })),
+  });
+  interface Facts {
+    holds?: Record<string, Record<string, string[]>>;
+    clones?: Record<string, Record<string, string[]>>;
+    remote?: (ds: DatasetInfo) => RemoteFacts | undefined;
+  }
+  /** What run.ts planAll does, over plain data: anomalies per dataset, rules per family. */
+  function planAll(
+    datasets: readonly DatasetInfo[],
+    rules: KeepRules,
+    f: Facts = {},
+  ): Map<string, DatasetPlan> {
+    const anomalies = new Map<string, Anomaly[]>(
+      datasets.map((d) => [d.name, orderAnomalies(d, PREFIX, NOW, 300)]),
+    );
+    const retention = retentionByDataset(datasets, PREFIX, rules, 'UTC', anomalies);
+    const places = chainPlaces(datasets, PREFIX);
+    const out = new Map<string, DatasetPlan>();
+    for (const d of datasets) {
+      const r = retention.get(d.name);
+      assert.ok(r, `no retention for ${d.name}`);
+      const family = places.get(d.name);
+      out.set(
+        d.name,
+        planDataset({
+          dataset: d,
+          prefix: PREFIX,
+          retention: r,
+          holds: new Map(Object.entries(f.holds?.[d.name] ?? {})),
+          clones: new Map(Object.entries(f.clones?.[d.name] ?? {})),
+          remote: f.remote?.(d),
+          anomalies: anomalies.get(d.name) ?? [],
+          ...(family === undefined ? {} : { family }),
+        }),
+      );
+    }
+    return out;
+  }
+  const get = (plans: Map<string, DatasetPlan>, name: string): DatasetPlan => {
+    const p = plans.get(name);
+    assert.ok(p, name);
+    return p;
+  };
+
+  const [a, b, c, d, e] = [at(0), at(1), at(2), at(3), at(4)];
+  const LATER = chainDataset(DS, d);
+  // The later chain reached this pool first (lower createtxg): across datasets the names order.
+  const primary = chain(DS, [a, b, c], 500);
+  const later = chain(LATER, [d, e], 200);
+
+  it('keep-last 2 over primary {a,b,c} and later chain {d,e}: keeps d, e, and c only as the clone origin', () => {
+    const plans = planAll([primary, later], { last: 2 }, { clones: { [DS]: { [c]: [LATER] } } });
+    const p = get(plans, DS);
+    const l = get(plans, LATER);
+    assert.deepEqual(p.destroy, [a, b]);
+    assert.deepEqual(why(p), {
+      [c]: `has clones (${LATER}): the origin of a later chain of this disk, kept as long as that chain exists`,
+    });
+    assert.deepEqual(why(l), { [d]: 'keep-last', [e]: 'keep-last' });
+    assert.deepEqual(l.destroy, []);
+    assert.deepEqual([...p.anomalies, ...l.anomalies], []);
+    assert.deepEqual(p.family, { primary: DS, chain: 1, chains: 2, datasets: [DS, LATER] });
+    assert.deepEqual(l.family, { primary: DS, chain: 2, chains: 2, datasets: [DS, LATER] });
+    assert.match(p.notes[0] ?? '', new RegExp(`^chain 1 of 2 of ${DS}: the keep rules count`));
+    assert.match(l.notes[0] ?? '', new RegExp(`^chain 2 of 2 of ${DS}: `));
+    // c is kept only for safety, so the primary is not emptied.
+    assert.equal(p.notes.length, 1);
+  });
+
+  it('a chain left without a snapshot stays as a dataset, and its plan says so', () => {
+    const plans = planAll([primary, later], { last: 2 });
+    const p = get(plans, DS);
+    assert.deepEqual(p.destroy, [a, b, c]);
+    assert.deepEqual(p.keep, []);
+    assert.match(
+      p.notes.join('\n'),
+      new RegExp(
+        `no zbm snapshot of ${DS} is left: .*the dataset itself stays \\(prune never destroys a dataset\\)`,
+      ),
+    );
+    assert.deepEqual(get(plans, LATER).destroy, []);
+  });
+
+  it('a clone that is no chain of the disk keeps the usual advice', () => {
+    const plans = planAll(
+      [primary, later],
+      { last: 2 },
+      { clones: { [DS]: { [b]: ['main/restore/pick-files'] } } },
+    );
+    assert.equal(
+      why(get(plans, DS))[b],
+      'has clones (main/restore/pick-files): destroy or promote them to let it go',
+    );
+  });
+
+  it('hourly slots are filled across chains: the newest snapshot of each hour, in whichever chain it is', () => {
+    const first = chain(DS, [at(0, 0), at(0, 30), at(1, 0), at(1, 30)], 100);
+    const laterName = chainDataset(DS, at(1, 45));
+    const second = chain(laterName, [at(1, 45), at(2, 0), at(2, 15)], 300);
+    const plans = planAll([first, second], { hourly: 3 });
+    assert.deepEqual(why(get(plans, DS)), { [at(0, 30)]: 'keep-hourly 2026-01-01 00h' });
+    assert.deepEqual(get(plans, DS).destroy, [at(0, 0), at(1, 0), at(1, 30)]);
+    assert.deepEqual(why(get(plans, laterName)), {
+      [at(1, 45)]: 'keep-hourly 2026-01-01 01h',
+      [at(2, 15)]: 'keep-hourly 2026-01-01 02h',
+    });
+    assert.deepEqual(get(plans, laterName).destroy, [at(2, 0)]);
+  });
+
+  it('three chains: the slots go to the newest restore points of the disk, the middle chain may give all it has', () => {
+    const c2 = chainDataset(DS, at(5));
+    const c3 = chainDataset(DS, at(8));
+    const plans = planAll(
+      [chain(c3, [at(8), at(9)], 900), chain(DS, [at(0), at(1)], 100), chain(c2, [at(5), at(6)], 500)],
+      { last: 3 },
+    );
+    assert.deepEqual(get(plans, DS).destroy, [at(0), at(1)]);
+    assert.deepEqual(why(get(plans, c2)), { [at(6)]: 'keep-last' });
+    assert.deepEqual(why(get(plans, c3)), { [at(8)]: 'keep-last', [at(9)]: 'keep-last' });
+    assert.match(get(plans, c2).notes[0] ?? '', new RegExp(`^chain 2 of 3 of ${DS}`));
+    assert.match(get(plans, c3).notes[0] ?? '', new RegExp(`^chain 3 of 3 of ${DS}`));
+  });
+
+  it('every safety rule stays per dataset: newest common, not yet replicated, no remote copy, held', () => {
+    const remote = (ds: DatasetInfo): RemoteFacts =>
+      ds.name === DS
+        ? listed((ds.snapshots as SnapInfo[]).slice(0, 2)) // a, b are on the replica
+        : { kind: 'listed', remote: 'zbm-replica', dataset: `replica/${ds.name}`, snapshots: null };
+    const plans = planAll([primary, later], { last: 2 }, { remote, holds: { [DS]: { [a]: ['admin'] } } });
+    assert.deepEqual(why(get(plans, DS)), {
+      [a]: 'held by admin',
+      [b]: 'newest common with zbm-replica',
+      [c]: 'not yet on zbm-replica',
+    });
+    assert.deepEqual(get(plans, DS).destroy, []);
+    assert.deepEqual(why(get(plans, LATER)), {
+      [d]: 'keep-last; zbm-replica has no copy of this dataset',
+      [e]: 'keep-last; zbm-replica has no copy of this dataset',
+    });
+  });
+
+  it('anomalies are found per dataset: a chain received before an older one is none, a name out of its own chain order is', () => {
+    const odd = chain(LATER, [d, e, at(3, 30)], 200);
+    const plans = planAll([primary, odd], { last: 2 });
+    assert.deepEqual(get(plans, DS).anomalies, []);
+    assert.deepEqual(
+      get(plans, LATER).anomalies.map((x) => x.short),
+      [at(3, 30)],
+    );
+    // The anomaly takes no slot: d and e are still the two newest restore points.
+    assert.deepEqual(get(plans, DS).destroy, [a, b, c]);
+    assert.match(why(get(plans, LATER))[at(3, 30)] ?? '', /^ANOMALY: /);
+    assert.equal(why(get(plans, LATER))[d], 'keep-last');
+  });
+
+  it('a dataset named like a chain of another prefix is its own family, with its own slots', () => {
+    const other = `${DS}.other-20260101T030000Z`;
+    const plans = planAll([primary, chain(other, [d, e], 200)], { last: 2 });
+    assert.deepEqual(get(plans, DS).destroy, [a]);
+    assert.deepEqual(get(plans, other).destroy, []);
+    assert.equal(get(plans, DS).family, undefined);
+    assert.equal(get(plans, other).family, undefined);
+    assert.deepEqual(get(plans, DS).notes, []);
+  });
+
+  it('a later chain whose first chain is gone from this host says so', () => {
+    const c2 = chainDataset(DS, at(5));
+    const c3 = chainDataset(DS, at(8));
+    const plans = planAll([chain(c2, [at(5)], 1), chain(c3, [at(8)], 2)], { last: 1 });
+    assert.match(
+      get(plans, c2).notes[0] ?? '',
+      new RegExp(`^chain 1 of 2 of ${DS} \\(its first chain is gone from this host\\)`),
+    );
+    assert.deepEqual(get(plans, c2).destroy, [at(5)]);
+  });
+
+  it('random histories: one chain is planned exactly as before; a family keeps the newest N of its union', () => {
+    const rand = rng(8080);
+    for (let round = 0; round < 500; round++) {
+      const s = scenario(rand);
+      const anomalies = orderAnomalies(s.ds, PREFIX, NOW, 300);
+      assert.deepEqual(
+        familyRetention([{ dataset: s.ds, anomalies }], PREFIX, s.rules, 'UTC'),
+        [retentionFor(s.ds, PREFIX, s.rules, 'UTC', anomalies)],
+        `round ${round}`,
+      );
+      assert.deepEqual(
+        planAll([s.ds], s.rules, { holds: { [DS]: s.holds }, remote: () => s.remote }).get(DS),
+        run(s),
+        `round ${round}`,
+      );
+
+      // Split the history at random points into chains named after their first snapshot.
+      const ours = s.ds.snapshots.filter((x) => x.short.startsWith(PREFIX));
+      const cuts = ours.filter((_, i) => i > 0 && rand() < 0.1);
+      const chains: DatasetInfo[] = [];
+      let current: SnapInfo[] = [];
+      let name = DS;
+      for (const x of ours) {
+        if (cuts.includes(x)) {
+          chains.push({ name, snapshots: current });
+          current = [];
+          name = chainDataset(DS, x.short);
+        }
+        current.push(x);
+      }
+      chains.push({ name, snapshots: current });
+      const n = 1 + Math.floor(rand() * 5);
+      const plans = planAll(chains, { last: n });
+      const newest = ours.slice(-n).map((x) => x.short);
+      const kept = chains.flatMap((ch) => get(plans, ch.name).keep.map((k) => k.short));
+      const destroyed = chains.flatMap((ch) => get(plans, ch.name).destroy);
+      assert.deepEqual(kept.sort(), [...newest].sort(), `round ${round}`);
+      assert.equal(kept.length + destroyed.length, ours.length, `round ${round}`);
+      for (const ch of chains) {
+        const p = get(plans, ch.name);
+        assert.equal(p.family === undefined, chains.length === 1, `round ${round}`);
+      }
+    }
   });
 });
