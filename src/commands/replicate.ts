@@ -13,7 +13,8 @@ import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/
 import { copyMetadata } from '../metadata/copy.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import { describeConflict } from '../plan/diff.ts';
-import { mirrorPairs } from '../replicate/pairs.ts';
+import { isNewClone, planCloneStart } from '../replicate/clones.ts';
+import { type MirrorPair, mirrorPairs } from '../replicate/pairs.ts';
 import { formatBytes } from '../text/human.ts';
 import { type BasePair, protectBases } from '../transfer/protect.ts';
 import { sendEach } from '../transfer/send-loop.ts';
@@ -80,7 +81,8 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
   try {
     // One listing per side, side by side; the target root's own line says whether it exists.
     const [sourceList, targetList] = await Promise.all([
-      source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY] }),
+      // origin: a disk's later chain is a clone, and travels as one (replicate/clones.ts).
+      source.zfs.list({ roots: [source.root], userProps: [METADATA_DIR_PROPERTY], withOrigin: true }),
       target.zfs.list({ roots: [target.root], userProps: [METADATA_DIR_PROPERTY] }),
     ]);
     if (sourceList.length === 0) {
@@ -90,7 +92,8 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     const targetRoot = targetList.find((d) => d.name === target.root);
     const targetRootExists = targetRoot !== undefined;
     const { pairs, orphans } = mirrorPairs(source.root, sourceList, target.root, targetList, select);
-    const targets = new Map(targetList.map((d) => [d.name, d]));
+    let targets = new Map(targetList.map((d) => [d.name, d]));
+    const sources = new Map(sourceList.map((d) => [d.name, d]));
     for (const o of orphans)
       log.warn(
         `${target.host.name}:${o}: no longer on ${source.host.name} (guest deleted?): kept, never destroyed by zbm; ` +
@@ -107,8 +110,17 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
           { zfs: target.zfs, dataset: t, listing: targets.get(t) ?? null },
           select,
         );
-        const what =
-          plan.kind === 'full' || plan.kind === 'incremental'
+        const clone = planCloneStart(
+          { source: d, target: t },
+          source.root,
+          sources,
+          target.root,
+          targets,
+          select,
+        );
+        const what = clone
+          ? `a clone of ${clone.origin}, ${clone.steps.length} snapshot(s): ${clone.steps.map((s) => s.to.short).join(', ')}`
+          : plan.kind === 'full' || plan.kind === 'incremental'
             ? `${plan.kind}, ${plan.steps.length} snapshot(s): ${plan.steps.map((s) => s.to.short).join(', ')}`
             : plan.kind === 'up-to-date'
               ? 'up to date'
@@ -146,87 +158,123 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     // Each pair of hosts has its own tag, so two replicas of one server never release each other's base.
     const tag = holdTag(source.host.name, target.host.name);
     // --jobs streams at a time; in the order of the pairs, whatever order the transfers end in.
-    const sent = await sendEach(
-      pairs,
-      {
-        jobs: opts.jobs,
-        failed: ({ source: d, target: targetName }, err): SentPair => {
-          progress.clear();
-          const error = errorMessage(err);
-          log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
-          return {
-            result: { source: d.name, target: targetName, sent: [], bytes: 0, result: 'failed', error },
-          };
+    const sendWave = (wave: readonly MirrorPair[]) =>
+      sendEach(
+        wave,
+        {
+          jobs: opts.jobs,
+          failed: ({ source: d, target: targetName }, err): SentPair => {
+            progress.clear();
+            const error = errorMessage(err);
+            log.error(`${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${error}`);
+            return {
+              result: { source: d.name, target: targetName, sent: [], bytes: 0, result: 'failed', error },
+            };
+          },
         },
-      },
-      async ({ source: d, target: targetName }, takeStream): Promise<SentPair> => {
-        const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
-        // The lock lives on this host, so it is named after this host's side of the pair.
-        const lockName = opts.pull ? targetName : d.name;
-        const acquired = await acquire(
-          datasetLockName(lockName),
-          `replicate ${d.name}`,
-          opts.lockWait * 1000,
-          (h, ms) => log.info(describeWait(lockName, h, ms)),
-        );
-        if ('heldBy' in acquired) {
-          const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
-          log.warn(error);
-          return { result: { ...base, result: 'skipped', error } };
-        }
-        try {
-          // Only once the dataset is ours: a pair waiting for its lock holds no stream's place.
-          const streamEnded = await takeStream();
-          let before = targets.get(targetName) ?? null;
-          const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
-          if (rollBack && before) {
-            const plan = planSync(
+        async ({ source: d, target: targetName }, takeStream): Promise<SentPair> => {
+          const base = { source: d.name, target: targetName, sent: [], bytes: 0 };
+          // The lock lives on this host, so it is named after this host's side of the pair.
+          const lockName = opts.pull ? targetName : d.name;
+          const acquired = await acquire(
+            datasetLockName(lockName),
+            `replicate ${d.name}`,
+            opts.lockWait * 1000,
+            (h, ms) => log.info(describeWait(lockName, h, ms)),
+          );
+          if ('heldBy' in acquired) {
+            const error = `skipped: ${describeHolder(acquired.heldBy)} is working on ${lockName}`;
+            log.warn(error);
+            return { result: { ...base, result: 'skipped', error } };
+          }
+          try {
+            // Only once the dataset is ours: a pair waiting for its lock holds no stream's place.
+            const streamEnded = await takeStream();
+            let before = targets.get(targetName) ?? null;
+            const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
+            const clone = planCloneStart(
+              { source: d, target: targetName },
+              source.root,
+              sources,
+              target.root,
+              targets,
+              select,
+            );
+            if (clone)
+              log.info(
+                `${target.host.name}:${targetName}: starts as a clone of ${clone.origin}, as ${d.name} is one`,
+              );
+            else if (isNewClone({ source: d, target: targetName }, source.root, targets))
+              log.warn(
+                `${target.host.name}:${targetName}: the origin of ${d.name} (${d.origin}) is not on ${target.host.name}: sent whole`,
+              );
+            if (rollBack && before) {
+              const plan = planSync(
+                sourceSide,
+                { zfs: target.zfs, dataset: targetName, listing: before },
+                select,
+              );
+              if (plan.kind === 'diverged') {
+                log.warn(
+                  `${target.host.name}:${targetName}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
+                );
+                await target.zfs.rollback(`${targetName}@${plan.common.short}`);
+                before =
+                  (await target.zfs.list({ roots: [targetName], depth: 1 })).find(
+                    (x) => x.name === targetName,
+                  ) ?? null;
+              }
+            }
+            const r = await syncDataset(
               sourceSide,
               { zfs: target.zfs, dataset: targetName, listing: before },
-              select,
-            );
-            if (plan.kind === 'diverged') {
-              log.warn(
-                `${target.host.name}:${targetName}: rolling back to ${plan.common.short} (guid ${plan.common.guid}) as --force-rollback asks`,
-              );
-              await target.zfs.rollback(`${targetName}@${plan.common.short}`);
-              before =
-                (await target.zfs.list({ roots: [targetName], depth: 1 })).find(
-                  (x) => x.name === targetName,
-                ) ?? null;
-            }
-          }
-          const r = await syncDataset(
-            sourceSide,
-            { zfs: target.zfs, dataset: targetName, listing: before },
-            {
-              select,
-              limiter,
-              rollbackOption: '--force-rollback -y',
-              // Pulling, the target is here and its lock is already ours.
-              receiveLock: !opts.pull && { what: 'replicate', waitSeconds: opts.lockWait },
-              onProgress: (b) => progress.update(d.name, b),
-              onMessage: (m) => {
-                progress.clear();
-                log.warn(m);
+              {
+                select,
+                limiter,
+                rollbackOption: '--force-rollback -y',
+                // Pulling, the target is here and its lock is already ours.
+                receiveLock: !opts.pull && { what: 'replicate', waitSeconds: opts.lockWait },
+                onProgress: (b) => progress.update(d.name, b),
+                onMessage: (m) => {
+                  progress.clear();
+                  log.warn(m);
+                },
+                onStreamsEnd: streamEnded,
+                newChain: clone ?? undefined,
               },
-              onStreamsEnd: streamEnded,
-            },
-          );
-          progress.clear();
-          if (r.sent.length > 0)
-            log.info(
-              `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
             );
-          return {
-            result: { ...base, result: 'ok', mode: r.mode, resumed: r.resumed, sent: r.sent, bytes: r.bytes },
-            base: { source: d, target: targetName, targetBefore: before, common: r.common.short },
-          };
-        } finally {
-          acquired.lock.release();
-        }
-      },
-    );
+            progress.clear();
+            if (r.sent.length > 0)
+              log.info(
+                `${source.host.name}:${d.name} → ${target.host.name}:${targetName}: ${r.mode}, ${r.sent.length} snapshot(s), ${formatBytes(r.bytes)}`,
+              );
+            return {
+              result: {
+                ...base,
+                result: 'ok',
+                mode: r.mode,
+                resumed: r.resumed,
+                sent: r.sent,
+                bytes: r.bytes,
+              },
+              base: { source: d, target: targetName, targetBefore: before, common: r.common.short },
+            };
+          } finally {
+            acquired.lock.release();
+          }
+        },
+      );
+    // New clones go once the rest is there: the origin they start from is then on the target.
+    const later = pairs.filter((p) => isNewClone(p, source.root, targets));
+    const first = await sendWave(pairs.filter((p) => !later.includes(p)));
+    if (later.length > 0)
+      targets = new Map((await target.zfs.list({ roots: [target.root] })).map((d) => [d.name, d]));
+    const second = later.length > 0 ? await sendWave(later) : [];
+    const byPair = new Map([
+      ...pairs.filter((p) => !later.includes(p)).map((p, i) => [p, first[i]] as const),
+      ...later.map((p, i) => [p, second[i]] as const),
+    ]);
+    const sent = pairs.flatMap((p) => byPair.get(p) ?? []);
     const results = sent.map((s) => s.result);
     const bases = sent.flatMap((s) => s.base ?? []);
 

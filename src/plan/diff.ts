@@ -13,7 +13,8 @@ export interface SnapRef {
 
 /** A send step: a full stream of `to`, or the increment from `from` (a snapshot or bookmark) to `to`. */
 export interface Step {
-  readonly from: { readonly short: string; readonly bookmark: boolean } | null;
+  /** dataset: the base lives in another dataset, the origin of the clone being sent (its first step). */
+  readonly from: { readonly short: string; readonly bookmark: boolean; readonly dataset?: string } | null;
   readonly to: SnapRef;
 }
 

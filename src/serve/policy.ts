@@ -202,8 +202,10 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
       if (r.operands.length !== 1 || snap === undefined || !snap.includes('@'))
         return refuse('zfs send takes one snapshot');
       const base = rest.find((_, i) => rest[i - 1] === '-i' || rest[i - 1] === '-I');
-      if (base !== undefined && datasetOf(base) !== datasetOf(snap))
-        return refuse(`zfs send: ${base} is not of ${datasetOf(snap)}`);
+      // A base in another dataset: the origin of the clone being sent (a disk's later chain), which
+      // zfs itself checks. It must lie inside the root like the snapshot.
+      if (base !== undefined && datasetOf(base) !== datasetOf(snap) && !inside(base))
+        return refuse(`zfs send: ${base} is outside ${policy.root}`);
       return names(r.operands, 'snapshot') ?? exec();
     }
     case 'bookmark': {

@@ -248,5 +248,13 @@ export function refuseNewChain(
   if (from.guid !== begin.fromguid)
     return `the stream starts from guid ${begin.fromguid}, not from ${origin} (guid ${from.guid})`;
   // Newer than every backup the origin's chain holds, not only the origin.
-  return refuseIncoming(begin, target, { snapshots: [...snapshots.filter((s) => s !== from), from] }, rules);
+  // A clone stream (replicate sends a later chain from its origin) is fine here: -o origin names
+  // the origin, and zfs checks the stream's base against it rather than search the pool by guid.
+  const asIncrement = { ...begin, flags: begin.flags & ~DRR_FLAG_CLONE };
+  return refuseIncoming(
+    asIncrement,
+    target,
+    { snapshots: [...snapshots.filter((s) => s !== from), from] },
+    rules,
+  );
 }

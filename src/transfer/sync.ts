@@ -76,7 +76,9 @@ export function planSync(source: SyncSide, target: SyncSide, select: (s: string)
 }
 
 function stepArgv(dataset: string, step: Step, raw: boolean): string[] {
-  const from = step.from ? `${dataset}${step.from.bookmark ? '#' : '@'}${step.from.short}` : undefined;
+  const from = step.from
+    ? `${step.from.dataset ?? dataset}${step.from.bookmark ? '#' : '@'}${step.from.short}`
+    : undefined;
   return sendArgv({ snapshot: `${dataset}@${step.to.short}`, from, raw });
 }
 

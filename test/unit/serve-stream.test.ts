@@ -291,6 +291,9 @@ describe("refuseNewChain: a disk's later chain, as a clone of a snapshot of its 
 
   it("lets backup-pve's new chain through: from an older snapshot of the chain, named for the new one", () => {
     assert.equal(refuseNewChain(stream(), chain, false, anchor, origin, rules), null);
+    // replicate sends a later chain from its origin: a clone stream, its origin named by -o origin.
+    assert.equal(refuseNewChain(stream({ flags: 0xd }), chain, false, anchor, origin, rules), null);
+    assert.match(refuseIncoming(stream({ flags: 0xd }), chain, null, rules) ?? '', /a clone stream/);
   });
 
   it('refuses another name, an existing dataset, another start, an origin that is not there, or an old snapshot', () => {

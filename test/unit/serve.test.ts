@@ -329,7 +329,12 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(releaseArgv('zbm-base:zbm-dest:replica2', [`${ds}@a`]), /only the tag zbm-base:zbm-dest:replica1/);
     no(holdArgv('other', [`${ds}@a`]), /only the tag/);
     no(sendArgv({ snapshot: 'main/other@b' }), /outside/);
-    no(sendArgv({ snapshot: `${ds}@b`, from: 'main/other@a' }), /is not of/);
+    no(sendArgv({ snapshot: `${ds}@b`, from: 'main/other@a' }), /main\/other@a is outside/);
+    // A later chain travels from its origin, another dataset inside the root.
+    assert.equal(
+      authorize(sendArgv({ snapshot: `${ds}.bak-zbm-20261126T110503Z@b`, from: `${ds}@a` }), pull).kind,
+      'exec',
+    );
     no(['zfs', 'send', '-R', `${ds}@b`], /not allowed/);
     no(bookmarkArgv(`${ds}@b`, 'main/other#b'), /same dataset/);
     no(listMetadataArgv('/etc'), /only \/root\/backups_metadata/);
