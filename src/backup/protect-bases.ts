@@ -202,7 +202,7 @@ export async function protectAll(
  * base, and the rollback anchors, the newest zbm snapshot before each snapshot an administrator
  * took (Proxmox's own snapshots aside) when the backup server has it (onServer, by guid). After
  * `qm rollback` to that snapshot the anchor is still on the node: the base from which a new chain
- * beside the old one can start without sending the whole disk again (not built yet). Pure.
+ * beside the old one starts without sending the whole disk again (plan/chain.ts). Pure.
  */
 export function obsoleteSnapshots(
   source: Dataset,

@@ -2,7 +2,7 @@ import { confirm as askOnTerminal } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
-import { isHoldTag, targetDataset } from '../conventions/names.ts';
+import { families, isHoldTag, targetDataset } from '../conventions/names.ts';
 import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { LocalHost } from '../host/local.ts';
@@ -49,17 +49,22 @@ async function guestDatasets(zfs: Zfs, pools: readonly string[], vmid: number): 
  * The backup server's copy of each of the guest's datasets, listed there (`zfs list` through the
  * host layer, as backup-pve does): the guids prepare-rollback checks before destroying anything.
  */
-async function observeServer(remote: Host, root: string, datasets: readonly Dataset[]): Promise<ServerView> {
+async function observeServer(
+  remote: Host,
+  root: string,
+  datasets: readonly Dataset[],
+  prefix: string,
+): Promise<ServerView> {
   const copies = new Map(datasets.map((d) => [d.name, targetDataset(root, d.name)]));
-  const listed = await new Zfs(remote).list({ roots: [...new Set(copies.values())], depth: 1 });
-  const found = new Map(listed.map((d) => [d.name, d]));
+  // Every chain of each disk (plan/chain.ts): the root's children, its later chains beside it.
+  const chains = families(await new Zfs(remote).list({ roots: [root], depth: 1 }), prefix);
   return {
     host: remote.name,
     copies: new Map(
-      [...copies].map(([node, copy]): [string, ServerCopy] => [
-        node,
-        { dataset: copy, snapshots: found.get(copy)?.snapshots ?? null },
-      ]),
+      [...copies].map(([node, copy]): [string, ServerCopy] => {
+        const found = chains.get(copy);
+        return [node, { dataset: copy, snapshots: found ? found.flatMap((d) => d.snapshots) : null }];
+      }),
     ),
   };
 }
@@ -97,9 +102,9 @@ function describe(p: DatasetRollbackPlan, snapshot: string | undefined, server: 
  * rollback <vmid> <snapshot>` (without --snapshot: everything zbm has there), under the guest's
  * lock so that no backup runs meanwhile. Destroys only zbm's own snapshots and bookmarks, with -y
  * (or a yes on a terminal), and of the snapshots only those the backup server (--remote) was seen
- * to hold, unless --force. The backup server keeps its chain, which then has backups the node no
- * longer has: the guest's next backup is refused as diverged (a new chain beside the old one is
- * not built yet), and the command says so.
+ * to hold (in any chain of the disk), unless --force. The backup server keeps its chain, which
+ * then has backups the node no longer has: the guest's next backup starts a new chain beside it
+ * (plan/chain.ts), and the command says so.
  */
 export async function prepareRollback(
   opts: PrepareRollbackOptions,
@@ -149,7 +154,7 @@ export async function prepareRollback(
     let server: ServerView | null = null;
     if (remote) {
       try {
-        server = await observeServer(remote.host, remote.root, datasets);
+        server = await observeServer(remote.host, remote.root, datasets, opts.prefix);
       } catch (err) {
         const where = `${remote.host.name}:${datasets.map((d) => targetDataset(remote.root, d.name)).join(', ')}`;
         if (opts.force !== true) {
@@ -271,7 +276,7 @@ export async function prepareRollback(
     if (go && done.some((r) => r.destroyed.length > 0))
       log.warn(
         `guest ${opts.vmid}: the backup server keeps every restore point${lost.length > 0 ? ' it received' : ''}, but its chain now has backups this node no longer has: ` +
-          'the next backups of this guest are refused as diverged until a new chain can start beside the old one, which zbm does not do yet (docs/proxmox.md, "Not built yet")',
+          'the next backup of each of its disks starts a new chain beside the old one, from the newest zbm snapshot it still shares with the server (docs/proxmox.md, "A disk\'s chains")',
       );
     else if (!go && work.length === 0 && !opts.json) {
       out(`nothing of zbm stands in the way${blocked ? ' (but see above)' : ''}\n`);

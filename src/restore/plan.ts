@@ -99,7 +99,7 @@ export interface GuestPlan {
   /** Relative to /etc/pve. */
   readonly configPath: string;
   readonly configText: string;
-  /** Keep the received snapshot: the next backup of the guest continues the chain from it. */
+  /** Keep the received snapshot: the next backup of the guest goes on from it (in a new chain when it is older). */
   readonly keepSnapshot: boolean;
   readonly warnings: readonly string[];
 }
@@ -318,12 +318,13 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
       `${x.key} (${x.volume}) is not in the backup: the restored config still names it as it was`,
     );
   }
-  const keepSnapshot = vmid === point.vmid && point.disks.every((d) => d.newest);
-  if (vmid === point.vmid && !keepSnapshot) {
+  // Kept in place: the next backup goes on from it, in the same chain when it is the newest backup,
+  // else in a new chain beside the old one, cloned from it (plan/chain.ts): no full copy either way.
+  const keepSnapshot = vmid === point.vmid;
+  if (keepSnapshot && !point.disks.every((d) => d.newest)) {
     warnings.push(
-      `${point.snapshot} is not the newest backup of guest ${vmid} on ${req.tier}, and ZFS cannot branch a chain: ` +
-        `the next backup of guest ${vmid} is refused ("no snapshot in common") until its old backup datasets are renamed aside on the backup server ` +
-        `(${point.disks.map((d) => d.dataset.slice(d.dataset.lastIndexOf('/') + 1)).join(', ')}); it then starts a new full chain`,
+      `${point.snapshot} is not the newest backup of guest ${vmid} on ${req.tier}: the next backup of guest ${vmid} starts a new chain ` +
+        `beside its old backups, as a clone of ${point.snapshot}; the newer backups stay where they are`,
     );
   }
   return {
@@ -441,6 +442,6 @@ export function describePlan(plan: GuestPlan | DiskOnlyPlan): string {
     head +
     plan.disks.map((d) => diskLine(d, host)).join('') +
     `  ${plan.disks.length} disk(s), about ${formatBytes(total)}; config /etc/pve/${plan.configPath}\n` +
-    `  the received snapshot is ${plan.keepSnapshot ? 'kept (the next backup continues the chain)' : 'destroyed (the restored disks start a new chain)'}\n`
+    `  the received snapshot is ${plan.keepSnapshot ? 'kept (the next backup goes on from it)' : 'destroyed (the restored disks start a new chain)'}\n`
   );
 }

@@ -5,8 +5,8 @@
  * -s creation`), and `zfs rollback` without `-r` then also fails on a newer bookmark, after the guest
  * was stopped and locked. zbm's snapshots newer than the target go, so do zbm's bookmarks an earlier
  * version left; the newest zbm snapshot older than the target stays, the base a new chain beside
- * the backup server's old one can start from (not built yet: until then the guest's next backups
- * are refused as diverged). A zbm snapshot goes only when the backup server was seen to hold it
+ * the backup server's old one starts from (plan/chain.ts), without sending the whole disk again.
+ * A zbm snapshot goes only when the backup server was seen to hold it
  * (same guid): one it never received is a restore point that exists nowhere else, so the plan is
  * refused instead, unless forced. Pure.
  */

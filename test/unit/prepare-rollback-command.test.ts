@@ -136,10 +136,22 @@ describe('prepare-rollback: what the backup server holds', () => {
         'filesystem,volume,snapshot,bookmark',
         '-o',
         r.remote.calls[0]?.[9] ?? '',
-        COPY,
+        // The root's children: each disk's chains (plan/chain.ts) lie side by side there.
+        'main/bak-zbm',
       ],
     ]);
     assert.match(r.stdout, /each of them is on zbm-dest:main\/bak-zbm\/vm-100-disk-0 \(same guid\)/);
+  });
+
+  it("counts a snapshot the server holds in a later chain of the disk, and none of another disk's", async () => {
+    const later = listing(`${COPY}.${P}20261130T100000Z`, [[`${P}3`, '14', 7]]);
+    const r = await run({}, SERVER_WITHOUT_3 + later);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.destroys, [`${D0}@${P}2,${P}3`]);
+    const other = listing(`main/bak-zbm/vm-101-disk-0.${P}20261130T100000Z`, [[`${P}3`, '14', 7]]);
+    const refused = await run({}, SERVER_WITHOUT_3 + other);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.deepEqual(refused.destroys, []);
   });
 
   for (const [what, server] of [

@@ -256,10 +256,13 @@ describe('restore plan: whole guest', () => {
     assert.equal(forced.disks[1]?.aside, null);
   });
 
-  it('in place: keeps the received snapshot only when it is the newest of every disk, else warns about the chain', () => {
+  it('in place: keeps the received snapshot, and warns that an older one starts a new chain beside the old backups', () => {
     const older = guestPlan(planGuestRestore(request(p1), local()));
-    assert.equal(older.keepSnapshot, false);
-    assert.match(older.warnings.join('\n'), /next backup of guest 100 is refused/);
+    assert.equal(older.keepSnapshot, true);
+    assert.match(
+      older.warnings.join('\n'),
+      /next backup of guest 100 starts a new chain beside its old backups, as a clone of/,
+    );
     const tier = [ds('tank/bak/vm-100-disk-0', [[S1, '11']]), ds('tank/bak/vm-100-disk-2', [[S1, '21']])];
     const [newest] = restorePoints([manifest(S1, ['11', '21'])], tier, 'tank/bak');
     const plan = guestPlan(planGuestRestore(request(newest as RestorePoint), local()));
