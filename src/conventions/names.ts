@@ -153,7 +153,7 @@ export function targetDataset(root: string, dataset: string): string {
 }
 
 /**
- * A disk's later chain (docs/chains.md): when the node's disk can no longer continue any backup
+ * A disk's later chain (docs/proxmox.md, "A disk's chains"): when the node's disk can no longer continue any backup
  * chain on the server (a rollback, a fresh zvol, zbm's snapshots destroyed by hand), its backups go
  * on in `<target>.<first snapshot of the new chain>` beside the older ones, which stay untouched.
  * The name is made of the snapshot's, so every tier derives the same one from what it holds.

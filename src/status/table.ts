@@ -3,6 +3,7 @@
  * volume names), and their table.
  */
 
+import { families } from '../conventions/names.ts';
 import { vmidOf } from '../metadata/store.ts';
 import { formatAge, formatBytes } from '../text/human.ts';
 import type { Dataset } from '../zfs/types.ts';
@@ -56,7 +57,8 @@ export function buildStatus(
       const row: GuestStatus = {
         vmid: g.vmid,
         name: g.vmid === null ? '' : (names.get(g.vmid) ?? ''),
-        disks: g.datasets.map((d) => d.name),
+        // A disk's later chains (plan/chain.ts) are that disk still.
+        disks: [...families(g.datasets, prefix).keys()],
         newest: newest?.short ?? null,
         newestAgeSeconds: newest ? now - newest.creation : null,
         backups: new Set(ours.map((s) => s.short)).size,
@@ -65,13 +67,18 @@ export function buildStatus(
       if (!remote) return row;
       const notReplicated: string[] = [];
       let lag: number | null = 0;
-      for (const d of g.datasets) {
-        const rel = d.name === root ? '' : d.name.slice(root.length + 1);
-        const there = remote.datasets.get(rel === '' ? remote.root : `${remote.root}/${rel}`);
-        const guids = new Set(there?.snapshots.map((s) => s.guid) ?? []);
-        const common = d.snapshots.filter((s) => s.short.startsWith(prefix) && guids.has(s.guid)).at(-1);
+      for (const [disk, chains] of families(g.datasets, prefix)) {
+        // The newest backup of the disk the remote has, in whichever chain.
+        let common: Dataset['snapshots'][number] | undefined;
+        for (const d of chains) {
+          const rel = d.name === root ? '' : d.name.slice(root.length + 1);
+          const there = remote.datasets.get(rel === '' ? remote.root : `${remote.root}/${rel}`);
+          const guids = new Set(there?.snapshots.map((s) => s.guid) ?? []);
+          const c = d.snapshots.filter((s) => s.short.startsWith(prefix) && guids.has(s.guid)).at(-1);
+          if (c && (!common || c.creation > common.creation)) common = c;
+        }
         if (!common) {
-          notReplicated.push(d.name);
+          notReplicated.push(disk);
           lag = null;
         } else if (lag !== null) {
           lag = Math.max(lag, now - common.creation);

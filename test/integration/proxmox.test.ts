@@ -8,7 +8,19 @@ import assert from 'node:assert/strict';
 import { before } from 'node:test';
 import { snapshotName } from '../../src/conventions/names.ts';
 import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
-import { holds, it, type LabHost, reset, sh, suite, tree, writeZvol, zbm, zvolHash } from '../lab/lab.ts';
+import {
+  holds,
+  it,
+  type LabHost,
+  prop,
+  reset,
+  sh,
+  suite,
+  tree,
+  writeZvol,
+  zbm,
+  zvolHash,
+} from '../lab/lab.ts';
 import * as pve from '../lab/pve-ops.ts';
 import { keptByRules } from '../lab/retention.ts';
 
@@ -55,7 +67,7 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     await reset();
   });
 
-  it("rollback: Proxmox refuses while zbm's newer snapshot is there; after zbm prepare-rollback, qm rollback's check and zfs rollback succeed, the guest is unlocked and back at the snapshot, every restore point stays; the next backup of that guest is refused as diverged and changes nothing", async () => {
+  it("rollback: Proxmox refuses while zbm's newer snapshot is there; after zbm prepare-rollback, qm rollback's check and zfs rollback succeed, the guest is unlocked and back at the snapshot, every restore point stays; the next backups go on in a new chain beside the old one, a clone of the snapshot the disk still shares", async () => {
     const first = await backup([]);
     await writeZvol('rpool/data/vm-100-disk-0', 1, 8);
     await pve.snapshot(VM100, 'admin1');
@@ -93,10 +105,10 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     ]);
     assert.equal(prep.code, 0, prep.stderr);
     assert.match(prep.stdout, /zbm is out of the way: qm rollback 100 admin1/);
-    // It says what comes next: no new chain yet, the next backups are refused.
+    // It says what comes next: a new chain beside the old one.
     assert.match(
       prep.stderr,
-      /^warning: guest 100: the backup server keeps every restore point, .* refused as diverged until a new chain can start beside the old one/m,
+      /^warning: guest 100: the backup server keeps every restore point, .* the next backup of each of its disks starts a new chain beside the old one/m,
     );
     await pve.rollback(VM100, 'admin1');
     assert.equal(await pve.lockOf(VM100), null, 'the guest is not left locked');
@@ -111,13 +123,45 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
       );
     assert.deepEqual(await sorted('main/bak-zbm'), server, 'every restore point stays on the backup server');
 
-    // Today the backup server's chain has bak2 after the common bak1, and zbm refuses to roll it
-    // back: the guest fails, nothing is lost. (Issue 19, point 2: start a new chain beside it.)
+    // The server's chain has bak2 after bak1, which the disk no longer has: each disk's backups go
+    // on in a new chain named for its first snapshot, a clone of bak1 and one increment from it.
     const r = await zbm('pve1', [...BACKUP_PVE, '--vmid', '100', '--json']);
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /main\/bak-zbm\/vm-100-disk-0 has diverged/);
-    assert.equal(guest(guests(r.stdout), 100).result, 'failed');
-    assert.deepEqual(await sorted('main/bak-zbm'), server);
+    assert.equal(r.code, 0, r.stderr);
+    const third = guest(guests(r.stdout), 100);
+    const bak3 = third.snapshot ?? '';
+    assert.deepEqual(
+      third.disks.map((d) => d.mode),
+      VM100.disks.map(() => 'incremental'),
+    );
+    const chains = VM100.disks.map((ds) => `main/bak-zbm/${ds.slice('rpool/data/'.length)}.${bak3}`);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^warning: guest 100[^:]*: disk \\w+: zbm-dest:main/bak-zbm/vm-100-disk-0 has diverged from pve1:rpool/data/vm-100-disk-0: snapshots the source never had after the common one: ${bak2} .*Its backups go on in a new chain, main/bak-zbm/vm-100-disk-0\\.${bak3}, a clone of main/bak-zbm/vm-100-disk-0@${bak1}; the older chain stays`,
+        'm',
+      ),
+    );
+    assert.deepEqual(
+      await sorted('main/bak-zbm'),
+      [...server, ...chains.flatMap((c) => withSnaps(c, [bak3]))].sort(),
+      'the old chains untouched, one new chain per disk',
+    );
+    for (const c of chains)
+      assert.equal(await prop(c, 'origin'), `${c.slice(0, c.lastIndexOf('.'))}@${bak1}`, c);
+    assert.equal(await zvolHash(chains[0] ?? ''), atAdmin, 'the new chain holds the rolled-back disk');
+
+    // And the next backup goes on in the new chain, incrementally: no "diverged" on every run.
+    await writeZvol(d0, 1, 24);
+    const fourth = guest(await backup(['--vmid', '100']), 100);
+    assert.deepEqual(
+      fourth.disks.map((d) => d.mode),
+      VM100.disks.map(() => 'incremental'),
+    );
+    assert.deepEqual(
+      await sorted(chains[0] ?? ''),
+      withSnaps(chains[0] ?? '', [bak3, fourth.snapshot ?? '']),
+    );
+    assert.equal(await zvolHash(chains[0] ?? ''), await zvolHash(d0, 'pve1'));
   });
 
   it("rollback with a zbm snapshot the backup server never received: prepare-rollback refuses, naming the server and each dataset, and changes nothing; with --force it destroys it and Proxmox's check passes", async () => {
@@ -129,7 +173,13 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     const node = await sorted('rpool/data', 'pve1');
     const server = await sorted('main/bak-zbm');
     const unsent = VM100.disks.map((ds) => {
-      const there = new Set(snapsOf(server, `main/bak-zbm/${ds.slice('rpool/data/'.length)}`));
+      // In any chain of the disk: its first one, and the new one the backup after the rollback began.
+      const copy = `main/bak-zbm/${ds.slice('rpool/data/'.length)}`;
+      const there = new Set(
+        server
+          .filter((n) => n.startsWith(`${copy}@`) || n.startsWith(`${copy}.`))
+          .map((n) => n.split('@')[1]),
+      );
       return { ds, snaps: snapsOf(node, ds).filter((x) => x.startsWith('bak-zbm-') && !there.has(x)) };
     });
     assert.ok(
@@ -248,7 +298,7 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     assert.equal(await pve.lockOf(CT104), null);
   });
 
-  it('then one replicate mirrors every restore point, the destroyed guest’s included, and one prune keeps what its rules, the holds and the replica need', async () => {
+  it('then one replicate mirrors every restore point, the destroyed guest’s included, a new chain as a clone; one prune keeps what its rules (per disk, over its chains), the holds, the clones and the replica need; verify and drill read both chains', async () => {
     const rep = await zbm('zbm-dest', REPLICATE);
     assert.equal(rep.code, 0, rep.stderr);
     const dest = await sorted('main/bak-zbm');
@@ -258,16 +308,36 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
       await sorted('main/bak-zbm', 'zbm-replica'),
       dest.filter((n) => !n.includes('#')),
     );
+    // The new chain of vm-100-disk-0 arrived as a clone of the replica's own copy of its origin:
+    // the replica holds the disk once, plus what changed since.
+    const datasets = dest.filter((n) => !n.includes('@') && !n.includes('#'));
+    const later = datasets.find((d) => d.startsWith('main/bak-zbm/vm-100-disk-0.')) ?? '';
+    const origin = await prop(later, 'origin');
+    assert.match(origin, /^main\/bak-zbm\/vm-100-disk-0@bak-zbm-/);
+    assert.equal(await prop(later, 'origin', 'zbm-replica'), origin);
+    const used = Number(await prop(later, 'used', 'zbm-replica'));
+    const referenced = Number(await prop(later, 'referenced', 'zbm-replica'));
+    assert.ok(used < referenced / 2, `the clone uses ${used} of the ${referenced} bytes it references`);
 
     const held = new Set((await holds('main/bak-zbm')).map((l) => l.split('\t')[0]));
+    const origins = new Set(
+      (await sh('zfs get -H -o value -t filesystem,volume -r origin main/bak-zbm'))
+        .split('\n')
+        .filter((o) => o.includes('@')),
+    );
     const p = await zbm('zbm-dest', PRUNE_DEST);
     assert.equal(p.code, 0, p.stderr);
-    const datasets = dest.filter((n) => !n.includes('@') && !n.includes('#'));
+    // The rules count a disk's restore points over all its chains; safety stays per dataset.
+    const family = (d: string) => d.replace(/\.bak-zbm-\d{8}T\d{6}Z$/, '');
     const expected = datasets.flatMap((d) => {
       const shorts = snapsOf(dest, d).sort();
-      const kept = keptByRules(shorts, { last: 2, hourly: 2 });
-      // Held snapshots (the node's bases, replicate's base) and the newest, in common with the replica.
-      const keep = shorts.filter((s) => kept.has(s) || held.has(`${d}@${s}`) || s === shorts.at(-1));
+      const all = datasets.filter((x) => family(x) === family(d)).flatMap((x) => snapsOf(dest, x));
+      const kept = keptByRules([...new Set(all)].sort(), { last: 2, hourly: 2 });
+      // Held snapshots (the node's bases, replicate's base), the newest (in common with the
+      // replica), and a new chain's origin.
+      const keep = shorts.filter(
+        (s) => kept.has(s) || held.has(`${d}@${s}`) || s === shorts.at(-1) || origins.has(`${d}@${s}`),
+      );
       return [d, ...keep.map((s) => `${d}@${s}`)];
     });
     assert.deepEqual(
@@ -279,5 +349,38 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
       await sorted('main/bak-zbm', 'zbm-replica'),
       dest.filter((n) => !n.includes('#')),
     );
+
+    // verify judges each disk over its chains: the old one gets no backup any more, yet nothing is stale.
+    const v = await zbm('zbm-dest', [
+      'verify',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--prefix',
+      'bak-zbm-',
+      '--max-age-days',
+      '1',
+      '--min-snapshots',
+      '1',
+    ]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.match(
+      v.stdout,
+      /^OK main\/bak-zbm\/vm-100-disk-0: newest bak-zbm-\S+ .* in main\/bak-zbm\/vm-100-disk-0\.bak-zbm-\S+, \d+ snapshots in 2 chains$/m,
+    );
+    assert.doesNotMatch(v.stdout, /^\S+ main\/bak-zbm\/vm-100-disk-0\.bak-zbm-/m);
+    // A restore point of each chain can be restored: every disk there with its recorded guid.
+    const newest = await zbm('zbm-dest', ['drill', '--local-zfs-root', 'main/bak-zbm', '--vmid', '100']);
+    assert.equal(newest.code, 0, newest.stdout + newest.stderr);
+    const oldest = snapsOf(await sorted('main/bak-zbm'), 'main/bak-zbm/vm-100-disk-0').sort()[0] ?? '';
+    const old = await zbm('zbm-dest', [
+      'drill',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--vmid',
+      '100',
+      '--snapshot',
+      oldest,
+    ]);
+    assert.equal(old.code, 0, old.stdout + old.stderr);
   });
 });

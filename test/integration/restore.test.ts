@@ -229,7 +229,10 @@ suite('restore on real ZFS', 20, () => {
     const r = await zbm('pve1', [...FROM_DEST, '--vmid', '100', '--snapshot', s1, '--force', '-y']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await hashes(VM100), h1);
-    assert.match(r.stderr, /next backup of guest 100 is refused/);
+    assert.match(
+      r.stderr,
+      /next backup of guest 100 starts a new chain beside its old backups, as a clone of/,
+    );
     const aside = (await tree('rpool/data')).filter((n) =>
       /^rpool\/data\/zbm-replaced-\d+T\d+Z-vm-100-disk-0$/.test(n),
     );
@@ -240,14 +243,22 @@ suite('restore on real ZFS', 20, () => {
     assert.deepEqual(await volumesOf(conf), present(VM100.map((v) => `rpool/data/${v}`)), conf);
   });
 
-  it('after an in-place restore of the newest backup the chain goes on; after an older one the next backup is refused, as warned', async () => {
+  it('after an in-place restore of the newest backup the chain goes on; after an older one the next backup starts a new chain as a clone of it, as warned, the newer backups kept', async () => {
     const r = await zbm('pve1', [...FROM_DEST, '--vmid', '103', '--force', '-y']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await Promise.all(ctFiles.map(fileHash)), ctHashes);
+    const server = await tree('main/bak-zbm');
     const b = await zbm('pve1', [...BACKUP, '--json']);
-    assert.equal(b.code, 1);
+    assert.equal(b.code, 0, b.stderr);
     const guests = (
-      JSON.parse(b.stdout) as { guests: { vmid: number; result: string; disks: { mode: string }[] }[] }
+      JSON.parse(b.stdout) as {
+        guests: {
+          vmid: number;
+          snapshot: string;
+          result: string;
+          disks: { mode: string; target: string }[];
+        }[];
+      }
     ).guests;
     const ct = guests.find((g) => g.vmid === 103);
     assert.equal(ct?.result, 'ok');
@@ -255,7 +266,22 @@ suite('restore on real ZFS', 20, () => {
       ct?.disks.map((d) => d.mode),
       ['incremental', 'incremental'],
     );
-    assert.equal(guests.find((g) => g.vmid === 100)?.result, 'failed');
-    assert.match(b.stderr, /main\/bak-zbm\/vm-100-disk-0 exists but has no snapshot in common/);
+    const vm = guests.find((g) => g.vmid === 100);
+    assert.equal(vm?.result, 'ok');
+    const chains = VM100.map((v) => `main/bak-zbm/${v}.${vm?.snapshot}`);
+    assert.deepEqual(
+      vm?.disks.map((d) => [d.mode, d.target]),
+      chains.map((c) => ['incremental', c]),
+    );
+    for (const c of chains) assert.equal(await prop(c, 'origin'), `${c.slice(0, c.lastIndexOf('.'))}@${s1}`);
+    assert.deepEqual(await zvolHash(chains[0] ?? ''), h1[0]);
+    // Every older restore point stays where it was.
+    const now = await tree('main/bak-zbm');
+    assert.deepEqual(
+      server.filter((n) => !n.includes('vm-103') && !n.includes('subvol-103')),
+      now.filter(
+        (n) => !n.includes('vm-103') && !n.includes('subvol-103') && !chains.some((c) => n.startsWith(c)),
+      ),
+    );
   });
 });

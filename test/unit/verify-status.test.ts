@@ -82,4 +82,39 @@ describe('zbm status', () => {
     assert.match(first ?? '', /^100 +- +2 +bak-2 +10 min +2 +2\.0 KiB +2\.0 h$/);
     assert.match(second ?? '', /^103 .* 25\.0 h +1 +1\.0 KiB +not replicated \(1 disk\(s\)\)$/);
   });
+
+  it("counts a disk's later chain as that disk, and its lag from the newest backup of any chain", () => {
+    const later = `${R}/vm-100-disk-0.bak-20261130T100000Z`;
+    const chained = [...listing, ds(later, [snap(later, 'bak-20261130T100000Z', 60)])];
+    const [row] = buildStatus(chained, R, 'bak-', NOW, new Map());
+    assert.deepEqual(row?.disks, [`${R}/vm-100-disk-0`, `${R}/vm-100-disk-1`]);
+    assert.equal(row?.newest, 'bak-20261130T100000Z');
+    assert.equal(row?.backups, 3);
+    const remote = (withLater: boolean) => ({
+      name: 'zbm-replica',
+      root: 'rep/b',
+      datasets: new Map([
+        ['rep/b/vm-100-disk-0', ds('rep/b/vm-100-disk-0', [snap(`${R}/vm-100-disk-0`, 'bak-2', 600)])],
+        ['rep/b/vm-100-disk-1', ds('rep/b/vm-100-disk-1', [snap(`${R}/vm-100-disk-1`, 'bak-2', 600)])],
+        ...(withLater
+          ? [
+              [
+                `rep/b/vm-100-disk-0.bak-20261130T100000Z`,
+                ds('x', [snap(later, 'bak-20261130T100000Z', 60)]),
+              ] as const,
+            ]
+          : []),
+      ]),
+    });
+    assert.equal(
+      buildStatus(chained, R, 'bak-', NOW, new Map(), remote(false))[0]?.replicationLagSeconds,
+      600,
+    );
+    assert.equal(
+      buildStatus(chained, R, 'bak-', NOW, new Map(), remote(true))[0]?.replicationLagSeconds,
+      600,
+    );
+    const fresh = [...chained.filter((d) => d.name !== `${R}/vm-100-disk-1`)];
+    assert.equal(buildStatus(fresh, R, 'bak-', NOW, new Map(), remote(true))[0]?.replicationLagSeconds, 60);
+  });
 });
