@@ -56,8 +56,9 @@ async function observeServer(
   prefix: string,
 ): Promise<ServerView> {
   const copies = new Map(datasets.map((d) => [d.name, targetDataset(root, d.name)]));
-  // Every chain of each disk (plan/chain.ts): the root's children, its later chains beside it.
-  const chains = families(await new Zfs(remote).list({ roots: [root], depth: 1 }), prefix);
+  // Every chain of each disk (plan/chain.ts): the root's children (depth 1) with their snapshots
+  // (depth 2), a disk's later chains beside it.
+  const chains = families(await new Zfs(remote).list({ roots: [root], depth: 2 }), prefix);
   return {
     host: remote.name,
     copies: new Map(

@@ -270,11 +270,15 @@ suite('restore on real ZFS', 20, () => {
     assert.equal(vm?.result, 'ok');
     const chains = VM100.map((v) => `main/bak-zbm/${v}.${vm?.snapshot}`);
     assert.deepEqual(
-      vm?.disks.map((d) => [d.mode, d.target]),
+      vm?.disks.map((d) => [d.mode, d.target]).sort(),
       chains.map((c) => ['incremental', c]),
     );
     for (const c of chains) assert.equal(await prop(c, 'origin'), `${c.slice(0, c.lastIndexOf('.'))}@${s1}`);
     assert.deepEqual(await zvolHash(chains[0] ?? ''), h1[0]);
+    // Its restore point restores like any other: every disk sent whole from the new chain.
+    const back = await zbm('pve1', [...FROM_DEST, '--vmid', '100', '--as-vmid', '302']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.deepEqual(await hashes(VM100.map((v) => v.replace('vm-100-', 'vm-302-'))), h1);
     // Every older restore point stays where it was.
     const now = await tree('main/bak-zbm');
     assert.deepEqual(

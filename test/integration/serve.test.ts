@@ -17,6 +17,7 @@ import {
   holds,
   it,
   killMidStream,
+  prop,
   receivesDone,
   reset,
   sh,
@@ -143,6 +144,33 @@ suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () =>
     assert.deepEqual(await tree('main/bak-zbm/evil'), []);
   });
 
+  it("a rolled-back disk starts its new chain through it, as a clone of the snapshot it still shares (serve checks that snapshot's guid itself)", async () => {
+    const ct = 'rpool/data/subvol-104-disk-0';
+    const copy = 'main/bak-zbm/subvol-104-disk-0';
+    const ours = async () => (await tree(ct, 'pve1')).filter((n) => n.includes('@bak-zbm-'));
+    const [anchor] = await ours();
+    assert.ok(anchor);
+    await sh(`zfs snapshot ${ct}@admin1 && echo changed > /${ct}/after-admin1`, 'pve1');
+    const b = await zbm('pve1', [...BACKUP.slice(0, -1), '104']);
+    assert.equal(b.code, 0, b.stderr);
+    await sh(`zfs rollback -r ${ct}@admin1`, 'pve1');
+    assert.deepEqual(await ours(), [anchor], 'the anchor before admin1 stays on the node');
+    const server = await tree('main/bak-zbm');
+
+    const r = await zbm('pve1', [...BACKUP.slice(0, -1), '104', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const g = (
+      JSON.parse(r.stdout) as { guests: { snapshot: string; disks: { mode: string; target: string }[] }[] }
+    ).guests[0];
+    const chain = `${copy}.${g?.snapshot}`;
+    assert.deepEqual(
+      g?.disks.map((d) => [d.mode, d.target]),
+      [['incremental', chain]],
+    );
+    assert.deepEqual(await tree('main/bak-zbm'), [...server, chain, `${chain}@${g?.snapshot}`].sort());
+    assert.equal(await prop(chain, 'origin'), anchor.replace(ct, copy));
+  });
+
   it('--send-only: a replica pulls through it (full, incremental, resumed, configs too) and can change nothing', async () => {
     // The tag replicate --pull holds with: the backup server as the replica names it, the replica's hostname.
     PULL_TAG = `zbm-base:zbm-dest-pull:${(await sh('hostname', 'zbm-replica')).trim()}`;
@@ -175,6 +203,11 @@ suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () =>
     ];
     const first = await zbm('zbm-replica', PULL);
     assert.equal(first.code, 0, first.stderr);
+    // The new chain of 104 came as a clone of the replica's own copy of its origin, through
+    // serve's `zfs send -i <origin> <chain>@<first>`.
+    const chain = (await tree('main/bak-zbm')).find((n) => /subvol-104-disk-0\.bak-zbm-[^@]*$/.test(n)) ?? '';
+    assert.ok(chain);
+    assert.equal(await prop(chain, 'origin', 'zbm-replica'), await prop(chain, 'origin'));
     await writeZvol('rpool/data/vm-102-disk-0', 1, 5);
     assert.equal((await zbm('pve1', [...BACKUP_PVE, '--vmid', '102'])).code, 0);
     const second = await zbm('zbm-replica', PULL);

@@ -131,7 +131,7 @@ describe('prepare-rollback: what the backup server holds', () => {
         '-H',
         '-p',
         '-d',
-        '1',
+        '2',
         '-t',
         'filesystem,volume,snapshot,bookmark',
         '-o',
