@@ -94,6 +94,9 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
     const { pairs, orphans } = mirrorPairs(source.root, sourceList, target.root, targetList, select);
     let targets = new Map(targetList.map((d) => [d.name, d]));
     const sources = new Map(sourceList.map((d) => [d.name, d]));
+    // Against the target as last listed: the second wave sees the origins the first one sent.
+    const cloneStart = (pair: MirrorPair) =>
+      planCloneStart(pair, source.root, sources, target.root, targets, select);
     for (const o of orphans)
       log.warn(
         `${target.host.name}:${o}: no longer on ${source.host.name} (guest deleted?): kept, never destroyed by zbm; ` +
@@ -110,14 +113,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
           { zfs: target.zfs, dataset: t, listing: targets.get(t) ?? null },
           select,
         );
-        const clone = planCloneStart(
-          { source: d, target: t },
-          source.root,
-          sources,
-          target.root,
-          targets,
-          select,
-        );
+        const clone = cloneStart({ source: d, target: t });
         const what = clone
           ? `a clone of ${clone.origin}, ${clone.steps.length} snapshot(s): ${clone.steps.map((s) => s.to.short).join(', ')}`
           : plan.kind === 'full' || plan.kind === 'incremental'
@@ -192,14 +188,7 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
             const streamEnded = await takeStream();
             let before = targets.get(targetName) ?? null;
             const sourceSide = { zfs: source.zfs, dataset: d.name, listing: d };
-            const clone = planCloneStart(
-              { source: d, target: targetName },
-              source.root,
-              sources,
-              target.root,
-              targets,
-              select,
-            );
+            const clone = cloneStart({ source: d, target: targetName });
             if (clone)
               log.info(
                 `${target.host.name}:${targetName}: starts as a clone of ${clone.origin}, as ${d.name} is one`,

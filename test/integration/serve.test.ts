@@ -96,7 +96,12 @@ suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () =>
       [`zfs program -j main - destroy-snapshot ${newest}`, /not allowed/],
       [`zfs rollback -r ${newest}`, /not allowed/],
       ['zfs receive -F main/bak-zbm/vm-102-disk-0', /-F is not allowed/],
-      ['zfs receive -o mountpoint=/root/.ssh main/bak-zbm/evil', /-o is not allowed/],
+      [
+        'zfs receive -o mountpoint=/root/.ssh main/bak-zbm/evil',
+        /-o mountpoint=\/root\/.ssh: value not allowed/,
+      ],
+      // -o names only a later chain's origin, and only inside the root.
+      ['zfs receive -o origin=rpool/data/vm-102-disk-0@x main/bak-zbm/evil', /value not allowed/],
       ['zfs set readonly=off main/bak-zbm', /only zbm:metadata-dir=\/root\/backups_metadata/],
       [
         `zfs release zbm-base:pve:zbm-dest-ro ${newest} && zfs destroy ${newest}`,

@@ -163,3 +163,35 @@ export async function replicateGuest(g: PveGuest, job: ReplicationJob): Promise<
   job.last = snap;
   return snap;
 }
+
+/**
+ * HA failover of g onto the disks pvesr replicated: its node is gone, and the guest runs on the
+ * node that has the copies (only the config moves; the replicated copy becomes the disk). In the
+ * lab both are on pve1, so each copy takes the disk's name.
+ */
+export async function failover(g: PveGuest, job: ReplicationJob): Promise<void> {
+  for (const ds of g.disks) {
+    await zfs(['destroy', '-r', ds]);
+    await zfs(['rename', `${job.targetRoot}/${ds.slice(ds.lastIndexOf('/') + 1)}`, ds]);
+  }
+  await sh('udevadm settle', 'pve1');
+}
+
+/**
+ * A volume that comes back under its name as a fresh zvol with the same content and no snapshot:
+ * `qm disk move` (zfs create -V, a block copy, `zfs destroy -r` of the old one: "snapshots will not
+ * be moved!"), as an online migration with local disks leaves it on the new node.
+ */
+export async function freshVolume(dataset: string): Promise<void> {
+  const size = (await zfs(['get', '-H', '-p', '-o', 'value', 'volsize', dataset])).trim();
+  const moving = `${dataset}-moving`;
+  await zfs(['create', '-V', size, moving]);
+  await sh('udevadm settle', 'pve1');
+  await sh(
+    `dd if=${shellJoin([`/dev/zvol/${dataset}`])} of=${shellJoin([`/dev/zvol/${moving}`])} bs=1M conv=fsync status=none`,
+    'pve1',
+  );
+  await zfs(['destroy', '-r', dataset]);
+  await zfs(['rename', moving, dataset]);
+  await sh('udevadm settle', 'pve1');
+}
