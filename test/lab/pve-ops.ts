@@ -167,12 +167,19 @@ export async function replicateGuest(g: PveGuest, job: ReplicationJob): Promise<
 /**
  * HA failover of g onto the disks pvesr replicated: its node is gone, and the guest runs on the
  * node that has the copies (only the config moves; the replicated copy becomes the disk). In the
- * lab both are on pve1, so each copy takes the disk's name.
+ * lab both are on pve1, in two pools: each copy comes back under the disk's name with its
+ * snapshots and their guids (`zfs send -R`), as the new node holds it.
  */
 export async function failover(g: PveGuest, job: ReplicationJob): Promise<void> {
   for (const ds of g.disks) {
+    const copy = `${job.targetRoot}/${ds.slice(ds.lastIndexOf('/') + 1)}`;
+    const snaps = await zfs(['list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', copy]);
+    const newest = snaps.trim().split('\n').at(-1) ?? '';
     await zfs(['destroy', '-r', ds]);
-    await zfs(['rename', `${job.targetRoot}/${ds.slice(ds.lastIndexOf('/') + 1)}`, ds]);
+    await sh(
+      `set -o pipefail; ${shellJoin(['zfs', 'send', '-R', newest])} | ${shellJoin(['zfs', 'recv', ds])}`,
+      'pve1',
+    );
   }
   await sh('udevadm settle', 'pve1');
 }
