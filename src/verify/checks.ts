@@ -361,7 +361,7 @@ export function checkGuest(
     return {
       state: 'CRITICAL',
       subject,
-      message: `disk(s) of the newest backup ${m.snapshot} are gone here (no chain of their family left): ${gone.map((d) => `${d.key} ${relocate(d.target)}`).join(', ')}`,
+      message: `disk(s) of the newest backup ${m.snapshot} are gone here: ${gone.map((d) => `${d.key} ${relocate(d.target)}`).join(', ')}`,
       figures,
     };
   }
