@@ -247,7 +247,8 @@ export function refuseNewChain(
   if (!originDataset || !from) return `the origin ${origin} does not exist`;
   if (from.guid !== begin.fromguid)
     return `the stream starts from guid ${begin.fromguid}, not from ${origin} (guid ${from.guid})`;
-  // Newer than every backup the origin's chain holds, not only the origin.
+  // The rules of a stream that continues the origin: the origin stands last, as the snapshot the
+  // stream must start from, and the name must be newer than every backup of the origin's chain.
   // A clone stream (replicate sends a later chain from its origin) is fine here: -o origin names
   // the origin, and zfs checks the stream's base against it rather than search the pool by guid.
   const asIncrement = { ...begin, flags: begin.flags & ~DRR_FLAG_CLONE };
