@@ -32,6 +32,7 @@ import {
 } from '../serve/stream.ts';
 import { parseTokenContents, refuseToken } from '../serve/token.ts';
 import { splitShellWords } from '../serve/words.ts';
+import { splitSnapshot } from '../zfs/names.ts';
 import { Zfs } from '../zfs/zfs.ts';
 
 /** Its flags (cli/options.ts) are its one declaration. */
@@ -114,7 +115,8 @@ async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logge
   const begin = parseBeginRecord(head);
   if ('error' in begin) return refused(begin.error);
   const origin = decision.origin;
-  const originDataset = origin?.slice(0, origin.indexOf('@'));
+  // policy.ts let only a snapshot name through as the origin.
+  const originDataset = origin === undefined ? undefined : splitSnapshot(origin).dataset;
   let listing: Awaited<ReturnType<Zfs['list']>>;
   try {
     const zfs = new Zfs(new LocalHost());

@@ -49,7 +49,7 @@ export type ChainPlan =
 
 /**
  * The chain a disk's new snapshots go to. primary is `<root>/<volume>`; family its existing chains
- * (conventions/names.ts families), any order; host names the backup server in messages.
+ * (conventions/names.ts families), any order; where names the disk and the backup server in messages.
  */
 export function planChain(
   source: SourceSide,
@@ -61,8 +61,6 @@ export function planChain(
 ): ChainPlan {
   if (source.snapshots.length === 0)
     return { kind: 'continue', target: primary, diff: { kind: 'nothing-to-send' } };
-  if (family.length === 0)
-    return { kind: 'continue', target: primary, diff: diff(source, { snapshots: null, written: 0 }) };
   // An interrupted receive is finished first, wherever it was going.
   const interrupted = family.find((m) => m.resumeToken !== null);
   if (interrupted) return { kind: 'continue', target: interrupted.name, diff: diffWith(source, interrupted) };
@@ -88,6 +86,7 @@ export function planChain(
         { host: where.server, dataset: changedOnServer.member.name },
       ),
     };
+  // The first backup, or the first chain gone and none of the later ones can go on: it starts again.
   if (!family.some((m) => m.name === primary))
     return { kind: 'continue', target: primary, diff: diff(source, { snapshots: null, written: 0 }) };
 

@@ -28,6 +28,7 @@
  * them when it started, and zfs itself checks that it does (same toguid, same name).
  */
 import { chainDataset, familyOf, snapshotTime } from '../conventions/names.ts';
+import { splitSnapshot } from '../zfs/names.ts';
 
 export const BEGIN_RECORD_BYTES = 312;
 
@@ -235,15 +236,13 @@ export function refuseNewChain(
   rules: IncomingRules,
 ): string | null {
   if (targetExists) return `a clone into ${target}, which exists already`;
-  const at = origin.indexOf('@');
-  const originName = origin.slice(0, at);
+  const { dataset: originName, snapshot: originShort } = splitSnapshot(origin);
   const short = begin.toname.slice(begin.toname.indexOf('@') + 1);
   const family = familyOf(originName, rules.prefix);
   if (target !== chainDataset(family, short))
     return `a clone of ${origin} may only start the chain ${chainDataset(family, short)} (named for the snapshot the stream brings), not ${target}`;
   const snapshots = originDataset?.snapshots ?? [];
-  const index = snapshots.findIndex((s) => s.short === origin.slice(at + 1));
-  const from = snapshots[index];
+  const from = snapshots.find((s) => s.short === originShort);
   if (!originDataset || !from) return `the origin ${origin} does not exist`;
   if (from.guid !== begin.fromguid)
     return `the stream starts from guid ${begin.fromguid}, not from ${origin} (guid ${from.guid})`;

@@ -49,6 +49,7 @@ export function buildStatus(
   return [...groups.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, g]) => {
+      const disks = families(g.datasets, prefix);
       const ours = g.datasets.flatMap((d) => d.snapshots.filter((s) => s.short.startsWith(prefix)));
       const newest = ours.reduce<(typeof ours)[number] | null>(
         (a, s) => (a === null || s.creation > a.creation ? s : a),
@@ -58,7 +59,7 @@ export function buildStatus(
         vmid: g.vmid,
         name: g.vmid === null ? '' : (names.get(g.vmid) ?? ''),
         // A disk's later chains (plan/chain.ts) are that disk still.
-        disks: [...families(g.datasets, prefix).keys()],
+        disks: [...disks.keys()],
         newest: newest?.short ?? null,
         newestAgeSeconds: newest ? now - newest.creation : null,
         backups: new Set(ours.map((s) => s.short)).size,
@@ -67,7 +68,7 @@ export function buildStatus(
       if (!remote) return row;
       const notReplicated: string[] = [];
       let lag: number | null = 0;
-      for (const [disk, chains] of families(g.datasets, prefix)) {
+      for (const [disk, chains] of disks) {
         // The newest backup of the disk the remote has, in whichever chain.
         let common: Dataset['snapshots'][number] | undefined;
         for (const d of chains) {
