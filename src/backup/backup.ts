@@ -49,6 +49,7 @@ export async function backupGuests(
     frozen: false,
     disks: [],
     synced: [],
+    listed: new Map(),
     obsolete: [],
     end: lockedOut.has(guest) ? { result: 'skipped', error: lockedOut.get(guest) as string } : null,
   }));
@@ -87,7 +88,7 @@ export async function backupGuests(
     const heldBefore = heldOnServer(active(), chains);
     const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);
     await takeSnapshots(ctx, active());
-    await sendAll(ctx, active(), chains);
+    await sendAll(ctx, active(), chains, sourceListing);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();

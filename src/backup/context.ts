@@ -81,6 +81,8 @@ export interface GuestRun {
   disks: DiskResult[];
   /** target: the chain the disk went to; primary: its first chain, `<root>/<volume>` (plan/chain.ts). */
   synced: { source: Dataset; target: string; primary: string; sync: SyncResult }[];
+  /** Each disk sent, as listed after its snapshot (a template's @__base__ under zbm's name): the manifest's. */
+  listed: Map<string, Dataset>;
   obsolete: string[];
   /** Set when the guest ended early (skipped, or failed before any disk was sent). */
   end: { result: 'failed' | 'skipped'; error: string } | null;

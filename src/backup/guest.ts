@@ -6,6 +6,7 @@
 import { targetDataset } from '../conventions/names.ts';
 import type { GuestDisk } from '../pve/disks.ts';
 import type { Guest } from '../pve/index.ts';
+import { TEMPLATE_SNAPSHOT } from '../pve/volumes.ts';
 import type { Dataset } from '../zfs/types.ts';
 
 /** A guest whose disks can be backed up: the ones that exist here, and where each goes. */
@@ -14,6 +15,11 @@ export interface PreparedGuest {
   readonly disks: readonly GuestDisk[];
   /** source dataset → target dataset */
   readonly targets: ReadonlyMap<string, string>;
+  /**
+   * A template (`template: 1`): zbm takes no snapshot of it; each disk's `@__base__` (which its
+   * linked clones start from) goes once, named for the newest of them, created then.
+   */
+  readonly template: { readonly created: Date } | null;
 }
 
 /**
@@ -45,7 +51,19 @@ export function prepareGuest(
       warnings,
     };
   }
-  return { prepared: { guest, disks, targets }, warnings };
+  if (!guest.template) return { prepared: { guest, disks, targets, template: null }, warnings };
+  let created = 0;
+  for (const d of disks) {
+    const base = sourceListing.get(d.dataset)?.snapshots.find((s) => s.short === TEMPLATE_SNAPSHOT);
+    if (!base)
+      return {
+        result: 'failed',
+        error: `it is a template, but its disk ${d.key} (${d.dataset}) has no @${TEMPLATE_SNAPSHOT}, the snapshot Proxmox makes of a template's disks: back it up again once Proxmox has made it`,
+        warnings,
+      };
+    created = Math.max(created, base.creation);
+  }
+  return { prepared: { guest, disks, targets, template: { created: new Date(created * 1000) } }, warnings };
 }
 
 export function guestLabel(guest: Guest): string {

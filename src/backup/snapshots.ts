@@ -8,6 +8,7 @@ import { snapshotName } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
 import { pingAgent, withFrozenGuest } from '../pve/freeze.ts';
 import { lockDecision, lockedMessage } from '../pve/locks.ts';
+import { TEMPLATE_SNAPSHOT } from '../pve/volumes.ts';
 import { poolOf } from '../zfs/names.ts';
 import { batchThenEach } from './batch.ts';
 import type { BackupContext, GuestRun } from './context.ts';
@@ -55,10 +56,22 @@ export async function takeSnapshots(ctx: BackupContext, runs: readonly GuestRun[
   await Promise.all(runs.map((r) => recheckLock(ctx, r)));
   // Every agent is asked at once, while the other guests are snapshotted: a guest whose agent does
   // not answer costs its timeout once per run, not once per guest in turn.
+  // A template never changes and is never running: the snapshot Proxmox made of it is its backup.
+  const templates = runs.filter((r) => r.prepared?.template && r.end === null);
+  for (const r of templates) {
+    const created = r.prepared?.template?.created ?? ctx.now();
+    r.started = Date.now();
+    r.snapshot = snapshotName(ctx.prefix, created);
+    r.at = created;
+    log.info(
+      `${r.label}: a template: no snapshot is taken; its disks' @${TEMPLATE_SNAPSHOT} are backed up once, as ${r.snapshot}`,
+    );
+  }
+  const rest = runs.filter((r) => !templates.includes(r) && r.end === null);
   const agents = new Map(
-    runs.filter((r) => r.guest.freeze && r.end === null).map((r) => [r, pingAgent(ctx.local, r.guest.vmid)]),
+    rest.filter((r) => r.guest.freeze).map((r) => [r, pingAgent(ctx.local, r.guest.vmid)]),
   );
-  const plain = runs.filter((r) => !r.guest.freeze && r.end === null);
+  const plain = rest.filter((r) => !r.guest.freeze);
   const byPrepared = new Map(plain.map((r) => [r.prepared, r]));
   for (const batch of snapshotBatches(plain.flatMap((r) => (r.prepared ? [r.prepared] : [])))) {
     const members = batch.map((p) => byPrepared.get(p) as GuestRun);

@@ -16,7 +16,12 @@ import type { BackupContext, GuestRun } from './context.ts';
  */
 export async function writeAllMetadata(ctx: BackupContext, runs: readonly GuestRun[]): Promise<void> {
   const { log } = ctx;
-  const writers = runs.filter((r) => r.disks.some((d) => d.mode !== 'failed'));
+  // A template backed up already has its manifest from then: nothing of it is new.
+  const writers = runs.filter(
+    (r) =>
+      r.disks.some((d) => d.mode !== 'failed') &&
+      !(r.prepared?.template && r.disks.every((d) => d.mode === 'up-to-date')),
+  );
   const files = new Map(writers.map((r) => [r, metadataFiles(ctx, r)]));
   const errors = await batchThenEach(
     writers,
@@ -44,7 +49,7 @@ function metadataFiles(ctx: BackupContext, r: GuestRun): FileToWrite[] {
   const { guest } = r;
   const snapshot = r.snapshot ?? '';
   const paths = metadataPaths(ctx.metadataDir, guest.vmid, snapshot);
-  const fresh = new Map(r.synced.map((s) => [s.source.name, s.source]));
+  const fresh = r.listed;
   const manifest = buildManifest({
     vmid: guest.vmid,
     type: guest.type,

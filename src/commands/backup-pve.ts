@@ -1,23 +1,23 @@
 import { readFile } from 'node:fs/promises';
 import { backupGuests } from '../backup/backup.ts';
 import type { BackupContext, GuestResult } from '../backup/context.ts';
+import { planDisk, snapshotsByGuid } from '../backup/send.ts';
 import { confirm } from '../cli/confirm.ts';
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
 import { Progress } from '../cli/progress.ts';
-import { families, targetDataset } from '../conventions/names.ts';
+import { families, snapshotName, targetDataset } from '../conventions/names.ts';
 import { ExitCode } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { SshHost } from '../host/ssh.ts';
 import { METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import type { Metrics } from '../metrics/prometheus.ts';
-import { planChain } from '../plan/chain.ts';
 import { configPath, discover, type Guest, guestLock, parseGuestConfig, readPveState } from '../pve/index.ts';
 import { planLocks } from '../pve/locks.ts';
+import { TEMPLATE_SNAPSHOT } from '../pve/volumes.ts';
 import { formatBytes } from '../text/human.ts';
-import { sourceRefs } from '../transfer/sync.ts';
 import { splitSnapshot } from '../zfs/names.ts';
 import type { Dataset, Snapshot } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
@@ -53,27 +53,28 @@ async function printPlan(
     userrefs: 0,
     props: {},
   });
-  const select = (s: string) => s.startsWith(opts.prefix);
   const locked = new Map(planLocks(guests).skipped.map((s) => [s.guest, s.message]));
   const chains = families([...target.values()], opts.prefix);
+  const onServer = snapshotsByGuid(target.values());
   const plans = guests.map((g) => ({
     guest: g,
     disks: g.disks.map((d) => {
       const src = source.get(d.dataset);
       const primary = targetDataset(opts.remoteZfsRoot, d.dataset);
       if (!src) return { disk: d, dst: primary, src, plan: null, chain: null };
-      const withPending: Dataset = { ...src, snapshots: [...src.snapshots, pending(src.name)] };
-      const chain = planChain(
-        sourceRefs(withPending, select),
+      // A template sends its @__base__ (named for when it was made); other disks the pending snapshot.
+      const base = g.template ? src.snapshots.find((s) => s.short === TEMPLATE_SNAPSHOT) : undefined;
+      const withPending: Dataset = base ? src : { ...src, snapshots: [...src.snapshots, pending(src.name)] };
+      const { chain } = planDisk({
+        prefix: opts.prefix,
+        where: { node: local.host.name, dataset: d.dataset, server: opts.remote },
         primary,
-        chains.get(primary) ?? [],
-        {
-          node: local.host.name,
-          dataset: d.dataset,
-          server: opts.remote,
-        },
-        select,
-      );
+        listed: withPending,
+        family: chains.get(primary) ?? [],
+        templateName: base ? snapshotName(opts.prefix, new Date(base.creation * 1000)) : null,
+        sourceListing: source,
+        onServer,
+      });
       if (chain.kind === 'continue') return { disk: d, dst: chain.target, src, plan: chain.diff, chain };
       const dst = chain.kind === 'new' ? chain.target : primary;
       return { disk: d, dst, src, plan: null, chain };
@@ -107,7 +108,9 @@ async function printPlan(
       if (chain.kind === 'refused') {
         what = `refused: ${chain.reason}`;
       } else if (chain.kind === 'new') {
-        what = `a new chain, ${chain.origin ? `a clone of ${chain.origin} and an increment` : `a full copy, about ${formatBytes(src.referenced)}`} (${chain.why}); the older chain stays`;
+        what = chain.first
+          ? `its first backup, a clone of ${chain.origin} and an increment (${chain.why})`
+          : `a new chain, ${chain.origin ? `a clone of ${chain.origin} and an increment` : `a full copy, about ${formatBytes(src.referenced)}`} (${chain.why}); the older chain stays`;
       } else if (!plan) {
         what = 'nothing to send';
       } else if (plan.kind === 'full') {
@@ -164,7 +167,7 @@ export async function backupPve(opts: BackupPveOptions, log: Logger, metrics?: M
     const local = new LocalHost(state.node);
     const localZfs = new Zfs(local);
     const [source, target] = await Promise.all([
-      localZfs.list({ roots: [opts.localZfsRoot] }).then(byName),
+      localZfs.list({ roots: [opts.localZfsRoot], withOrigin: true }).then(byName),
       targetListing,
     ]);
     const remoteRoot = target.get(opts.remoteZfsRoot);

@@ -13,7 +13,7 @@ import { acquire, datasetLockName, describeHolder, describeWait } from '../lock/
 import { copyMetadata } from '../metadata/copy.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import { describeConflict } from '../plan/diff.ts';
-import { isNewClone, planCloneStart } from '../replicate/clones.ts';
+import { cloneWaves, isNewClone, planCloneStart } from '../replicate/clones.ts';
 import { type MirrorPair, mirrorPairs } from '../replicate/pairs.ts';
 import { formatBytes } from '../text/human.ts';
 import { type BasePair, protectBases } from '../transfer/protect.ts';
@@ -253,16 +253,14 @@ export async function replicate(opts: ReplicateOptions, log: Logger): Promise<nu
           }
         },
       );
-    // New clones go once the rest is there: the origin they start from is then on the target.
-    const later = pairs.filter((p) => isNewClone(p, source.root, targets));
-    const first = await sendWave(pairs.filter((p) => !later.includes(p)));
-    if (later.length > 0)
-      targets = new Map((await target.zfs.list({ roots: [target.root] })).map((d) => [d.name, d]));
-    const second = later.length > 0 ? await sendWave(later) : [];
-    const byPair = new Map([
-      ...pairs.filter((p) => !later.includes(p)).map((p, i) => [p, first[i]] as const),
-      ...later.map((p, i) => [p, second[i]] as const),
-    ]);
+    // New clones go once the rest is there, each after the wave that sends its origin: the
+    // origin they start from is then on the target.
+    const byPair = new Map<MirrorPair, Awaited<ReturnType<typeof sendWave>>[number]>();
+    for (const [i, wave] of cloneWaves(pairs, source.root, targets).entries()) {
+      if (i > 0) targets = new Map((await target.zfs.list({ roots: [target.root] })).map((d) => [d.name, d]));
+      const done = await sendWave(wave);
+      for (const [j, p] of wave.entries()) byPair.set(p, done[j] as (typeof done)[number]);
+    }
     const sent = pairs.flatMap((p) => byPair.get(p) ?? []);
     const results = sent.map((s) => s.result);
     const bases = sent.flatMap((s) => s.base ?? []);

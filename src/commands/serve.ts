@@ -112,8 +112,10 @@ async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logge
     return ExitCode.failure;
   };
   const head = await readHead(process.stdin, BEGIN_RECORD_BYTES);
-  const begin = parseBeginRecord(head);
-  if ('error' in begin) return refused(begin.error);
+  const parsed = parseBeginRecord(head);
+  if ('error' in parsed) return refused(parsed.error);
+  // A snapshot received under another name is judged by that name, the one it will have here.
+  const begin = decision.as === undefined ? parsed : { ...parsed, toname: `${target}@${decision.as}` };
   const origin = decision.origin;
   // policy.ts let only a snapshot name through as the origin.
   const originDataset = origin === undefined ? undefined : splitSnapshot(origin).dataset;
@@ -140,7 +142,11 @@ async function receive(decision: ReceiveDecision, opts: ServeOptions, log: Logge
           rules,
         );
   if (why !== null) return refused(why);
-  const argv = receiveCommand(target, decision.flags, begin.type ?? 'volume');
+  const argv = receiveCommand(
+    decision.as === undefined ? target : `${target}@${decision.as}`,
+    decision.flags,
+    begin.type ?? 'volume',
+  );
   const child = spawn(argv[0] ?? 'zfs', argv.slice(1), { stdio: ['pipe', 'inherit', 'inherit'] });
   const exited = new Promise<number>((resolve) => {
     child.on('error', (err) => {

@@ -44,8 +44,26 @@ export type ChainPlan =
       readonly steps: readonly Step[];
       /** Why no existing chain could go on: what each one holds that the disk does not. */
       readonly why: string;
+      /**
+       * The disk's first backup, started as a clone of a snapshot of its history that the server has
+       * in another disk's chain (its template's, or its own from before a rename): not a later chain.
+       */
+      readonly first: boolean;
     }
   | { readonly kind: 'refused'; readonly reason: string };
+
+/**
+ * What a disk's first backup may start from, so that it costs what differs and not the disk again:
+ * the snapshots of its history on the node that are not sent themselves (zbm's snapshots carried
+ * over by a rename, as `qm template` and `qm disk reassign` do; the origin of a linked clone), and
+ * every snapshot the server has under its root, by guid.
+ */
+export interface SharedHistory {
+  /** Each with the dataset it lives in on the node when that is another one (a clone's origin). */
+  readonly history: readonly (SnapRef & { readonly dataset?: string })[];
+  /** guid → `<dataset>@<snapshot>` on the server. */
+  readonly onServer: ReadonlyMap<string, string>;
+}
 
 /**
  * The chain a disk's new snapshots go to. primary is `<root>/<volume>`; family its existing chains
@@ -58,6 +76,7 @@ export function planChain(
   where: { readonly node: string; readonly dataset: string; readonly server: string },
   /** zbm's snapshots (its prefix): the only ones a node's backups put on the server. */
   isOurs: (short: string) => boolean,
+  shared?: SharedHistory,
 ): ChainPlan {
   if (source.snapshots.length === 0)
     return { kind: 'continue', target: primary, diff: { kind: 'nothing-to-send' } };
@@ -87,6 +106,10 @@ export function planChain(
       ),
     };
   // The first backup, or the first chain gone and none of the later ones can go on: it starts again.
+  if (family.length === 0 && shared) {
+    const first = firstFromHistory(source, primary, shared, where);
+    if (first) return first;
+  }
   if (!family.some((m) => m.name === primary))
     return { kind: 'continue', target: primary, diff: diff(source, { snapshots: null, written: 0 }) };
 
@@ -131,6 +154,42 @@ export function planChain(
     origin: start?.origin ?? null,
     steps: chain(start ? { short: start.ref.short, bookmark: false } : null, after),
     why,
+    first: false,
+  };
+}
+
+/**
+ * A first backup as a clone of the newest snapshot of the disk's history the server has (txgs are
+ * pool-wide, so an origin and the disk's own snapshots compare), or null: a full copy.
+ */
+function firstFromHistory(
+  source: SourceSide,
+  primary: string,
+  shared: SharedHistory,
+  where: { readonly node: string; readonly dataset: string; readonly server: string },
+): ChainPlan | null {
+  let start: { ref: SnapRef & { readonly dataset?: string }; origin: string } | null = null;
+  for (const s of [...shared.history, ...source.snapshots]) {
+    const there = shared.onServer.get(s.guid);
+    if (there !== undefined && (!start || s.createtxg > start.ref.createtxg))
+      start = { ref: s, origin: there };
+  }
+  if (!start) return null;
+  const from = start;
+  const after = source.snapshots.filter((s) => s.createtxg > from.ref.createtxg);
+  if (after.length === 0)
+    return {
+      kind: 'refused',
+      reason: `${where.server} has the newest snapshot of ${where.node}:${where.dataset} already, as ${from.origin}, and no dataset ${primary}: nothing new to start it with; the next backup will`,
+    };
+  const base = from.ref.dataset === undefined ? {} : { dataset: from.ref.dataset };
+  return {
+    kind: 'new',
+    target: primary,
+    origin: from.origin,
+    steps: chain({ short: from.ref.short, bookmark: false, ...base }, after),
+    why: `${where.server} has ${where.node}:${from.ref.dataset ?? where.dataset}@${from.ref.short} already, as ${from.origin}`,
+    first: true,
   };
 }
 

@@ -31,6 +31,8 @@ export interface Guest {
   freeze: boolean;
   /** Proxmox's `lock:` of the running config (src/pve/locks.ts), or null. */
   lock: string | null;
+  /** `template: 1`: its disks never change, and its linked clones start from their `@__base__`. */
+  template: boolean;
 }
 
 export interface Discovery {
@@ -90,6 +92,7 @@ function guestOf(
     skipped,
     freeze: type === 'qemu' && agentFreeze(config.current),
     lock: guestLock(config.current),
+    template: own('template') === '1',
   };
 }
 

@@ -56,3 +56,35 @@ export function planCloneStart(
     steps: chain({ short, bookmark: false, dataset }, snapshots),
   };
 }
+
+/**
+ * The pairs in the order their origins need: first every pair that is no new clone, then the new
+ * clones whose origin is already on the target or goes in an earlier wave (a linked clone after
+ * its template, itself a clone of a disk's chain). Pure.
+ */
+export function cloneWaves(
+  pairs: readonly MirrorPair[],
+  sourceRoot: string,
+  targets: ReadonlyMap<string, Dataset>,
+): MirrorPair[][] {
+  const bySource = new Map(pairs.map((p) => [p.source.name, p]));
+  const depth = new Map<MirrorPair, number>();
+  const depthOf = (p: MirrorPair, seen: Set<MirrorPair>): number => {
+    const known = depth.get(p);
+    if (known !== undefined) return known;
+    let d = 0;
+    if (isNewClone(p, sourceRoot, targets) && !seen.has(p)) {
+      const parent = bySource.get(splitSnapshot(p.source.origin ?? '').dataset);
+      d = 1 + (parent ? depthOf(parent, new Set([...seen, p])) : 0);
+    }
+    depth.set(p, d);
+    return d;
+  };
+  const waves: MirrorPair[][] = [];
+  for (const p of pairs) {
+    const d = depthOf(p, new Set());
+    while (waves.length <= d) waves.push([]);
+    waves[d]?.push(p);
+  }
+  return waves.filter((w) => w.length > 0);
+}

@@ -48,6 +48,8 @@ export type Decision =
       readonly flags: readonly string[];
       /** A new chain's origin snapshot, inside the root (`-o origin=`): checked against the stream. */
       readonly origin?: string;
+      /** The name the stream's snapshot gets (`zfs receive <target>@<as>`), instead of its own. */
+      readonly as?: string;
       /** Under the target dataset's lock (lock.ts), as the client asked. */
       readonly lock?: { readonly dataset: string; readonly waitSeconds: number; readonly holder: string };
     }
@@ -262,18 +264,22 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
       const origins = rest.filter((_, i) => rest[i - 1] === '-o').map((v) => v.slice('origin='.length));
       if (origins.length > 1) return refuse('zfs receive takes one -o origin=');
       if (r.operands.length !== 1) return refuse('zfs receive takes one target');
-      const target = r.operands[0] as string;
-      if (target.includes('@') || target.includes('#')) return refuse('zfs receive into a dataset only');
+      // `<dataset>@<name>`: the one snapshot of the stream gets that name (a template's @__base__
+      // kept under zbm's name); serve checks the name as it checks a stream's own.
+      const [target = '', as, ...more] = (r.operands[0] as string).split('@');
+      if (target.includes('#') || more.length > 0 || (as !== undefined && !/^[A-Za-z0-9_.:-]+$/.test(as)))
+        return refuse('zfs receive into a dataset, or into one new snapshot of it');
       // The root itself holds no backup (backup-pve sends into <root>/<volume>): its properties,
       // zbm:metadata-dir among them, stay what was set on it.
       if (target === policy.root)
         return refuse(`zfs receive into ${policy.root} itself: only into datasets below it`);
       return (
-        names(r.operands, 'dataset') ?? {
+        names([target], 'dataset') ?? {
           kind: 'receive',
           target,
           flags: rest.slice(0, rest.length - 1),
           ...(origins[0] === undefined ? {} : { origin: origins[0] }),
+          ...(as === undefined ? {} : { as }),
         }
       );
     }

@@ -222,7 +222,8 @@ export function receiveCommand(target: string, clientFlags: readonly string[], t
 
 /**
  * Whether the stream may start a disk's later chain (plan/chain.ts) as a clone of origin: target
- * is new and named for the stream's snapshot beside a chain of origin's family, the stream starts
+ * is new and named for the stream's snapshot beside a chain of origin's family (or it is a disk's
+ * first chain, a clone of its template's or its own earlier snapshot), the stream starts
  * from origin itself (by guid), and it passes every rule a stream continuing origin must pass.
  * originDataset holds origin's dataset as listed here (null: it does not exist). A new chain adds
  * a dataset and removes nothing: the append-only promise holds.
@@ -238,9 +239,13 @@ export function refuseNewChain(
   if (targetExists) return `a clone into ${target}, which exists already`;
   const { dataset: originName, snapshot: originShort } = splitSnapshot(origin);
   const short = begin.toname.slice(begin.toname.indexOf('@') + 1);
+  // A disk's first backup may start as a clone of any snapshot inside the root (its template's, or
+  // its own under the name it had before a rename): a new first chain is a family of its own. A
+  // later chain must be named for the stream's snapshot beside a chain of the origin's family.
   const family = familyOf(originName, rules.prefix);
-  if (target !== chainDataset(family, short))
-    return `a clone of ${origin} may only start the chain ${chainDataset(family, short)} (named for the snapshot the stream brings), not ${target}`;
+  const firstChain = familyOf(target, rules.prefix) === target;
+  if (!firstChain && target !== chainDataset(family, short))
+    return `a clone of ${origin} may only start a disk's first chain or the chain ${chainDataset(family, short)} (named for the snapshot the stream brings), not ${target}`;
   const snapshots = originDataset?.snapshots ?? [];
   const from = snapshots.find((s) => s.short === originShort);
   if (!originDataset || !from) return `the origin ${origin} does not exist`;

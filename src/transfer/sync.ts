@@ -38,6 +38,26 @@ export interface SyncOptions {
    * first received as a clone of origin (a snapshot on the target's host) when it is not null.
    */
   readonly newChain?: { readonly origin: string | null; readonly steps: readonly Step[] };
+  /**
+   * A snapshot that travels under another name: `short` on the source is received as `as`
+   * (`zfs receive <dataset>@<as>`, also when an interrupted receive of it resumes), and the plan
+   * and the result speak of `as`. A template's `@__base__` is kept under zbm's name this way.
+   */
+  readonly renamed?: Renamed;
+}
+
+export interface Renamed {
+  readonly short: string;
+  readonly as: string;
+}
+
+/** The listing as the plan sees it: renamed.short under its new name. */
+export function renamedListing(listing: Dataset | null, renamed: Renamed | undefined): Dataset | null {
+  if (!listing || !renamed) return listing;
+  return {
+    ...listing,
+    snapshots: listing.snapshots.map((s) => (s.short === renamed.short ? { ...s, short: renamed.as } : s)),
+  };
 }
 
 export type SyncMode = 'full' | 'incremental' | 'up-to-date';
@@ -75,11 +95,12 @@ export function planSync(source: SyncSide, target: SyncSide, select: (s: string)
   });
 }
 
-function stepArgv(dataset: string, step: Step, raw: boolean): string[] {
+function stepArgv(dataset: string, step: Step, raw: boolean, renamed: Renamed | undefined): string[] {
   const from = step.from
     ? `${step.from.dataset ?? dataset}${step.from.bookmark ? '#' : '@'}${step.from.short}`
     : undefined;
-  return sendArgv({ snapshot: `${dataset}@${step.to.short}`, from, raw });
+  const to = renamed?.as === step.to.short ? renamed.short : step.to.short;
+  return sendArgv({ snapshot: `${dataset}@${to}`, from, raw });
 }
 
 async function reload(side: SyncSide): Promise<Dataset | null> {
@@ -98,13 +119,18 @@ export async function syncDataset(
   opts: SyncOptions,
 ): Promise<SyncResult> {
   const raw = source.listing?.encrypted ?? false;
+  const { renamed } = opts;
+  const sourceView = { ...source, listing: renamedListing(source.listing, renamed) };
   let bytes = 0;
   let resumed: SyncResult['resumed'] = null;
   let targetListing = target.listing;
   const progress = (n: number) => opts.onProgress?.(bytes + n);
   const lock = opts.receiveLock ?? { what: 'a transfer', waitSeconds: DEFAULT_LOCK_WAIT_SECONDS };
   const recvArgv = (origin?: string | null) => {
-    const argv = receiveArgv({ target: target.dataset, set: origin ? { origin } : undefined });
+    const argv = receiveArgv({
+      target: renamed ? `${target.dataset}@${renamed.as}` : target.dataset,
+      set: origin ? { origin } : undefined,
+    });
     return lock && !target.zfs.host.isLocal
       ? lockedArgv(target.dataset, lock.waitSeconds, `${lock.what} into ${target.dataset}`, argv)
       : argv;
@@ -138,7 +164,7 @@ export async function syncDataset(
   const newChain = opts.newChain && targetListing === null ? opts.newChain : null;
   const plan = newChain
     ? { kind: newChain.origin ? ('incremental' as const) : ('full' as const), steps: newChain.steps }
-    : planSync(source, { ...target, listing: targetListing }, opts.select);
+    : planSync(sourceView, { ...target, listing: targetListing }, opts.select);
   switch (plan.kind) {
     case 'up-to-date':
       return {
@@ -150,12 +176,14 @@ export async function syncDataset(
       };
     case 'full':
     case 'incremental': {
+      if (renamed && plan.steps.some((s, i) => i > 0 || s.to.short !== renamed.as))
+        throw new Error(`only ${renamed.short} may travel as ${renamed.as}, and alone`);
       const sent: string[] = [];
       for (const [i, step] of plan.steps.entries()) {
         // A new chain's first stream is received as a clone of the snapshot it starts from.
         const into = i === 0 && newChain?.origin ? recvArgv(newChain.origin) : recv;
         const r = await pipe(
-          { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw) },
+          { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw, renamed) },
           { host: target.zfs.host, argv: into },
           {
             limiter: opts.limiter,

@@ -7,6 +7,7 @@
 import { DEFAULT_CLOCK_SKEW_SECONDS, families, familyOf } from '../conventions/names.ts';
 import type { ManifestSummary } from '../metadata/manifest.ts';
 import { orderAnomalies } from '../prune/plan.ts';
+import { parseVolname } from '../pve/volumes.ts';
 import { formatAge } from '../text/human.ts';
 import { fromWallClock, processZone, type TimeZone } from '../time/zone.ts';
 import { joinDataset, relativeTo } from '../zfs/names.ts';
@@ -37,6 +38,7 @@ export interface FreshnessRules {
 }
 
 const hours = formatAge;
+const TEMPLATE_KINDS = new Set(['base', 'basevol']);
 
 /**
  * One disk, its family of chains (conventions/names.ts families: the primary, then the later chains
@@ -91,6 +93,19 @@ export function checkFamily(
     return { state: 'CRITICAL', subject, message: problems.join('; '), figures };
   }
   const age = now - newest.creation;
+  // A template's disk (Proxmox names it base-<id>-… or basevol-<id>-…) never changes: backup-pve
+  // sends its @__base__ once and keeps it, so neither its age nor its count says anything.
+  const template = TEMPLATE_KINDS.has(parseVolname(subject.slice(subject.lastIndexOf('/') + 1))?.kind ?? '');
+  if (template) {
+    return {
+      state,
+      subject,
+      message: `${problems.length ? `${problems.join('; ')} (` : ''}a template's disk, backed up once: ${newest.short}${
+        newest.chain === subject ? '' : ` in ${newest.chain}`
+      }${problems.length ? ')' : ''}`,
+      figures,
+    };
+  }
   if (age > rules.maxAgeSeconds) {
     state = 'CRITICAL';
     problems.push(

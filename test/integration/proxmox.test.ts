@@ -62,7 +62,7 @@ const snapsOf = (t: readonly string[], ds: string) =>
   t.filter((n) => n.startsWith(`${ds}@`)).map((n) => n.slice(ds.length + 1));
 const withSnaps = (ds: string, shorts: readonly string[]) => [ds, ...shorts.map((s) => `${ds}@${s}`)].sort();
 
-suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, () => {
+suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 12, () => {
   before(async () => {
     await reset();
   });
@@ -368,6 +368,84 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     );
   });
 
+  it("qm template and 5 linked clones: the template's @__base__ goes once, a clone of its last backup, and stays; each linked clone starts as a clone of it, so the server holds the template once plus the clones' changes; qm destroy of a clone still succeeds", async () => {
+    const disk = VM102.disks[0] as string;
+    const lastBackup =
+      snapsOf(await sorted(disk, 'pve1'), disk)
+        .filter((x) => x.startsWith('bak-zbm-'))
+        .at(-1) ?? '';
+    const chainHas = (await sorted('main/bak-zbm')).find((n) => n.endsWith(`@${lastBackup}`)) ?? '';
+    assert.ok(chainHas, `the server has ${lastBackup}`);
+    // A template worth sharing: 4 MiB more before qm template.
+    await writeZvol(disk, 4, 8);
+    const T = await pve.template(VM102);
+    const base = T.disks[0] as string;
+    const baseGuid = await prop(`${base}@__base__`, 'guid');
+    const created = Number(await prop(`${base}@__base__`, 'creation'));
+    const named = snapshotName('bak-zbm-', new Date(created * 1000));
+    const clones = [];
+    for (const vmid of [105, 106, 107, 108, 109]) {
+      const c = await pve.linkedClone(T, vmid);
+      await writeZvol(c.disks[0] as string, 1, vmid - 100);
+      clones.push(c);
+    }
+    const nodeBefore = await sorted(base, 'pve1');
+
+    const gs = await backup(['--vmid', '102,105,106,107,108,109']);
+    const t = guest(gs, 102);
+    assert.equal(t.snapshot, named);
+    assert.deepEqual(
+      t.disks.map((d) => [d.source, d.mode]),
+      [[base, 'incremental']],
+    );
+    const server = `main/bak-zbm/${base.slice('rpool/data/'.length)}`;
+    // Started from the last backup the disk had before it became a template, by guid.
+    assert.equal(await prop(server, 'origin'), chainHas);
+    assert.equal(await prop(`${server}@${named}`, 'guid'), baseGuid);
+    assert.equal(await zvolHash(server), await zvolHash(base));
+    // zbm took no snapshot of the template: the node has what it had.
+    assert.deepEqual(await sorted(base, 'pve1'), nodeBefore);
+    const used: number[] = [];
+    for (const c of clones) {
+      const g = guest(gs, c.vmid);
+      assert.deepEqual(
+        g.disks.map((d) => [d.source, d.mode]),
+        [[c.disks[0], 'incremental']],
+      );
+      const there = `main/bak-zbm/vm-${c.vmid}-disk-0`;
+      assert.equal(await prop(there, 'origin'), `${server}@${named}`);
+      assert.equal(await zvolHash(there), await zvolHash(c.disks[0] as string));
+      used.push(Number(await prop(there, 'used')));
+    }
+    // The space: the template once (its referenced), each clone only what it changed (1 MiB).
+    const referenced = Number(await prop(server, 'referenced'));
+    const total = used.reduce((a, b) => a + b, 0);
+    console.log(
+      `5 linked clones on the backup server: ${used.join(', ')} bytes used (sum ${total}); the template refers to ${referenced} bytes`,
+    );
+    for (const u of used)
+      assert.ok(u < 2 * 1024 * 1024, `a clone uses ${u} bytes: its 1 MiB change, not the template`);
+
+    // The next run: the template is up to date and its manifest is not written again.
+    const manifests = await sh('ls /root/backups_metadata/102');
+    const next = await backup(['--vmid', '102,105']);
+    assert.deepEqual(
+      guest(next, 102).disks.map((d) => d.mode),
+      ['up-to-date'],
+    );
+    assert.equal(guest(next, 102).snapshot, named);
+    assert.deepEqual(
+      guest(next, 105).disks.map((d) => d.mode),
+      ['incremental'],
+    );
+    assert.equal(await sh('ls /root/backups_metadata/102'), manifests);
+    assert.deepEqual(snapsOf(await sorted('main/bak-zbm'), server), [named]);
+
+    // qm destroy of a linked clone: zfs destroy -r succeeds with zbm's snapshot on it.
+    const last = clones.pop() as pve.PveGuest;
+    assert.deepEqual(await pve.destroyGuest(last), []);
+  });
+
   it('then one replicate mirrors every restore point, the destroyed guest’s included, each new chain as a clone; one prune keeps what its rules (per disk, over its chains), the holds, the clones and the replica need; verify and drill read every chain', async () => {
     const rep = await zbm('zbm-dest', REPLICATE);
     assert.equal(rep.code, 0, rep.stderr);
@@ -385,6 +463,12 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
     const origin = await prop(later, 'origin');
     assert.match(origin, /^main\/bak-zbm\/vm-100-disk-0@bak-zbm-/);
     assert.equal(await prop(later, 'origin', 'zbm-replica'), origin);
+    // The template after the chain it was cloned from, each linked clone after the template.
+    for (const ds of ['main/bak-zbm/base-102-disk-0', 'main/bak-zbm/vm-105-disk-0']) {
+      const o = await prop(ds, 'origin');
+      assert.match(o, /^main\/bak-zbm\/(vm|base)-102-disk-0[.@]/);
+      assert.equal(await prop(ds, 'origin', 'zbm-replica'), o, ds);
+    }
 
     const held = new Set((await holds('main/bak-zbm')).map((l) => l.split('\t')[0]));
     const origins = new Set(
@@ -432,6 +516,10 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 10, (
       /^OK main\/bak-zbm\/vm-100-disk-0: newest bak-zbm-\S+ .* in main\/bak-zbm\/vm-100-disk-0\.bak-zbm-\S+, \d+ snapshots in 3 chains$/m,
     );
     assert.doesNotMatch(v.stdout, /^\S+ main\/bak-zbm\/vm-100-disk-0\.bak-zbm-/m);
+    assert.match(
+      v.stdout,
+      /^OK main\/bak-zbm\/base-102-disk-0: a template's disk, backed up once: bak-zbm-\S+$/m,
+    );
     // A restore point of each chain can be restored: every disk there with its recorded guid.
     const newest = await zbm('zbm-dest', ['drill', '--local-zfs-root', 'main/bak-zbm', '--vmid', '100']);
     assert.equal(newest.code, 0, newest.stdout + newest.stderr);

@@ -202,3 +202,42 @@ export async function freshVolume(dataset: string): Promise<void> {
   await zfs(['rename', moving, dataset]);
   await sh('udevadm settle', 'pve1');
 }
+
+/**
+ * `qm template`: each volume renamed `vm-<id>-…` → `base-<id>-…` (the rename carries its snapshots)
+ * and snapshotted `@__base__`; the config names the new volumes and says `template: 1`. Returns the
+ * template's volumes.
+ */
+export async function template(g: PveGuest): Promise<PveGuest> {
+  await checkLock(g);
+  const disks: string[] = [];
+  for (const ds of g.disks) {
+    const base = ds.replace(/\/vm-(\d+-)/, '/base-$1');
+    await zfs(['rename', ds, base]);
+    await zfs(['snapshot', `${base}@__base__`]);
+    await sh(shellJoin(['sed', '-i', `s|${volid(ds)}|${volid(base)}|`, configFile(g)]), 'pve1');
+    disks.push(base);
+  }
+  await sh(shellJoin(['sed', '-i', '1i template: 1', configFile(g)]), 'pve1');
+  await sh('udevadm settle', 'pve1');
+  return { ...g, disks };
+}
+
+/**
+ * `qm clone <template> <vmid>` (linked): `zfs clone <base>@__base__ <pool>/vm-<vmid>-disk-0`, a
+ * config whose volume is `local-zfs:base-…/vm-<vmid>-disk-0`, and the guest in .vmlist.
+ */
+export async function linkedClone(t: PveGuest, vmid: number): Promise<PveGuest> {
+  const base = t.disks[0] ?? '';
+  const ds = `${base.slice(0, base.lastIndexOf('/'))}/vm-${vmid}-disk-0`;
+  await zfs(['clone', `${base}@__base__`, ds]);
+  const g: PveGuest = { vmid, type: 'qemu', disks: [ds] };
+  const own = base.slice(base.lastIndexOf('/') + 1);
+  const config = `name: clone${vmid}\nmemory: 512\nscsi0: ${STORAGE}:${own}/vm-${vmid}-disk-0,size=64M\n`;
+  await sh(
+    `printf %s ${shellJoin([config])} > ${shellJoin([configFile(g)])} && jq -c ${shellJoin([`.ids["${vmid}"] = {node: "pve1", type: "qemu", version: 1}`])} /etc/pve/.vmlist > /etc/pve/.vmlist.new && mv /etc/pve/.vmlist.new /etc/pve/.vmlist`,
+    'pve1',
+  );
+  await sh('udevadm settle', 'pve1');
+  return g;
+}

@@ -45,6 +45,7 @@ function guest(vmid: number, disks: number, freeze = false): Guest {
     skipped: [],
     freeze,
     lock: null,
+    template: false,
   };
 }
 
@@ -476,6 +477,7 @@ describe('backup-pve planning', () => {
         value: '',
       })),
       targets: new Map(),
+      template: null,
     });
     const batches = snapshotBatches([
       p(1, 'rpool/a'),

@@ -135,3 +135,69 @@ describe('planChain', () => {
     assert.deepEqual(p.kind === 'continue' && [p.target, p.diff.kind], [P, 'full']);
   });
 });
+
+describe("planChain: a disk's first backup from its history (templates, linked clones, renames)", () => {
+  const base = snap('__base__', 'g-base');
+  const linked = snap('bak-20261101T050000Z');
+  const onServer = new Map([['g-base', 'main/bak/base-900-disk-0@bak-20261101T000500Z']]);
+  const template = { dataset: 'rpool/data/base-900-disk-0', ...base };
+
+  it("starts a linked clone as a clone of its template's @__base__ on the server, sent from the origin", () => {
+    const p = planChain(src(linked), 'main/bak/vm-901-disk-0', [], WHERE, OURS, {
+      history: [template],
+      onServer,
+    });
+    assert.deepEqual(p, {
+      kind: 'new',
+      target: 'main/bak/vm-901-disk-0',
+      origin: 'main/bak/base-900-disk-0@bak-20261101T000500Z',
+      steps: [
+        { from: { short: '__base__', bookmark: false, dataset: 'rpool/data/base-900-disk-0' }, to: linked },
+      ],
+      why: 'zbm-dest has pve1:rpool/data/base-900-disk-0@__base__ already, as main/bak/base-900-disk-0@bak-20261101T000500Z',
+      first: true,
+    });
+  });
+
+  it('starts a template made of a backed-up guest from its newest snapshot the server has, in the old chain', () => {
+    // qm template renamed vm-100-disk-0 (backed up through c) to base-100-disk-0: its @__base__ follows c.
+    const asName = snap('bak-20261101T023000Z', 'g-base2');
+    const p = planChain(src(asName), 'main/bak/base-100-disk-0', [], WHERE, OURS, {
+      history: [a, b, c],
+      onServer: new Map([
+        [a.guid, `${P}@${a.short}`],
+        [c.guid, `${P}@${c.short}`],
+      ]),
+    });
+    assert.equal(p.kind, 'new');
+    assert.equal(p.kind === 'new' && p.origin, `${P}@${c.short}`);
+    assert.deepEqual(p.kind === 'new' && stepsOf(p.steps), [[c.short, asName.short]]);
+  });
+
+  it('is a full copy when the server has nothing of its history, and a family of its own goes on as before', () => {
+    const alone = planChain(src(linked), 'main/bak/vm-901-disk-0', [], WHERE, OURS, {
+      history: [template],
+      onServer: new Map(),
+    });
+    assert.equal(alone.kind === 'continue' && alone.diff.kind, 'full');
+    // Once the disk has a chain, its history no longer matters: it continues the chain.
+    const next = snap('bak-20261101T060000Z');
+    const later = planChain(
+      src(linked, next),
+      'main/bak/vm-901-disk-0',
+      [member('main/bak/vm-901-disk-0', [linked])],
+      WHERE,
+      OURS,
+      { history: [template], onServer },
+    );
+    assert.equal(later.kind === 'continue' && later.diff.kind, 'incremental');
+  });
+
+  it('refuses when the newest snapshot is on the server already, elsewhere: nothing new to start from', () => {
+    const p = planChain(src(linked), 'main/bak/vm-901-disk-0', [], WHERE, OURS, {
+      history: [],
+      onServer: new Map([[linked.guid, 'main/bak/vm-100-disk-0@x']]),
+    });
+    assert.equal(p.kind, 'refused');
+  });
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isNewClone, planCloneStart } from '../../src/replicate/clones.ts';
+import { cloneWaves, isNewClone, planCloneStart } from '../../src/replicate/clones.ts';
 import type { Dataset } from '../../src/zfs/types.ts';
 import { dataset, snapshot } from '../support/zfs.ts';
 
@@ -57,5 +57,23 @@ describe('replicate: a later chain travels as a clone', () => {
     };
     assert.equal(isNewClone(outside, S, new Map()), false);
     assert.equal(isNewClone({ source: primary, target: `${T}/${P}` }, S, new Map()), false);
+  });
+});
+
+describe('replicate: clones go in waves, each after its origin', () => {
+  it('sends a template made of a disk after that disk, and its linked clones after the template', () => {
+    const template = dataset(`${S}/base-100-disk-0`, snaps(`${S}/base-100-disk-0`, ['bak-zbm-t']), {
+      origin: `${S}/${P}@c`,
+    });
+    const linked = dataset(`${S}/vm-101-disk-0`, snaps(`${S}/vm-101-disk-0`, ['bak-zbm-l']), {
+      origin: `${S}/base-100-disk-0@bak-zbm-t`,
+    });
+    const pairs = [linked, template, primary].map((d) => ({ source: d, target: d.name.replace(S, T) }));
+    const names = (targets: Map<string, Dataset>) =>
+      cloneWaves(pairs, S, targets).map((w) => w.map((p) => p.source.name));
+    assert.deepEqual(names(new Map()), [[primary.name], [template.name], [linked.name]]);
+    // The template is on the target already: the clone goes in the first wave of clones.
+    const there = byName([dataset(`${T}/base-100-disk-0`, [])]);
+    assert.deepEqual(names(there), [[template.name, primary.name], [linked.name]]);
   });
 });

@@ -306,13 +306,21 @@ describe("refuseNewChain: a disk's later chain, as a clone of a snapshot of its 
         origin,
         rules,
       ) ?? '';
+    // A later chain of another disk, cloned from this one's snapshot: it would join that family.
     assert.match(
-      why({ target: 'main/bak-zbm/other' }),
-      /may only start the chain main\/bak-zbm\/vm-100-disk-0\.bak-zbm-20261126T115900Z/,
+      why({ target: 'main/bak-zbm/vm-200-disk-0.bak-zbm-20261126T115900Z' }),
+      /may only start a disk's first chain or the chain main\/bak-zbm\/vm-100-disk-0\.bak-zbm-20261126T115900Z/,
     );
     assert.match(why({ exists: true }), /exists already/);
     assert.match(why({ from: 222n }), /not from .*guid 111/);
     assert.match(why({ at: `${primary}@bak-zbm-20261101T000000Z` }), /does not exist/);
+    // A disk's first chain (a linked clone, a template made of this disk) passes the same stream rules.
+    assert.equal(why({ target: 'main/bak-zbm/vm-101-disk-0' }), '');
+    assert.match(why({ target: 'main/bak-zbm/vm-101-disk-0', from: 222n }), /not from .*guid 111/);
+    assert.match(
+      why({ target: 'main/bak-zbm/base-100-disk-0', to: 'x@bak-zbm-20261126T100000Z' }),
+      /not newer than bak-zbm-20261126T110503Z/,
+    );
     // Not newer than the chain's newest backup: a name from the past, whatever it is cloned from.
     assert.match(
       why({ to: 'x@bak-zbm-20261126T100000Z', target: `${primary}.bak-zbm-20261126T100000Z` }),

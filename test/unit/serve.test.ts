@@ -101,6 +101,13 @@ describe("zbm serve's policy", () => {
         origin: `${R}/vm-100-disk-0@bak-zbm-1`,
       },
     );
+    // A template's @__base__, kept under zbm's name: the name is checked with the stream.
+    assert.deepEqual(decide(receiveArgv({ target: `${R}/base-900-disk-0@bak-zbm-20261126T110503Z` })), {
+      kind: 'receive',
+      target: `${R}/base-900-disk-0`,
+      flags: ['-s', '-u'],
+      as: 'bak-zbm-20261126T110503Z',
+    });
     assert.deepEqual(
       decide([...WRITE_FILE_ARGV, '/root/backups_metadata/100/bak-zbm-20261126T110503Z.conf']),
       {
@@ -132,6 +139,11 @@ describe("zbm serve's policy", () => {
     refused(['zfs', 'receive', '-o', `origin=${R}/a`, `${R}/x`], /value not allowed/);
     refused(['zfs', 'receive', '-o', `origin=${R}/a@s`, '-o', `origin=${R}/b@s`, `${R}/x`], /one -o origin=/);
     refused(['zfs', 'receive', '-d', 'main'], /-d is not allowed/);
+    // Into one new snapshot of a dataset inside the root, by a plain name: nothing else.
+    refused(['zfs', 'receive', `${R}/x@a@b`], /into a dataset, or into one new snapshot/);
+    refused(['zfs', 'receive', `${R}/x#b`], /into a dataset, or into one new snapshot/);
+    refused(['zfs', 'receive', `${R}/x@$(reboot)`], /into a dataset, or into one new snapshot/);
+    refused(['zfs', 'receive', 'main/other@bak-zbm-1'], /outside main\/bak-zbm\/pve1/);
     refused(listArgv({ roots: ['main/bak-zbm/pve2'] }), /outside main\/bak-zbm\/pve1/);
     refused(listArgv({ roots: ['main/bak-zbm/pve1x'] }), /outside/);
     refused(listArgv({ roots: ['rpool'] }), /outside/);

@@ -392,6 +392,18 @@ describe("verify: a disk's family of chains", () => {
     assert.equal(checkFamily(primary, [stalePrimary, twice], rules, NOW).figures.snapshots, 5);
   });
 
+  it("judges a template's disk by presence only: backed up once, never stale, one snapshot enough", () => {
+    const old = snap('bak-20260101T000000Z', 300 * 86400);
+    const template = { ...ds([old]), name: 'main/bak/base-9000-disk-0' };
+    const c = checkFamily(template.name, [template], rules, NOW);
+    assert.equal(c.state, 'OK');
+    assert.equal(c.message, "a template's disk, backed up once: bak-20260101T000000Z");
+    assert.equal(checkFamily(template.name, [{ ...template, snapshots: [] }], rules, NOW).state, 'CRITICAL');
+    // The same snapshot under a guest's disk name is stale.
+    const disk = { ...template, name: 'main/bak/vm-9000-disk-0' };
+    assert.equal(checkFamily(disk.name, [disk], rules, NOW).state, 'CRITICAL');
+  });
+
   it('is CRITICAL naming the family when every chain is stale, and judges the newest of them', () => {
     const staleLater = chain(later, [4 * DAY, 3 * DAY]);
     const [c] = diskChecks([stalePrimary, staleLater], rules, NOW);
