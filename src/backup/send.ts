@@ -66,7 +66,8 @@ export async function sendAll(
     return origin ? inRun.has(splitSnapshot(origin).dataset) : false;
   };
   const waves = [work.filter((w) => !originIn(w.disk.dataset)), work.filter((w) => originIn(w.disk.dataset))];
-  const sent: SentDisk[] = [];
+  // By work item: the waves end in another order than the work's.
+  const sent = new Map<(typeof work)[number], SentDisk>();
   for (const [n, wave] of waves.entries()) {
     if (wave.length === 0) continue;
     if (n > 0) {
@@ -88,7 +89,11 @@ export async function sendAll(
         log.warn(`listing the templates just sent on ${ctx.remote.name}: ${errorMessage(err)}`);
       }
     }
-    sent.push(...(await sendWave(wave)));
+    const done = await sendWave(wave);
+    for (const [i, w] of wave.entries()) {
+      const d = done[i];
+      if (d) sent.set(w, d);
+    }
   }
 
   async function sendWave(wave: typeof work): Promise<SentDisk[]> {
@@ -183,8 +188,9 @@ export async function sendAll(
   }
   // In the order of the work, so that a guest's disks keep their order in its result and manifest
   // whatever order the transfers end in.
-  for (const [i, { r }] of work.entries()) {
-    const s = sent[i];
+  for (const w of work) {
+    const { r } = w;
+    const s = sent.get(w);
     if (!s) continue;
     r.disks.push(s.disk);
     if (s.source) r.listed.set(s.source.name, s.source);
