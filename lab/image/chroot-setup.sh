@@ -31,6 +31,10 @@ echo "== tools for tests and benchmarks"
 # tools pipe through.
 "${APT[@]}" install pv mbuffer sanoid jq util-linux coreutils psmisc
 
+# zbm files reads guest file systems with 7-Zip; the others build those file
+# systems for its tests without mounting anything.
+"${APT[@]}" install 7zip fdisk dosfstools mtools xfsprogs ntfs-3g
+
 zver=$(dpkg-query -W -f='${Version}' zfs-dkms)
 zver=${zver%%-*}
 if ! find "/lib/modules/$kver" -name 'zfs.ko*' | grep -q .; then

@@ -381,6 +381,69 @@ export const COMMANDS = [
     },
   },
   {
+    name: 'files',
+    job: false,
+    summary:
+      "list or extract files of a guest's disk at a restore point, on the backup server or the replica, without restoring the guest",
+    flags: {
+      remote: valued(
+        '--remote <host>',
+        'the backup server or replica (ssh destination), from a node',
+        v.remote,
+      ),
+      remoteZfsRoot: valued('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset),
+      localZfsRoot: valued(
+        '--local-zfs-root <dataset>',
+        'the root of the backups on this host (backup server, replica)',
+        v.dataset,
+      ),
+      vmid: required('--vmid <id>', 'the guest whose backup is read (one VMID)', v.oneVmid),
+      disk: valued(
+        '--disk <key>',
+        "the disk by its key in the guest's config (scsi0, virtio1, rootfs, mp0); without it, the restore point's disks are listed",
+        v.diskKey,
+      ),
+      path: valued(
+        '--path <path>',
+        "the directory to list or the file or directory to extract; on a partitioned VM disk it starts with the partition's number (/2/etc/hostname)",
+        v.browsePath,
+        '/',
+      ),
+      snapshot: valued(
+        '--snapshot <name>',
+        'read this backup (default: the newest one with the disk)',
+        v.snapshotShortName,
+      ),
+      time: valued(
+        '--time <time>',
+        'read the newest backup at or before this time (ISO 8601; local time without a zone)',
+        v.pointInTime,
+      ),
+      extract: valued(
+        '--extract <dir>',
+        'copy --path (a file or a whole directory) into this existing directory on this host',
+        v.absolutePath,
+      ),
+      tar: onOff('--tar', 'write --path as a tar stream on stdout instead'),
+      keepSetuid: onOff(
+        '--keep-setuid',
+        'keep setuid, setgid and sticky bits on what is extracted (default: taken off)',
+      ),
+      prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
+      remoteMetadataDir: valued(
+        '--remote-metadata-dir <path>',
+        'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
+        v.absolutePath,
+      ),
+      localMetadataDir: valued(
+        '--local-metadata-dir <path>',
+        'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
+        v.absolutePath,
+      ),
+      json: onOff('--json', 'print the listing (or what was extracted) as JSON on stdout'),
+    },
+  },
+  {
     name: 'prepare-rollback',
     job: false,
     summary:

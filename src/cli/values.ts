@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { HOLD_TAG_SYNTAX, stampAsIso } from '../conventions/names.ts';
 import { errorMessage } from '../errors.ts';
+import { parseBrowsePath } from '../files/entries.ts';
 import { parseByteSize } from '../host/rate.ts';
 import { parseSshDestination } from '../host/ssh.ts';
 import { PROXMOX_SNAPSHOT_NAMES } from '../pve/volumes.ts';
@@ -174,4 +175,11 @@ export const storageId = parser((v) => {
 export const diskKey = parser((v) => {
   if (!/^[a-z]+\d*$/.test(v)) throw new Error('expected a config key such as scsi0, virtio1, rootfs or mp0');
   return v;
+});
+
+/** A path inside a backed-up disk, normalised to `/a/b` (`/` is the root); `..` is refused. */
+export const browsePath = parser((v) => {
+  const parsed = parseBrowsePath(v);
+  if ('error' in parsed) throw new Error(parsed.error);
+  return `/${parsed.components.join('/')}`;
 });

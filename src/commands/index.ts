@@ -8,6 +8,7 @@ import { afterRun, reportOptions } from '../notify/after-run.ts';
 import { backupPve } from './backup-pve.ts';
 import { configCheck, installTimers } from './config.ts';
 import { drill } from './drill.ts';
+import { files } from './files.ts';
 import { listBackups } from './list-backups.ts';
 import { prepareRollback } from './prepare-rollback.ts';
 import { prune } from './prune.ts';
@@ -74,6 +75,8 @@ async function execute(inv: Invocation, log: Logger, metrics: Metrics): Promise<
         return await prepareRollback(inv.options, log);
       case 'restore':
         return await restore(inv.options, log);
+      case 'files':
+        return await files(inv.options, log);
       default:
         log.error(`zbm ${inv.command} is not implemented yet`);
         return ExitCode.failure;

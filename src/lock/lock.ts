@@ -54,15 +54,16 @@ export function legacyLockFileName(name: string): string {
   return `${name.replaceAll('/', '_')}.lock`;
 }
 
-function holderAlive(h: LockHolder): boolean {
+/** Whether pid is a zbm process on this host (a pid reused by another program is not). */
+export function zbmProcessAlive(pid: number): boolean {
   try {
-    process.kill(h.pid, 0);
+    process.kill(pid, 0);
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
   // The pid may have been reused by another program since the holder died.
   try {
-    return readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').includes('zbm');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('zbm');
   } catch {
     return true;
   }
@@ -97,7 +98,7 @@ function tryAcquire(path: string, command: string): Lock | LockHolder {
     const holder = readHolder(path);
     // An unreadable file is a lock being written this very moment: treat it as held.
     if (holder === null) return { pid: 0, command: 'unknown (lock being written)', since: '' };
-    if (holderAlive(holder)) return holder;
+    if (zbmProcessAlive(holder.pid)) return holder;
     rmSync(path, { force: true });
   }
   return { pid: 0, command: 'unknown (lock keeps changing)', since: '' };

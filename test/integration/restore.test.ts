@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { before } from 'node:test';
-import { BACKUP_PVE, REPLICATE } from '../lab/commands.ts';
+import { BACKUP_PVE, PRUNE_DEST, REPLICATE } from '../lab/commands.ts';
 import {
+  closeGate,
   exists,
+  gateReached,
+  holds,
   it,
   killMidStream,
+  openGate,
   prop,
   receivesDone,
   reset,
@@ -46,6 +50,47 @@ function snapshotOf(stdout: string, at: number): string {
   const rows = (JSON.parse(stdout) as { backups: { vmid: number; snapshot: string }[] }).backups;
   return rows.filter((r) => r.vmid === 100)[at]?.snapshot ?? '';
 }
+
+/**
+ * Guest 110's disks, built without mounting anything: scsi0 a GPT disk with an EFI FAT partition
+ * and an ext4 root (made with mkfs.ext4 -d from a tree with an odd name, a link inside, links out,
+ * a setuid file and a device node), scsi1 an MBR disk with NTFS, scsi2 XFS on the whole disk.
+ * `hostname` is what /etc/hostname says, so that two backups differ in a known file.
+ */
+function buildGuest110(hostname: string): string {
+  return `set -e
+d=$(mktemp -d); cd "$d"
+mkdir -p root/etc root/home/u "root/odd dir" efi/EFI/BOOT
+echo ${hostname} > root/etc/hostname
+printf 'odd' > 'root/odd dir/spa ce & q $(x).txt'
+head -c 300000 /dev/urandom > root/home/u/blob
+ln -s /etc/shadow root/home/u/escape; ln -s ../../../../etc root/home/u/up; ln -s blob root/home/u/near
+cp /bin/true root/home/u/suid; chmod 4755 root/home/u/suid; mknod root/home/u/null c 1 3
+echo bootx > efi/EFI/BOOT/BOOTX64.EFI
+truncate -s 46M ext.img; mkfs.ext4 -q -d root ext.img
+truncate -s 16M efi.img; mkfs.vfat -n EFI efi.img >/dev/null; mcopy -s -i efi.img efi/EFI ::/
+truncate -s 30M ntfs.img; mkntfs -q -F -f ntfs.img >/dev/null 2>&1; ntfscp -q ntfs.img root/etc/hostname hostname.txt
+for n in 0 1; do zfs list rpool/data/vm-110-disk-$n >/dev/null 2>&1 || zfs create -V 64M rpool/data/vm-110-disk-$n; done
+zfs list rpool/data/vm-110-disk-2 >/dev/null 2>&1 || { zfs create -s -V 320M rpool/data/vm-110-disk-2; udevadm settle; mkfs.xfs -q /dev/zvol/rpool/data/vm-110-disk-2 2>/dev/null; }
+udevadm settle
+printf 'label: gpt\\nstart=2048, size=32768, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI"\\nstart=34816, size=94208, type=0FC63DAF-8483-4772-8E79-3D69D8E47284, name="root"\\n' | sfdisk -q /dev/zvol/rpool/data/vm-110-disk-0
+printf 'label: dos\\nstart=2048, size=61440, type=7\\n' | sfdisk -q /dev/zvol/rpool/data/vm-110-disk-1
+dd if=efi.img of=/dev/zvol/rpool/data/vm-110-disk-0 bs=512 seek=2048 conv=notrunc,fsync status=none
+dd if=ext.img of=/dev/zvol/rpool/data/vm-110-disk-0 bs=512 seek=34816 conv=notrunc,fsync status=none
+dd if=ntfs.img of=/dev/zvol/rpool/data/vm-110-disk-1 bs=512 seek=2048 conv=notrunc,fsync status=none
+sha256sum root/home/u/blob | cut -d' ' -f1 > /root/blob-110.sha
+cd /; rm -rf "$d"; udevadm settle
+printf 'name: files\\nmemory: 512\\nscsi0: local-zfs:vm-110-disk-0,size=64M\\nscsi1: local-zfs:vm-110-disk-1,size=64M\\nscsi2: local-zfs:vm-110-disk-2,size=320M\\n' > /etc/pve/nodes/pve1/qemu-server/110.conf
+jq -c '.ids["110"] = {node: "pve1", type: "qemu", version: 1}' /etc/pve/.vmlist > /etc/pve/.vmlist.new
+mv /etc/pve/.vmlist.new /etc/pve/.vmlist`;
+}
+
+/** Files in container 103's root (a subvol, mounted on the node): the same kinds as guest 110's. */
+const CT_FILES = `set -e; r=/rpool/data/subvol-103-disk-0; mkdir -p "$r/srv/x" "$r/home/u"
+printf 'odd' > "$r/srv/x/-rf ; "'$(reboot)'
+ln -sfn /etc/shadow "$r/srv/x/escape"; ln -sfn ../../../../etc "$r/home/u/up"; ln -sfn ../x "$r/srv/x/self"
+[ -e "$r/srv/x/null" ] || mknod "$r/srv/x/null" c 1 3
+cp /bin/true "$r/srv/x/suid"; chmod 4755 "$r/srv/x/suid"`;
 
 suite('restore on real ZFS', 20, () => {
   const h1: string[] = [];
@@ -288,4 +333,203 @@ suite('restore on real ZFS', 20, () => {
       ),
     );
   });
+  it('lists and extracts files of a VM disk (GPT: FAT, ext4; MBR: NTFS) and a container, on both tiers and from the node, at the point chosen; escapes refused; nothing left behind', async () => {
+    const FILES = ['files', '--local-zfs-root', 'main/bak-zbm'];
+    const BACKUP_FILES = [...BACKUP_PVE, '--vmid', '103,110'];
+    await sh(buildGuest110('guest-110-first'), 'pve1');
+    await sh(CT_FILES, 'pve1');
+    await sh('echo first > /rpool/data/subvol-103-disk-0/srv/x/version', 'pve1');
+    assert.equal((await zbm('pve1', BACKUP_FILES)).code, 0);
+    const listed = await zbm('zbm-dest', [
+      'list-backups',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--json',
+      '--vmid',
+      '110',
+    ]);
+    const first =
+      (JSON.parse(listed.stdout) as { backups: { snapshot: string }[] }).backups[0]?.snapshot ?? '';
+    assert.match(first, /^bak-zbm-/);
+    const ctListed = await zbm('zbm-dest', [
+      'list-backups',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--json',
+      '--vmid',
+      '103',
+    ]);
+    const ctFirst =
+      (JSON.parse(ctListed.stdout) as { backups: { snapshot: string }[] }).backups.at(-1)?.snapshot ?? '';
+    await sh(buildGuest110('guest-110-second'), 'pve1');
+    await sh('echo second > /rpool/data/subvol-103-disk-0/srv/x/version', 'pve1');
+    assert.equal((await zbm('pve1', BACKUP_FILES)).code, 0);
+    assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
+    const blob = (await sh('cat /root/blob-110.sha', 'pve1')).trim();
+
+    // The restore point's disks, then scsi0's partitions as the kernel and udev saw them.
+    const disks = await zbm('zbm-dest', [...FILES, '--vmid', '110', '--json']);
+    assert.equal(disks.code, 0, disks.stderr);
+    assert.deepEqual(
+      (JSON.parse(disks.stdout) as { disks: { key: string }[] }).disks.map((d) => d.key),
+      ['scsi0', 'scsi1', 'scsi2'],
+    );
+    const table = await zbm('zbm-dest', [...FILES, '--vmid', '110', '--disk', 'scsi0', '--json']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.deepEqual(
+      (
+        JSON.parse(table.stdout) as { partitions: { number: number; fstype: string; readable: boolean }[] }
+      ).partitions.map((p) => [p.number, p.fstype, p.readable]),
+      [
+        [1, 'vfat', true],
+        [2, 'ext4', true],
+      ],
+    );
+    const dir = await zbm('zbm-dest', [
+      ...FILES,
+      '--vmid',
+      '110',
+      '--disk',
+      'scsi0',
+      '--path',
+      '/2/home/u',
+      '--json',
+    ]);
+    assert.equal(dir.code, 0, dir.stderr);
+    assert.deepEqual(
+      (
+        JSON.parse(dir.stdout) as { entries: { name: string; kind: string; size: number; mode: string }[] }
+      ).entries.map((e) => `${e.name} ${e.kind} ${e.size} ${e.mode}`),
+      [
+        'blob file 300000 0644',
+        'escape symlink 0 0777',
+        'near symlink 0 0777',
+        'null other 0 0644',
+        'suid file 35664 4755',
+        'up symlink 0 0777',
+      ],
+    );
+
+    // Extracted on the backup server: the data byte for byte, setuid off, the link inside kept,
+    // the links out and the device left out by name.
+    await sh('rm -rf /tmp/x && mkdir /tmp/x');
+    const ex = await zbm('zbm-dest', [
+      ...FILES,
+      '--vmid',
+      '110',
+      '--disk',
+      'scsi0',
+      '--path',
+      '/2/home',
+      '--extract',
+      '/tmp/x',
+    ]);
+    assert.equal(ex.code, 0, ex.stderr);
+    assert.match(
+      ex.stderr,
+      /not extracted: \/home\/u\/escape: a symbolic link to \/etc\/shadow leads outside/,
+    );
+    assert.match(ex.stderr, /not extracted: \/home\/u\/up: /);
+    assert.match(ex.stderr, /not extracted: \/home\/u\/null: a character device is never created/);
+    assert.equal(
+      await sh("cd /tmp/x && find home -printf '%y %m %U %p %l\\n' | sort"),
+      'd 755 0 home \nd 755 0 home/u \nf 644 0 home/u/blob \nf 755 0 home/u/suid \nl 777 0 home/u/near blob\n',
+    );
+    assert.equal((await sh('sha256sum /tmp/x/home/u/blob')).split(' ')[0], blob);
+    assert.deepEqual((await sh('ls -A /tmp/x')).split('\n').filter(Boolean), ['home'], 'no staging left');
+
+    // From the node (--remote) as a tar stream, at the older point: the older hostname.
+    const remote = 'zbm files --remote zbm-dest --remote-zfs-root main/bak-zbm --vmid 110 --disk scsi0';
+    const old = await vm(
+      `${remote} --path /2/etc/hostname --snapshot ${first} --tar | tar -xOf - hostname`,
+      undefined,
+      'pve1',
+    );
+    assert.equal(old.code, 0, old.stderr);
+    assert.equal(old.stdout, 'guest-110-first\n');
+    const efi = await vm(`${remote} --path /1/EFI/BOOT/BOOTX64.EFI --tar | tar -xOf -`, undefined, 'pve1');
+    assert.equal(efi.stdout, 'bootx\n', efi.stderr);
+
+    // On the replica: NTFS at the newest point; XFS refused by name.
+    await sh('rm -rf /tmp/n && mkdir /tmp/n', 'zbm-replica');
+    const ntfs = await zbm('zbm-replica', [
+      ...FILES,
+      '--vmid',
+      '110',
+      '--disk',
+      'scsi1',
+      '--path',
+      '/1/hostname.txt',
+      '--extract',
+      '/tmp/n',
+    ]);
+    assert.equal(ntfs.code, 0, ntfs.stderr);
+    assert.equal(await sh('cat /tmp/n/hostname.txt', 'zbm-replica'), 'guest-110-second\n');
+    const xfs = await zbm('zbm-replica', [...FILES, '--vmid', '110', '--disk', 'scsi2']);
+    assert.equal(xfs.code, 1);
+    assert.match(xfs.stderr, /scsi2 of .*: the disk: xfs: no user-space reader can copy files out of XFS/);
+
+    // A container's subvol on the replica: odd names, the older point, no escape through a link.
+    const ct = ['--vmid', '103', '--disk', 'rootfs'];
+    const through = await zbm('zbm-replica', [...FILES, ...ct, '--path', '/home/u/up/passwd']);
+    assert.equal(through.code, 1);
+    assert.match(through.stderr, /home\/u\/up is a symbolic link: give the path it points to/);
+    await sh('rm -rf /tmp/c && mkdir /tmp/c', 'zbm-replica');
+    const cx = await zbm('zbm-replica', [
+      ...FILES,
+      ...ct,
+      '--path',
+      '/srv/x',
+      '--extract',
+      '/tmp/c',
+      '--snapshot',
+      ctFirst,
+    ]);
+    assert.equal(cx.code, 0, cx.stderr);
+    assert.match(cx.stderr, /not extracted: \/srv\/x\/escape: /);
+    assert.match(cx.stderr, /not extracted: \/srv\/x\/null: a character device/);
+    assert.equal(
+      await sh("cd /tmp/c/x && find . -printf '%y %m %p %l\\n' | sort", 'zbm-replica'),
+      'd 755 . \nf 644 ./-rf ; $(reboot) \nf 644 ./version \nf 755 ./suid \nl 777 ./self ../x\n',
+    );
+    assert.equal(await sh('cat /tmp/c/x/version', 'zbm-replica'), 'first\n');
+
+    // Killed while it closes (its clone's destroy held at the lab's gate): the clone, the hold
+    // and the staging directory stay; the next run on this host removes them.
+    await closeGate('destroy');
+    const killed = vm('zbm files --local-zfs-root main/bak-zbm --vmid 110 --disk scsi0 --path /2/etc');
+    await gateReached('destroy');
+    await sh('pkill -KILL -f "[z]bm files"; pkill -KILL -f "[z]fs destroy main/zbm-files"; true');
+    await openGate('destroy');
+    await killed;
+    assert.match((await tree('main')).join('\n'), /^main\/zbm-files-/m);
+    assert.match((await holds('main/bak-zbm')).join('\n'), /\tzbm-files:/);
+    const next = await zbm('zbm-dest', [...FILES, '--vmid', '110', '--disk', 'scsi0', '--path', '/2/etc']);
+    assert.equal(next.code, 0, next.stderr);
+    assert.match(next.stderr, /removed main\/zbm-files-.*, left by an interrupted zbm files/);
+    assert.match(next.stderr, /released the hold zbm-files:.*, left by an interrupted zbm files/);
+    assert.match(next.stdout, / hostname$/m);
+
+    // Nothing is left on either tier, and replication and prune carry on.
+    for (const host of ['zbm-dest', 'zbm-replica'] as const) {
+      assert.deepEqual(
+        (await tree('main', host)).filter((n) => n.includes('zbm-files')),
+        [],
+        host,
+      );
+      assert.deepEqual(
+        (await holds('main/bak-zbm', host)).filter((h) => h.includes('zbm-files')),
+        [],
+        host,
+      );
+      assert.equal(
+        await sh('{ ls -A /var/tmp | grep zbm-files; ls -A /run/zbm-files 2>/dev/null; } || true', host),
+        '',
+        `${host}: no staging directory or mount point left`,
+      );
+    }
+    assert.equal((await zbm('pve1', BACKUP_FILES)).code, 0);
+    assert.equal((await zbm('zbm-dest', REPLICATE)).code, 0);
+    assert.equal((await zbm('zbm-dest', PRUNE_DEST)).code, 0);
+  }, 12);
 });

@@ -28,7 +28,8 @@ const LAYERS: readonly (readonly string[])[] = [
   // verify judges what the jobs left, by prune's own rule for snapshot order (prune/plan.ts).
   ['verify'],
   // Restore drills: restore's points and verify's states; verify's command reads their records.
-  ['drill'],
+  // File restore: restore's points and tiers, read through a sandboxed reader.
+  ['drill', 'files'],
   // The command line: flags, values, logging, terminal output.
   ['cli'],
   // Mails and messages after a run (they read the run's log).

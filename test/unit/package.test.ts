@@ -42,6 +42,7 @@ describe('the man page zbm(8)', () => {
       'drill',
       'status',
       'list\\-backups',
+      'files',
       'prepare\\-rollback',
       'restore',
       'run',
