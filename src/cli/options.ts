@@ -317,6 +317,15 @@ export const COMMANDS = [
         '--full-read',
         'also read every block of every disk back (zfs send to nowhere): a checksum error fails the drill',
       ),
+      fileSystems: onOff(
+        '--file-systems',
+        "also recognise each disk's file systems and list their root directories, as zbm files reads them: one that cannot be recognised fails the drill",
+      ),
+      expect: valued(
+        '--expect <path>',
+        'also require this path (such as /etc/hostname) on one of the file systems of each guest drilled (implies --file-systems)',
+        v.browsePath,
+      ),
       localMetadataDir: valued(
         '--local-metadata-dir <path>',
         'directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',

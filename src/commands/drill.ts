@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Logger } from '../cli/log.ts';
 import type { CommandOptions } from '../cli/options.ts';
 import { writeOut } from '../cli/printable.ts';
@@ -5,7 +6,9 @@ import { DRILL_HOLD_TAG } from '../conventions/names.ts';
 import {
   type ConfigRead,
   drillPerfData,
+  type FileSystemsSurvey,
   type GuestDrill,
+  holdsFileSystems,
   judgeDrill,
   planDrills,
   type ReadOutcome,
@@ -13,6 +16,9 @@ import {
 } from '../drill/plan.ts';
 import { type DrillRecord, readDrillRecords, writeDrillRecords } from '../drill/state.ts';
 import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
+import { runName } from '../files/argv.ts';
+import { type DiskSurvey, surveyDisk } from '../files/read.ts';
+import { openDisk, removeLeftovers } from '../files/session.ts';
 import { onInterrupt } from '../host/children.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
@@ -77,6 +83,46 @@ async function readBack(tier: Tier, g: GuestDrill, log: Logger): Promise<ReadOut
 }
 
 /**
+ * Each present disk opened as `zbm files` opens it (held, cloned read-only, closed again) and its
+ * file systems recognised and listed with the same reader; one disk after the other.
+ */
+async function surveyGuest(
+  tier: Tier,
+  g: GuestDrill,
+  datasets: readonly Dataset[],
+  expect: string | null,
+  log: Logger,
+): Promise<FileSystemsSurvey> {
+  const components = expect === null ? null : expect.split('/').filter((c) => c !== '');
+  const disks: DiskSurvey[] = [];
+  for (const d of g.disks.filter((x) => x.problem === null && holdsFileSystems(x.key))) {
+    const dataset = d.snapshot.slice(0, d.snapshot.indexOf('@'));
+    const volume = datasets.find((x) => x.name === dataset)?.type === 'volume';
+    log.info(`${g.subject}: recognising the file systems of ${d.key} (${d.snapshot})`);
+    try {
+      const { disk, close } = await openDisk(tier, d.snapshot, volume, runName(hostname(), process.pid));
+      const unregister = onInterrupt(close);
+      try {
+        disks.push(await surveyDisk(tier, disk, d.key, components));
+      } finally {
+        unregister();
+        await close().catch((err: unknown) => log.warn(errorMessage(err)));
+      }
+    } catch (err) {
+      const message = `cannot open it for reading: ${errorMessage(err)}`;
+      disks.push({
+        key: d.key,
+        fileSystems: [
+          { where: d.key, fstype: null, rootEntries: null, problem: { kind: 'failed', message } },
+        ],
+        expectFound: null,
+      });
+    }
+  }
+  return { disks, expect };
+}
+
+/**
  * Releases the holds a killed drill left (the lock says no other drill runs). A failure only warns:
  * a leftover hold makes prune keep a snapshot longer, and prune says why.
  */
@@ -138,6 +184,8 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     if (!opts.dryRun) lock = await drillLock(where, tier.root);
     const state = await loadTier(tier, { metadataDir, vmid }, log);
     if (lock) await releaseLeftoverHolds(tier, state.datasets, log);
+    const surveying = opts.fileSystems === true || opts.expect !== undefined;
+    if (surveying && lock) await removeLeftovers(tier, state.datasets, hostname(), log);
     let records: Map<number, DrillRecord>;
     try {
       records = await readDrillRecords(opts.stateDir, tier.root);
@@ -169,7 +217,9 @@ export async function drill(opts: DrillOptions, log: Logger, metrics?: Metrics):
     for (const g of drills) {
       const config = g.point ? await readConfig(tier.host, state.metadataDir, g) : null;
       const reads = opts.fullRead && g.point ? await readBack(tier, g, log) : null;
-      const c = judgeDrill(g, config, reads);
+      const surveys =
+        surveying && g.point ? await surveyGuest(tier, g, state.datasets, opts.expect ?? null, log) : null;
+      const c = judgeDrill(g, config, reads, surveys);
       checks.push(c);
       drilled.push({ vmid: g.vmid, snapshot: g.point?.snapshot ?? '', state: c.state });
     }

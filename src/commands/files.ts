@@ -8,28 +8,17 @@ import { writeOut } from '../cli/printable.ts';
 import { Progress } from '../cli/progress.ts';
 import { ExitCode, UsageError, ZbmError } from '../errors.ts';
 import {
-  deviceOf,
-  findListArgv,
-  layoutArgv,
   runName,
   SANDBOX_ID,
   sevenZipExtractArgv,
-  sevenZipListArgv,
   tarFilesArgv,
   untarArgv,
   writeListArgv,
 } from '../files/argv.ts';
-import {
-  childrenOf,
-  type Entry,
-  type ExtractionPlan,
-  parseFindListing,
-  parseSevenZipListing,
-  planExtraction,
-  subtree,
-} from '../files/entries.ts';
-import { type Layout, locate, parseLayout, refusal } from '../files/layout.ts';
+import { childrenOf, type Entry, type ExtractionPlan, planExtraction, subtree } from '../files/entries.ts';
+import { type Layout, refusal } from '../files/layout.ts';
 import { placeExtraction } from '../files/place.ts';
+import { type Reading, readFileSystem } from '../files/read.ts';
 import { type OpenedDisk, openDisk, removeLeftovers } from '../files/session.ts';
 import { onInterrupt } from '../host/children.ts';
 import { LocalHost } from '../host/local.ts';
@@ -42,20 +31,6 @@ import { formatBytes } from '../text/human.ts';
 
 /** Its flags (cli/options.ts) are its one declaration. */
 export type FilesOptions = CommandOptions<'files'>;
-
-/** A file system of the restore point, read: its entries and where the user's path is in it. */
-interface Reading {
-  /** The entries (a subvol's: those at and under the path; a VM disk's: all of them). */
-  readonly entries: readonly Entry[];
-  /** The path inside the file system, `a/b` ('' for its root). */
-  readonly base: string;
-  /** The name the root gets when it is extracted as a whole. */
-  readonly rootName: string;
-  /** Where the file system's files are read on the tier: a partition's device or a mount point. */
-  readonly device: string | null;
-}
-
-type Read = { readonly reading: Reading } | { readonly table: Layout };
 
 function modeText(e: Entry): string {
   const kind = { dir: 'd', file: '-', symlink: 'l', other: '?' }[e.kind];
@@ -84,38 +59,6 @@ function throughLink(entries: readonly Entry[], base: string): Entry | undefined
     if (e?.kind === 'symlink') return e;
   }
   return undefined;
-}
-
-async function readFileSystem(
-  tier: Tier,
-  disk: OpenedDisk,
-  key: string,
-  components: readonly string[],
-  recursive: boolean,
-): Promise<Read> {
-  if (!disk.volume) {
-    const { stdout } = await run(
-      tier.host,
-      findListArgv(disk.mountpoint as string, components, recursive ? null : 1),
-    );
-    return {
-      reading: { entries: parseFindListing(stdout), base: components.join('/'), rootName: key, device: null },
-    };
-  }
-  const layout = parseLayout((await run(tier.host, layoutArgv(disk.clone))).stdout);
-  const loc = locate(layout, components);
-  if ('table' in loc) return { table: loc.table };
-  if ('error' in loc) throw new ZbmError(`${key} of ${disk.snapshot} on ${tier.host.name}: ${loc.error}`);
-  const device = deviceOf(disk.clone, loc.partition);
-  const listing = parseSevenZipListing((await run(tier.host, sevenZipListArgv(device))).stdout);
-  return {
-    reading: {
-      entries: listing.entries,
-      base: loc.rest.join('/'),
-      rootName: loc.partition === null ? key : `${key}-part${loc.partition}`,
-      device,
-    },
-  };
 }
 
 function printTable(layout: Layout, json: boolean | undefined, head: Record<string, unknown>): void {

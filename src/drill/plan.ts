@@ -5,6 +5,8 @@
  * --full-read every block), the verdict per guest in verify's monitoring states. Pure; the
  * executor in src/commands/drill.ts only reads.
  */
+
+import type { DiskSurvey } from '../files/read.ts';
 import { type GuestConfig, parseGuestConfig, selectDisks } from '../pve/index.ts';
 import { volumeOf } from '../restore/config.ts';
 import { choosePoint, type RestorePoint, type Selection } from '../restore/points.ts';
@@ -186,6 +188,7 @@ export function judgeDrill(
   g: GuestDrill,
   config: ConfigRead | null,
   reads: readonly ReadOutcome[] | null,
+  surveys: FileSystemsSurvey | null = null,
 ): Check {
   const { point } = g;
   const base = { snapshot: point?.snapshot ?? null, disks: g.disks.length };
@@ -208,6 +211,8 @@ export function judgeDrill(
     const snap = g.reads.find((d) => d.key === r.key)?.snapshot ?? r.key;
     problems.push(`${r.key}: ${snap} does not read back: ${r.error}`);
   }
+  const found = surveys === null ? null : judgeFileSystems(surveys);
+  if (found) problems.push(...found.problems);
   const read = reads === null ? null : g.reads.filter((d) => reads.some((r) => r.key === d.key && !r.error));
   const bytes = (read ?? []).reduce((n, d) => n + d.referenced, 0);
   const figures = {
@@ -215,6 +220,7 @@ export function judgeDrill(
     failed: problems.length > 0 ? 1 : 0,
     full_read: reads === null ? 0 : 1,
     bytes_read: reads === null ? null : bytes,
+    ...(found ? { file_systems: found.listed } : {}),
   };
   if (problems.length > 0) {
     return {
@@ -231,9 +237,47 @@ export function judgeDrill(
   return {
     state: 'OK',
     subject: g.subject,
-    message: `${point.snapshot}: ${g.disks.length} disk(s) present with their recorded guids, the saved config names them, ${blocks}`,
+    message: `${point.snapshot}: ${g.disks.length} disk(s) present with their recorded guids, the saved config names them, ${blocks}${found ? `, ${found.summary}` : ''}`,
     figures,
   };
+}
+
+/** Disks Proxmox gives a VM for its firmware: UEFI variables and TPM state, never a file system. */
+export function holdsFileSystems(key: string): boolean {
+  return !/^(efidisk|tpmstate)\d+$/.test(key);
+}
+
+/** What a drill's file-system check found on a guest's disks, and the path it expected. */
+export interface FileSystemsSurvey {
+  readonly disks: readonly DiskSurvey[];
+  /** `/etc/hostname`; null when nothing was expected. */
+  readonly expect: string | null;
+}
+
+/**
+ * A file system that cannot be recognised, or fails to list, fails the drill; one recognised that
+ * zbm cannot read (XFS, LVM) is said, not failed: the disk restores all the same.
+ */
+export function judgeFileSystems(s: FileSystemsSurvey): {
+  problems: string[];
+  summary: string;
+  listed: number;
+} {
+  const problems: string[] = [];
+  const notes: string[] = [];
+  let listed = 0;
+  for (const d of s.disks) {
+    for (const f of d.fileSystems) {
+      if (f.problem === null) listed++;
+      else if (f.problem.kind === 'unreadable') notes.push(`${f.where} (${f.fstype}) not listed`);
+      else problems.push(`${f.where}: ${f.problem.message}`);
+    }
+  }
+  if (s.expect !== null && !s.disks.some((d) => d.expectFound === true))
+    problems.push(`${s.expect} is on none of its file systems`);
+  const expected = s.expect === null ? '' : `, ${s.expect} found`;
+  const unread = notes.length > 0 ? ` (${notes.join(', ')})` : '';
+  return { problems, summary: `${listed} file system(s) recognised and listed${unread}${expected}`, listed };
 }
 
 /** The records after this run: each drilled guest's attempt, and its success if it passed. Pure. */

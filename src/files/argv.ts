@@ -132,6 +132,17 @@ export function findListArgv(
 }
 
 /**
+ * Exits 0 when the path (components) exists in a subvol mounted at mountpoint, as anything, 1
+ * when not; never through a symbolic link on the way (exit 3).
+ */
+export function existsArgv(mountpoint: string, components: readonly string[]): string[] {
+  const script =
+    'cd "$1" || exit 2; shift; p=.; n=$#; i=0; for c in "$@"; do i=$((i+1)); p="$p/$c"; ' +
+    'if [ "$i" -lt "$n" ] && [ -L "$p" ]; then exit 3; fi; done; [ -e "$p" ] || [ -L "$p" ]';
+  return ['sh', '-c', script, 'zbm-files-exists', mountpoint, ...components];
+}
+
+/**
  * Extracts the listed files (newline-separated on stdin) of a partition into staging/t as the
  * sandbox's user, then closes staging to everyone but root before anything else reads it.
  * Only regular files are asked for: directories and links are made on this host from the

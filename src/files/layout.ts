@@ -26,6 +26,8 @@ const REFUSED: Readonly<Record<string, string>> = {
 export interface Partition {
   /** The kernel's number: `-partN` of the zvol, GPT entry or MBR slot. */
   readonly number: number;
+  /** The partition's type in the table: a GPT type GUID or an MBR type (`0x5`); null if none. */
+  readonly type: string | null;
   readonly size: number;
   readonly fstype: string | null;
   readonly label: string | null;
@@ -65,6 +67,7 @@ export function parseLayout(text: string): Layout {
     .map(
       (m): Partition => ({
         number: Number(/-part(\d+)$/.exec(m.get('DEVICE') ?? '')?.[1] ?? 0),
+        type: field(m, 'PART_ENTRY_TYPE')?.toLowerCase() ?? null,
         size: Number(field(m, 'PART_ENTRY_SIZE') ?? 0) * 512,
         fstype: field(m, 'TYPE'),
         label: field(m, 'PART_ENTRY_NAME') ?? field(m, 'LABEL'),
@@ -73,6 +76,23 @@ export function parseLayout(text: string): Layout {
     .filter((p) => p.number > 0)
     .sort((a, b) => a.number - b.number);
   return { table: field(disk, 'PTTYPE'), fstype: field(disk, 'TYPE'), partitions };
+}
+
+/**
+ * Partitions that never hold a file system: GRUB's BIOS boot partition, Windows' reserved
+ * partition, and an MBR's extended partition (a container of logical ones).
+ */
+const NO_FILE_SYSTEM: Readonly<Record<string, string>> = {
+  '21686148-6449-6e6f-744e-656564454649': 'BIOS boot partition',
+  'e3c9e316-0b5c-4db8-817d-f92df00215ae': 'Microsoft reserved partition',
+  '0x5': 'extended partition',
+  '0xf': 'extended partition',
+  '0x85': 'extended partition',
+};
+
+/** What a partition is when it is meant to hold no file system, else null. */
+export function withoutFileSystem(p: Partition): string | null {
+  return p.type === null ? null : (NO_FILE_SYSTEM[p.type] ?? null);
 }
 
 /** Why a file system cannot be read, or null when it can. */

@@ -494,6 +494,44 @@ suite('restore on real ZFS', 20, () => {
     );
     assert.equal(await sh('cat /tmp/c/x/version', 'zbm-replica'), 'first\n');
 
+    // Drills read the file systems with the same reader: guest 110's are recognised and listed,
+    // XFS said but not failed, /etc/hostname found; guest 100's disks hold random bytes, which
+    // no reader recognises: CRITICAL, naming the guest and each disk (its efidisk0 and
+    // tpmstate0 hold firmware state, never a file system, and are not looked at).
+    // Records of their own, so that no other test sees these drills.
+    const drill = [
+      'drill',
+      '--local-zfs-root',
+      'main/bak-zbm',
+      '--file-systems',
+      '--state-dir',
+      '/var/tmp/drill-files',
+    ];
+    const good = await zbm('zbm-dest', [...drill, '--vmid', '110', '--expect', '/etc/hostname']);
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    assert.match(
+      good.stdout,
+      /^OK guest 110 \(files\): bak-zbm-\S+: 3 disk\(s\) present .*, 3 file system\(s\) recognised and listed \(scsi2 \(xfs\) not listed\), \/etc\/hostname found$/m,
+    );
+    const ctDrill = await zbm('zbm-dest', [...drill, '--vmid', '103', '--expect', '/srv/x/version']);
+    assert.equal(ctDrill.code, 0, ctDrill.stdout + ctDrill.stderr);
+    assert.match(
+      ctDrill.stdout,
+      /^OK guest 103 .*, 2 file system\(s\) recognised and listed, \/srv\/x\/version found$/m,
+    );
+    const ctMissing = await zbm('zbm-dest', [...drill, '--vmid', '103', '--expect', '/srv/x/self/version']);
+    assert.equal(ctMissing.code, 2, ctMissing.stdout + ctMissing.stderr);
+    assert.match(
+      ctMissing.stdout,
+      /^CRITICAL guest 103 .*: \/srv\/x\/self\/version is on none of its file systems$/m,
+    );
+    const random = await zbm('zbm-dest', [...drill, '--vmid', '100']);
+    assert.equal(random.code, 2, random.stdout + random.stderr);
+    assert.match(
+      random.stdout,
+      /^CRITICAL guest 100 \(web\): bak-zbm-\S+: scsi0: no file system that zbm can recognise; scsi1: no file system that zbm can recognise$/m,
+    );
+
     // Killed while it closes (its clone's destroy held at the lab's gate): the clone, the hold
     // and the staging directory stay; the next run on this host removes them.
     await closeGate('destroy');

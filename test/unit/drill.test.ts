@@ -147,6 +147,58 @@ describe('restore drills: the plan', () => {
     );
   });
 
+  it('--file-systems: recognised and listed passes, saying so; unrecognised fails by disk and partition; XFS is said, not failed; --expect must be found', () => {
+    const g = only(planDrills(request()), 100);
+    const fs = (
+      where: string,
+      fstype: string | null,
+      problem: { kind: 'unrecognised' | 'unreadable' | 'failed'; message: string } | null = null,
+    ) => ({ where, fstype, rootEntries: problem ? null : 3, problem });
+    const good = {
+      expect: '/etc/hostname',
+      disks: [
+        {
+          key: 'scsi0',
+          fileSystems: [fs('scsi0 partition 1', 'vfat'), fs('scsi0 partition 2', 'ext4')],
+          expectFound: true,
+        },
+        {
+          key: 'efidisk0',
+          fileSystems: [fs('efidisk0', 'xfs', { kind: 'unreadable' as const, message: 'xfs: no reader' })],
+          expectFound: false,
+        },
+      ],
+    };
+    const ok = judgeDrill(g, { text: CONFIG_100 }, null, good);
+    assert.equal(ok.state, 'OK');
+    assert.equal(
+      ok.message,
+      `${S2}: 2 disk(s) present with their recorded guids, the saved config names them, blocks not read (no --full-read), 2 file system(s) recognised and listed (efidisk0 (xfs) not listed), /etc/hostname found`,
+    );
+    assert.equal(ok.figures.file_systems, 2);
+    const bad = judgeDrill(g, { text: CONFIG_100 }, null, {
+      expect: '/etc/hostname',
+      disks: [
+        {
+          key: 'scsi0',
+          fileSystems: [
+            fs('scsi0 partition 1', 'vfat'),
+            fs('scsi0 partition 2', null, {
+              kind: 'unrecognised',
+              message: 'no file system that zbm can recognise',
+            }),
+          ],
+          expectFound: false,
+        },
+      ],
+    });
+    assert.equal(bad.state, 'CRITICAL');
+    assert.equal(
+      bad.message,
+      `${S2}: scsi0 partition 2: no file system that zbm can recognise; /etc/hostname is on none of its file systems`,
+    );
+  });
+
   it('--full-read reads every present disk; a clean read passes, a disk that does not read back fails naming it', () => {
     const g = only(planDrills(request({ fullRead: true })), 100);
     assert.deepEqual(

@@ -14,7 +14,7 @@ import {
   subtree,
   writtenMode,
 } from '../../src/files/entries.ts';
-import { locate, parseLayout } from '../../src/files/layout.ts';
+import { locate, type Partition, parseLayout, withoutFileSystem } from '../../src/files/layout.ts';
 
 // Real listings: 7-Zip 26.02 of an ext4, an NTFS and a FAT image, and find of the tree the ext4 was
 // made from (mkfs.ext4 -d): regular files, an odd name, links in and out, a setuid file, a device.
@@ -199,7 +199,7 @@ describe('disk layouts', () => {
     'DEVICE=/dev/zvol/main/c-part1\nLABEL=EFI\nTYPE=vfat\nPART_ENTRY_NAME=EFI\nPART_ENTRY_SIZE=32768\n',
     'DEVICE=/dev/zvol/main/c-part2\nTYPE=ext4\nPART_ENTRY_NAME=root\nPART_ENTRY_SIZE=94208\n',
     'DEVICE=/dev/zvol/main/c-part3\nTYPE=LVM2_member\nPART_ENTRY_SIZE=2048\n',
-    'DEVICE=/dev/zvol/main/c-part10\nPART_ENTRY_SIZE=2048\n',
+    'DEVICE=/dev/zvol/main/c-part10\nPART_ENTRY_SIZE=2048\nPART_ENTRY_TYPE=21686148-6449-6E6F-744E-656564454649\n',
   ].join('\n');
 
   it('reads the probe: the table, each partition by its number with type, size and name', () => {
@@ -207,10 +207,16 @@ describe('disk layouts', () => {
       table: 'gpt',
       fstype: null,
       partitions: [
-        { number: 1, size: 16777216, fstype: 'vfat', label: 'EFI' },
-        { number: 2, size: 48234496, fstype: 'ext4', label: 'root' },
-        { number: 3, size: 1048576, fstype: 'LVM2_member', label: null },
-        { number: 10, size: 1048576, fstype: null, label: null },
+        { number: 1, type: null, size: 16777216, fstype: 'vfat', label: 'EFI' },
+        { number: 2, type: null, size: 48234496, fstype: 'ext4', label: 'root' },
+        { number: 3, type: null, size: 1048576, fstype: 'LVM2_member', label: null },
+        {
+          number: 10,
+          type: '21686148-6449-6e6f-744e-656564454649',
+          size: 1048576,
+          fstype: null,
+          label: null,
+        },
       ],
     });
   });

@@ -27,9 +27,11 @@ const LAYERS: readonly (readonly string[])[] = [
   ['backup', 'prune', 'replicate', 'restore', 'rollback', 'serve', 'status'],
   // verify judges what the jobs left, by prune's own rule for snapshot order (prune/plan.ts).
   ['verify'],
-  // Restore drills: restore's points and verify's states; verify's command reads their records.
   // File restore: restore's points and tiers, read through a sandboxed reader.
-  ['drill', 'files'],
+  ['files'],
+  // Restore drills: restore's points, verify's states and files' reader; verify's command reads
+  // their records.
+  ['drill'],
   // The command line: flags, values, logging, terminal output.
   ['cli'],
   // Mails and messages after a run (they read the run's log).
