@@ -233,6 +233,8 @@ describe('disk layouts', () => {
       (locate(layout, ['10']) as { error: string }).error,
       /^partition 10: no file system that zbm can recognise/,
     );
+    assert.equal(withoutFileSystem(layout.partitions[3] as Partition), 'BIOS boot partition');
+    assert.equal(withoutFileSystem(layout.partitions[1] as Partition), null);
     assert.match(
       (locate(layout, ['9']) as { error: string }).error,
       /no partition 9 \(partitions: 1, 2, 3, 10\)/,
