@@ -77,7 +77,7 @@ export async function serve(opts: ServeOptions, log: Logger): Promise<number> {
       return ExitCode.failure;
     }
   }
-  return run(decision.argv, log);
+  return run(decision.argv, log, decision.input);
 }
 
 type ReceiveDecision = Extract<Decision, { kind: 'receive' }>;
@@ -187,16 +187,27 @@ function readHead(input: Readable, size: number): Promise<Buffer> {
   });
 }
 
-function run(argv: readonly string[], log: Logger): Promise<number> {
+function run(argv: readonly string[], log: Logger, input?: string): Promise<number> {
   const [file, ...args] = argv;
   // The stream goes from ssh straight into zfs: stdio is handed over, not copied through node.
-  const child = spawn(file ?? 'false', args, { stdio: 'inherit' });
+  // With an input of serve's own, the client's stdin is drained unread instead.
+  const child = spawn(file ?? 'false', args, {
+    stdio: [input === undefined ? 'inherit' : 'pipe', 'inherit', 'inherit'],
+  });
+  if (input !== undefined) {
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input);
+    process.stdin.resume();
+  }
   return new Promise((resolve) => {
     child.on('error', (err) => {
       log.error(`zbm serve: cannot run ${file}: ${errorMessage(err)}`);
       resolve(ExitCode.failure);
     });
-    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+    child.on('exit', (code, signal) => {
+      if (input !== undefined) process.stdin.destroy();
+      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
+    });
   });
 }
 

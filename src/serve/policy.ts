@@ -6,6 +6,7 @@ import { METADATA_DIR_PROPERTY, METADATA_FILE, METADATA_FILE_LIMIT } from '../me
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../metadata/write.ts';
 import { creationArgv } from '../zfs/argv.ts';
 import { poolOf } from '../zfs/names.ts';
+import { BATCH_SCRIPT } from '../zfs/program.ts';
 
 /**
  * What `zbm serve` lets a Proxmox node do on the backup server: everything backup-pve needs inside
@@ -34,6 +35,8 @@ export type Decision =
   | {
       readonly kind: 'exec';
       readonly argv: readonly string[];
+      /** What the command reads on stdin, from serve's own code: the client's stdin is not read. */
+      readonly input?: string;
       /** A `zfs send -t`: the snapshot its token names must be inside the root (checked by serve). */
       readonly resumeToken?: string;
     }
@@ -224,6 +227,29 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
       if (datasetOf(snap) !== datasetOf(mark))
         return refuse('zfs bookmark: the bookmark must be of the same dataset');
       return names([snap], 'snapshot') ?? exec();
+    }
+    case 'program': {
+      // Only zbm's own batch of bookmarks (zfs/program.ts): a pulling replica bookmarks every
+      // dataset it copied in one call instead of one ssh call each. The script is serve's copy,
+      // never the client's text; the client chooses only the operands, each checked as a single
+      // `zfs bookmark` would be.
+      if (!sendOnly)
+        return refuse("zfs program is not allowed (zbm's bookmark batch: only with zbm serve --send-only)");
+      const [j, target, dash, ...words] = rest;
+      if (j !== '-j' || target !== pool || dash !== '-' || words.length === 0 || words.length % 3 !== 0)
+        return refuse(
+          `zfs program: only zbm's bookmark batch (zfs program -j ${pool} - bookmark <snapshot> <bookmark>...)`,
+        );
+      for (let i = 0; i < words.length; i += 3) {
+        const [op, snap = '', mark = ''] = words.slice(i, i + 3);
+        if (op !== 'bookmark' || !snap.includes('@') || !mark.includes('#'))
+          return refuse('zfs program: each operation is bookmark <snapshot> <bookmark>');
+        if (datasetOf(snap) !== datasetOf(mark))
+          return refuse('zfs program: a bookmark must be of the same dataset as its snapshot');
+        const outside = names([snap], 'snapshot');
+        if (outside) return outside;
+      }
+      return { kind: 'exec', argv: [...argv], input: BATCH_SCRIPT };
     }
     case 'create': {
       const no = writes('zfs create');

@@ -25,6 +25,7 @@ import {
   sendArgv,
   setArgv,
 } from '../../src/zfs/argv.ts';
+import { BATCH_SCRIPT, batchArgv } from '../../src/zfs/program.ts';
 import { hostileStrings } from '../support/hostile.ts';
 
 const policy = {
@@ -314,6 +315,30 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(['cat', '--', `${pull.metadataDir}/100/a.conf`], /only zfs commands/);
     no(['zpool', 'status', 'rpool'], /only zpool status main/);
     no(['zpool', 'scrub', 'main'], /only zpool status main/);
+  });
+
+  it("runs zbm's bookmark batch with serve's own script, the operands checked one by one", () => {
+    const ops = (...pairs: [string, string][]) =>
+      pairs.map(([snapshot, bookmark]) => ({ kind: 'bookmark' as const, snapshot, bookmark }));
+    const other = 'main/bak-zbm/vm-101-disk-0';
+    const d = ask(batchArgv('main', ops([`${ds}@b`, `${ds}#b`], [`${other}@c`, `${other}#c`])));
+    assert.equal(d.kind, 'exec');
+    assert.equal(d.kind === 'exec' && d.input, BATCH_SCRIPT, "the script is never the client's");
+    no(batchArgv('main', ops([`${ds}@b`, `${other}#b`])), /same dataset/);
+    no(batchArgv('main', ops(['main/other@b', 'main/other#b'])), /main\/other@b is outside/);
+    no(batchArgv('main', [{ kind: 'destroy-snapshot', snapshot: `${ds}@b` }]), /only zbm's bookmark batch/);
+    no(
+      ['zfs', 'program', '-j', 'main', '-', 'destroy-snapshot', `${ds}@b`, `${ds}#b`],
+      /each operation is bookmark/,
+    );
+    no(['zfs', 'program', '-j', 'rpool', '-', 'bookmark', `${ds}@b`, `${ds}#b`], /only zbm's bookmark batch/);
+    no(['zfs', 'program', '-j', 'main', '/tmp/evil.lua'], /only zbm's bookmark batch/);
+    no(['zfs', 'program', 'main', '-', 'bookmark', `${ds}@b`, `${ds}#b`], /only zbm's bookmark batch/);
+    no(['zfs', 'program', '-j', 'main', '-', 'bookmark', `${ds}@b`], /only zbm's bookmark batch/);
+    refused(
+      batchArgv('main', ops([`${R}/vm-100-disk-0@b`, `${R}/vm-100-disk-0#b`])),
+      /only with zbm serve --send-only/,
+    );
   });
 
   it('leaves a resume token to be checked against the root by zbm serve', () => {
