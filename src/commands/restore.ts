@@ -16,6 +16,7 @@ import { acquire, describeHolder } from '../lock/lock.ts';
 import { readConfigArgv } from '../metadata/manifest.ts';
 import { metadataDirOption } from '../metadata/store.ts';
 import { writeFileAtomic } from '../metadata/write.ts';
+import type { Step } from '../plan/diff.ts';
 import { parseStorageCfg, parseVmlist, readPveState, zfsPools } from '../pve/index.ts';
 import type { GuestType } from '../pve/vmlist.ts';
 import { subvolProperties, waitForZvolsArgv } from '../restore/argv.ts';
@@ -31,7 +32,7 @@ import {
   planGuestRestore,
 } from '../restore/plan.ts';
 import { choosePoint, type RestorePoint } from '../restore/points.ts';
-import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
+import { loadTier, originsOf, type Tier, tierFromOptions } from '../restore/tier.ts';
 import { formatBytes } from '../text/human.ts';
 import { printableLines } from '../text/printable.ts';
 import { syncDataset } from '../transfer/sync.ts';
@@ -88,6 +89,21 @@ interface Received {
   readonly resumed: string | null;
 }
 
+/**
+ * A linked clone's one step: the increment from its template's copy on the tier to the point,
+ * received as a clone of the template's `@__base__` here (the same snapshot, by guid).
+ */
+function linkedChain(
+  linked: NonNullable<DiskPlan['linked']>,
+  source: Dataset | null,
+  snapshot: string,
+): { origin: string; steps: Step[] } {
+  const to = source?.snapshots.find((s) => s.short === snapshot);
+  if (!to) throw new ZbmError(`${source?.name ?? 'the backup'}@${snapshot} is gone from the tier`);
+  const [dataset = '', short = ''] = linked.from.split('@');
+  return { origin: linked.origin, steps: [{ from: { short, bookmark: false, dataset }, to }] };
+}
+
 /** Receives every disk into its temporary dataset (resuming, or skipping those already there). */
 async function receiveAll(
   disks: readonly DiskPlan[],
@@ -118,11 +134,13 @@ async function receiveAll(
     log.info(
       `${d.key}: ${tier.host.name}:${d.source}@${d.snapshot} → ${d.temp} (${formatBytes(d.referenced)})`,
     );
+    const source = tierDatasets.get(d.source) ?? null;
     const r = await syncDataset(
-      { zfs: tier.zfs, dataset: d.source, listing: tierDatasets.get(d.source) ?? null },
+      { zfs: tier.zfs, dataset: d.source, listing: source },
       { zfs: local, dataset: d.temp, listing: localDatasets.get(d.temp) ?? null },
       {
         select: (s) => s === d.snapshot,
+        newChain: d.linked ? linkedChain(d.linked, source, d.snapshot) : undefined,
         limiter,
         onProgress: (b) => progress.update(label, b),
         onMessage: (m) => {
@@ -280,6 +298,7 @@ export async function restore(opts: RestoreOptions, log: Logger): Promise<number
       newUuid: randomUUID,
       now: new Date(),
       keepHostKeys: opts.keepHostKeys === true,
+      origins: originsOf(tierState.datasets),
     };
     const planned =
       opts.disk === undefined

@@ -60,6 +60,16 @@ export interface RestoreRequest {
   readonly now: Date;
   /** Restore hookscript:, QEMU args: and lxc.* keys (config.ts isHostKey); default: shown, left out. */
   readonly keepHostKeys?: boolean;
+  /**
+   * The backup datasets on the tier that are clones (a linked clone's copy, received as a clone of
+   * its template's): their origin snapshot there and its guid, as the tier's listing shows them.
+   */
+  readonly origins?: ReadonlyMap<string, OriginOnTier>;
+}
+
+export interface OriginOnTier {
+  readonly snapshot: string;
+  readonly guid: string;
 }
 
 export type TempState = 'absent' | 'partial' | 'complete';
@@ -82,6 +92,11 @@ export interface DiskPlan {
   readonly aside: string | null;
   /** CT file systems get PVE's properties back (the stream carries none): refquota from `size=`. */
   readonly subvol: { readonly refquota: string | null } | null;
+  /**
+   * A linked clone restored as a linked clone: received as a clone of origin (the template's
+   * `@__base__` on this node) from the increment that starts at from (its copy on the tier).
+   */
+  readonly linked: { readonly origin: string; readonly from: string } | null;
 }
 
 export interface GuestPlan {
@@ -207,6 +222,7 @@ function diskPlan(
   value: string | undefined,
   tempState: TempState,
   aside: string | null,
+  link: Link | null = null,
 ): DiskPlan {
   const size = value === undefined ? undefined : optionOf(value, 'size');
   return {
@@ -216,14 +232,52 @@ function diskPlan(
     guid: d.guid,
     referenced: d.referenced,
     storage: placed.storage,
-    volume: `${placed.storage}:${placed.volname}`,
+    volume: `${placed.storage}:${link ? `${link.base}/` : ''}${placed.volname}`,
     target: placed.target,
     temp: placed.temp,
     tempState,
     aside,
     subvol:
       volumeKind(placed.volname) === 'subvol' ? { refquota: size && SIZE.test(size) ? size : null } : null,
+    linked: link ? { origin: link.origin, from: link.from } : null,
   };
+}
+
+interface Link {
+  /** The template's volume name, `base-102-disk-0`. */
+  readonly base: string;
+  readonly origin: string;
+  readonly from: string;
+}
+
+/**
+ * Whether a linked clone's disk can come back as a linked clone on this node: its volume names a
+ * template (`base-102-disk-0/vm-105-disk-0`), its copy on the tier is a clone, and the template's
+ * `@__base__` here is that copy's origin by guid. Otherwise it comes back as a full copy, and the
+ * second value says why.
+ */
+function linkOf(
+  volume: string,
+  d: PointDisk,
+  placed: Placed,
+  req: RestoreRequest,
+  local: LocalState,
+): { link: Link | null; why: string | null } {
+  const volname = volume.slice(volume.indexOf(':') + 1);
+  const slash = volname.lastIndexOf('/');
+  if (slash <= 0) return { link: null, why: null };
+  const base = volname.slice(0, slash);
+  const pool = placed.target.slice(0, placed.target.lastIndexOf('/'));
+  const origin = req.origins?.get(d.dataset);
+  if (!origin) return { link: null, why: `its copy on ${req.tier} is no clone of its template's` };
+  const here = local.datasets.get(`${pool}/${base}`)?.snapshots.find((s) => s.short === '__base__');
+  if (!here) return { link: null, why: `${pool}/${base}@__base__ is not on this node` };
+  if (here.guid !== origin.guid)
+    return {
+      link: null,
+      why: `${pool}/${base}@__base__ (guid ${here.guid}) is not the origin of its copy on ${req.tier} (${origin.snapshot}, guid ${origin.guid})`,
+    };
+  return { link: { base, origin: here.name, from: origin.snapshot }, why: null };
 }
 
 /**
@@ -283,6 +337,8 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
         `${d.key}: ${placed.target} exists on this node; zbm does not overwrite it (--force moves it aside)`,
       );
     }
+    const { link, why } = linkOf(volume, d, placed, req, local);
+    if (why !== null) warnings.push(`${d.key} is restored as a full copy, not as a linked clone: ${why}`);
     disks.push(
       diskPlan(
         d,
@@ -293,6 +349,7 @@ export function planGuestRestore(req: RestoreRequest, local: LocalState): Planne
         exists
           ? `${placed.target.slice(0, placed.target.lastIndexOf('/'))}/${REPLACED_PREFIX}${when}-${placed.volname}`
           : null,
+        link,
       ),
     );
   }
@@ -418,7 +475,8 @@ function diskLine(d: DiskPlan, tierHost: string): string {
         ? ' (already received)'
         : '';
   const aside = d.aside ? `; the existing ${d.target} is moved to ${d.aside}` : '';
-  return `  ${d.key} ${tierHost}:${d.source}@${d.snapshot} (${formatBytes(d.referenced)}) → ${d.target} as ${d.volume}${resume}${aside}\n`;
+  const linked = d.linked ? `, a linked clone of ${d.linked.origin}` : '';
+  return `  ${d.key} ${tierHost}:${d.source}@${d.snapshot} (${formatBytes(d.referenced)}) → ${d.target} as ${d.volume}${linked}${resume}${aside}\n`;
 }
 
 /** What --dry-run prints, and what a forced restore asks to confirm. */

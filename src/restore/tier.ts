@@ -11,6 +11,7 @@ import { dumpManifestsArgv, parseManifestDump } from '../metadata/manifest.ts';
 import { chooseMetadataDir, METADATA_DIR_PROPERTY } from '../metadata/store.ts';
 import type { Dataset } from '../zfs/types.ts';
 import { Zfs } from '../zfs/zfs.ts';
+import type { OriginOnTier } from './plan.ts';
 import { type RestorePoint, restorePoints } from './points.ts';
 
 /** A tier that holds backups: the backup server or the replica, here or over ssh. */
@@ -49,13 +50,29 @@ export function tierFromOptions(opts: {
   return { host, zfs: new Zfs(host), root: opts.localZfsRoot };
 }
 
+/** The clones among a tier's datasets: each one's origin snapshot and that snapshot's guid. Pure. */
+export function originsOf(datasets: readonly Dataset[]): Map<string, OriginOnTier> {
+  const snapshots = new Map(datasets.flatMap((d) => d.snapshots.map((s) => [s.name, s.guid] as const)));
+  const out = new Map<string, OriginOnTier>();
+  for (const d of datasets) {
+    const guid = d.origin === null ? undefined : snapshots.get(d.origin);
+    if (d.origin !== null && guid !== undefined) out.set(d.name, { snapshot: d.origin, guid });
+  }
+  return out;
+}
+
 /** One listing and one metadata read of a tier: its datasets, where its metadata is, its restore points. */
 export async function loadTier(
   tier: Tier,
   opts: { metadataDir?: string; vmid?: number },
   log: { warn(msg: string): void },
 ): Promise<TierState> {
-  const datasets = await tier.zfs.list({ roots: [tier.root], userProps: [METADATA_DIR_PROPERTY] });
+  // With origins: a linked clone's copy is a clone of its template's, and restore says so.
+  const datasets = await tier.zfs.list({
+    roots: [tier.root],
+    userProps: [METADATA_DIR_PROPERTY],
+    withOrigin: true,
+  });
   const rootDs = datasets.find((d) => d.name === tier.root);
   if (!rootDs)
     throw new ZbmError(`${tier.root} does not exist on ${tier.host.name}: is it the root of the backups?`);

@@ -441,6 +441,34 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 12, (
     assert.equal(await sh('ls /root/backups_metadata/102'), manifests);
     assert.deepEqual(snapsOf(await sorted('main/bak-zbm'), server), [named]);
 
+    // Restore brings a linked clone back as a linked clone of the template here (its @__base__ is
+    // its copy's origin on the server, by guid): the data, the config's volume, a clone's space.
+    const c106 = clones[1]?.disks[0] as string;
+    const restored = await zbm('pve1', [
+      'restore',
+      '--remote',
+      'zbm-dest',
+      '--remote-zfs-root',
+      'main/bak-zbm',
+      '--vmid',
+      '106',
+      '--as-vmid',
+      '206',
+    ]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.doesNotMatch(restored.stderr, /full copy/);
+    const r206 = 'rpool/data/vm-206-disk-0';
+    assert.equal(await prop(r206, 'origin', 'pve1'), `${base}@__base__`);
+    assert.equal(await zvolHash(r206, 'pve1'), await zvolHash(c106, 'pve1'));
+    assert.ok(
+      Number(await prop(r206, 'used', 'pve1')) < 2 * 1024 * 1024,
+      'a clone: its change, not the template',
+    );
+    assert.match(
+      await sh('cat /etc/pve/nodes/pve1/qemu-server/206.conf', 'pve1'),
+      /^scsi0: local-zfs:base-102-disk-0\/vm-206-disk-0,size=64M$/m,
+    );
+
     // qm destroy of a linked clone: zfs destroy -r succeeds with zbm's snapshot on it.
     const last = clones.pop() as pve.PveGuest;
     assert.deepEqual(await pve.destroyGuest(last), []);

@@ -13,6 +13,7 @@ import {
   type RestoreRequest,
 } from '../../src/restore/plan.ts';
 import { choosePoint, type RestorePoint, restorePoints } from '../../src/restore/points.ts';
+import { originsOf } from '../../src/restore/tier.ts';
 import type { Dataset, Snapshot } from '../../src/zfs/types.ts';
 import { dataset, snapshot } from '../support/zfs.ts';
 
@@ -327,5 +328,71 @@ describe('restore plan: one disk', () => {
     assert.ok(
       'refused' in nodisk && /has no disk scsi7 \(it has scsi0, efidisk0\)/.test(nodisk.refused.join('\n')),
     );
+  });
+});
+
+describe('a linked clone', () => {
+  const LS = 'bak-zbm-20261126T090000Z';
+  const clone = manifest(S2, ['52', '']);
+  const m: Manifest = {
+    ...clone,
+    vmid: 105,
+    name: 'clone105',
+    disks: [
+      {
+        ...(clone.disks[0] as Manifest['disks'][number]),
+        volume: 'local-zfs:base-102-disk-0/vm-105-disk-0',
+        source: 'rpool/data/vm-105-disk-0',
+        target: 'main/bak-zbm/vm-105-disk-0',
+        guid: '52',
+      },
+    ],
+  };
+  const tier = [
+    ds('tank/bak', []),
+    ds('tank/bak/base-102-disk-0', [[LS, '40']]),
+    ds('tank/bak/vm-105-disk-0', [[S2, '52']], { origin: `tank/bak/base-102-disk-0@${LS}` }),
+  ];
+  const point = restorePoints([m], tier, 'tank/bak')[0] as RestorePoint;
+  const config = 'name: clone105\nscsi0: local-zfs:base-102-disk-0/vm-105-disk-0,size=64M\n';
+  const origins = originsOf(tier);
+  const template = (guid: string) => ds('rpool/data/base-102-disk-0', [['__base__', guid]]);
+
+  it("comes back as a linked clone of the template's @__base__ here when it is its copy's origin by guid", () => {
+    const plan = guestPlan(
+      planGuestRestore(request(point, { configText: config, origins, asVmid: 205 }), local([template('40')])),
+    );
+    const d = plan.disks[0];
+    assert.deepEqual(d?.linked, {
+      origin: 'rpool/data/base-102-disk-0@__base__',
+      from: `tank/bak/base-102-disk-0@${LS}`,
+    });
+    assert.equal(d?.volume, 'local-zfs:base-102-disk-0/vm-205-disk-0');
+    assert.equal(d?.target, 'rpool/data/vm-205-disk-0');
+    assert.match(plan.configText, /^scsi0: local-zfs:base-102-disk-0\/vm-205-disk-0,size=64M$/m);
+    assert.deepEqual(plan.warnings, []);
+    assert.match(
+      describePlan(plan),
+      /as local-zfs:base-102-disk-0\/vm-205-disk-0, a linked clone of rpool\/data\/base-102-disk-0@__base__/,
+    );
+  });
+
+  it('comes back as a full copy, saying why, when the template is not here, is another one, or the copy is no clone', () => {
+    const cases: [Dataset[], Map<string, { snapshot: string; guid: string }>, RegExp][] = [
+      [[], origins, /rpool\/data\/base-102-disk-0@__base__ is not on this node/],
+      [[template('41')], origins, /\(guid 41\) is not the origin of its copy on zbm-replica:tank\/bak/],
+      [[template('40')], new Map(), /its copy on zbm-replica:tank\/bak is no clone of its template's/],
+    ];
+    for (const [here, o, why] of cases) {
+      const plan = guestPlan(
+        planGuestRestore(request(point, { configText: config, origins: o, asVmid: 205 }), local(here)),
+      );
+      assert.equal(plan.disks[0]?.linked, null);
+      assert.equal(plan.disks[0]?.volume, 'local-zfs:vm-205-disk-0');
+      assert.match(plan.configText, /^scsi0: local-zfs:vm-205-disk-0,size=64M$/m);
+      assert.equal(plan.warnings.length, 1);
+      assert.match(plan.warnings[0] ?? '', /^scsi0 is restored as a full copy, not as a linked clone: /);
+      assert.match(plan.warnings[0] ?? '', why);
+    }
   });
 });
