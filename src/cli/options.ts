@@ -28,6 +28,31 @@ const stateDir = () =>
     DEFAULT_STATE_DIR,
   );
 
+/** Which tier holds the backups read, for the commands that read one from a node or on it. */
+const tierFlags = () => ({
+  remote: valued('--remote <host>', 'the backup server or replica (ssh destination), from a node', v.remote),
+  remoteZfsRoot: valued('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset),
+  localZfsRoot: valued(
+    '--local-zfs-root <dataset>',
+    'the root of the backups on this host (backup server, replica)',
+    v.dataset,
+  ),
+});
+
+/** Where that tier keeps the configs and manifests, when its root does not say. */
+const tierMetadataFlags = () => ({
+  remoteMetadataDir: valued(
+    '--remote-metadata-dir <path>',
+    'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
+    v.absolutePath,
+  ),
+  localMetadataDir: valued(
+    '--local-metadata-dir <path>',
+    'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
+    v.absolutePath,
+  ),
+});
+
 const BWLIMIT_HELP =
   'limit the whole transfer to this rate per second: a bare number is KiB/s as in vzdump (50000: about 49 MiB/s), or give a unit: 800K, 50M, 1G';
 
@@ -362,29 +387,10 @@ export const COMMANDS = [
     job: false,
     summary: 'list the restore points of each guest on the backup server or the replica',
     flags: {
-      remote: valued(
-        '--remote <host>',
-        'the backup server or replica (ssh destination), from a node',
-        v.remote,
-      ),
-      remoteZfsRoot: valued('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset),
-      localZfsRoot: valued(
-        '--local-zfs-root <dataset>',
-        'the root of the backups on this host (backup server, replica)',
-        v.dataset,
-      ),
+      ...tierFlags(),
       vmid: valued('--vmid <ids>', 'only these guests (comma-separated, repeatable)', v.vmids),
       prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
-      remoteMetadataDir: valued(
-        '--remote-metadata-dir <path>',
-        'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
-        v.absolutePath,
-      ),
-      localMetadataDir: valued(
-        '--local-metadata-dir <path>',
-        'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
-        v.absolutePath,
-      ),
+      ...tierMetadataFlags(),
       metadataDir: oldSpelling('--metadata-dir <path>', v.absolutePath),
       json: onOff('--json', 'print the restore points as JSON on stdout'),
     },
@@ -395,17 +401,7 @@ export const COMMANDS = [
     summary:
       "list or extract files of a guest's disk at a restore point, on the backup server or the replica, without restoring the guest",
     flags: {
-      remote: valued(
-        '--remote <host>',
-        'the backup server or replica (ssh destination), from a node',
-        v.remote,
-      ),
-      remoteZfsRoot: valued('--remote-zfs-root <dataset>', 'the root of the backups on --remote', v.dataset),
-      localZfsRoot: valued(
-        '--local-zfs-root <dataset>',
-        'the root of the backups on this host (backup server, replica)',
-        v.dataset,
-      ),
+      ...tierFlags(),
       vmid: required('--vmid <id>', 'the guest whose backup is read (one VMID)', v.oneVmid),
       disk: valued(
         '--disk <key>',
@@ -439,16 +435,7 @@ export const COMMANDS = [
         'keep setuid, setgid and sticky bits on what is extracted (default: taken off)',
       ),
       prefix: valued('--prefix <prefix>', 'name prefix of zbm snapshots', v.prefix, 'bak-zbm-'),
-      remoteMetadataDir: valued(
-        '--remote-metadata-dir <path>',
-        'with --remote: directory of the configs and manifests there (default: the zbm:metadata-dir property of the root)',
-        v.absolutePath,
-      ),
-      localMetadataDir: valued(
-        '--local-metadata-dir <path>',
-        'with --local-zfs-root: directory of the configs and manifests (default: the zbm:metadata-dir property of the root)',
-        v.absolutePath,
-      ),
+      ...tierMetadataFlags(),
       json: onOff('--json', 'print the listing (or what was extracted) as JSON on stdout'),
     },
   },
