@@ -374,7 +374,12 @@ suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 12, (
       snapsOf(await sorted(disk, 'pve1'), disk)
         .filter((x) => x.startsWith('bak-zbm-'))
         .at(-1) ?? '';
-    const chainHas = (await sorted('main/bak-zbm')).find((n) => n.endsWith(`@${lastBackup}`)) ?? '';
+    // Its own family's copy: a run names every guest's snapshot alike, so the name alone is not it.
+    const family = `main/bak-zbm/${disk.slice('rpool/data/'.length)}`;
+    const chainHas =
+      (await sorted('main/bak-zbm')).find(
+        (n) => (n.startsWith(`${family}@`) || n.startsWith(`${family}.`)) && n.endsWith(`@${lastBackup}`),
+      ) ?? '';
     assert.ok(chainHas, `the server has ${lastBackup}`);
     // A template worth sharing: 4 MiB more before qm template.
     await writeZvol(disk, 4, 8);
