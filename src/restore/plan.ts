@@ -1,7 +1,7 @@
 /**
  * The restore plan: which backup dataset goes into which dataset of this node, under which
  * temporary name, what is moved aside, and the config the guest gets. Pure; the executor in
- * src/commands/restore.ts only runs it.
+ * run.ts only runs it.
  */
 
 import { formatStamp } from '../conventions/names.ts';
