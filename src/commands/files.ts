@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { chown, lstat, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
@@ -21,9 +20,10 @@ import { placeExtraction } from '../files/place.ts';
 import { type Reading, readFileSystem } from '../files/read.ts';
 import { type OpenedDisk, openDisk, removeLeftovers } from '../files/session.ts';
 import { onInterrupt } from '../host/children.ts';
+import { CommandError } from '../host/failure.ts';
 import { LocalHost } from '../host/local.ts';
 import { pipe } from '../host/pipe.ts';
-import { run } from '../host/process.ts';
+import { failureOf, run, start, TailBuffer, waitExit } from '../host/process.ts';
 import { metadataDirOption } from '../metadata/store.ts';
 import { choosePoint, type RestorePoint } from '../restore/points.ts';
 import { loadTier, type Tier, tierFromOptions } from '../restore/tier.ts';
@@ -159,20 +159,15 @@ async function extractInto(
   }
 }
 
-function writeTar(dir: string, top: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('tar', ['-C', dir, '-c', '-f', '-', '--numeric-owner', '--', top], {
-      stdio: ['ignore', 'inherit', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new ZbmError(`tar of ${top} failed (exit ${code}): ${stderr.trim()}`)),
-    );
-  });
+/** The extracted tree as a tar stream on this process's stdout. */
+async function writeTar(dir: string, top: string): Promise<void> {
+  const host = new LocalHost();
+  const argv = ['tar', '-C', dir, '-c', '-f', '-', '--numeric-owner', '--', top];
+  const child = start(host, argv, ['ignore', 'inherit', 'pipe']);
+  const stderr = new TailBuffer();
+  child.stderr?.on('data', (c: Buffer) => stderr.push(c));
+  const exit = await waitExit(child);
+  if (exit.code !== 0) throw new CommandError(failureOf(host, argv, exit, stderr.text));
 }
 
 /**
