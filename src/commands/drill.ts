@@ -18,7 +18,7 @@ import { type DrillRecord, readDrillRecords, writeDrillRecords } from '../drill/
 import { ExitCode, errorMessage, UsageError, ZbmError } from '../errors.ts';
 import { runName } from '../files/argv.ts';
 import { type DiskSurvey, surveyDisk } from '../files/read.ts';
-import { openDisk, removeLeftovers } from '../files/session.ts';
+import { removeLeftovers, withOpenDisk } from '../files/session.ts';
 import { onInterrupt } from '../host/children.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
@@ -100,14 +100,12 @@ async function surveyGuest(
     const volume = datasets.find((x) => x.name === dataset)?.type === 'volume';
     log.info(`${g.subject}: recognising the file systems of ${d.key} (${d.snapshot})`);
     try {
-      const { disk, close } = await openDisk(tier, d.snapshot, volume, runName(hostname(), process.pid));
-      const unregister = onInterrupt(close);
-      try {
-        disks.push(await surveyDisk(tier, disk, d.key, components));
-      } finally {
-        unregister();
-        await close().catch((err: unknown) => log.warn(errorMessage(err)));
-      }
+      const name = runName(hostname(), process.pid);
+      disks.push(
+        await withOpenDisk(tier, d.snapshot, volume, name, log, (disk) =>
+          surveyDisk(tier, disk, d.key, components),
+        ),
+      );
     } catch (err) {
       const message = `cannot open it for reading: ${errorMessage(err)}`;
       disks.push({

@@ -18,8 +18,7 @@ import { childrenOf, type Entry, type ExtractionPlan, planExtraction, subtree } 
 import { type Layout, refusal } from '../files/layout.ts';
 import { placeExtraction } from '../files/place.ts';
 import { type Reading, readFileSystem } from '../files/read.ts';
-import { type OpenedDisk, openDisk, removeLeftovers } from '../files/session.ts';
-import { onInterrupt } from '../host/children.ts';
+import { type OpenedDisk, removeLeftovers, withOpenDisk } from '../files/session.ts';
 import { CommandError } from '../host/failure.ts';
 import { LocalHost } from '../host/local.ts';
 import { pipe } from '../host/pipe.ts';
@@ -32,9 +31,12 @@ import { formatBytes } from '../text/human.ts';
 /** Its flags (cli/options.ts) are its one declaration. */
 export type FilesOptions = CommandOptions<'files'>;
 
+/** `0755`, `4755`; null for file systems without modes. */
+const octal = (mode: number | null) => (mode === null ? null : mode.toString(8).padStart(4, '0'));
+
 function modeText(e: Entry): string {
   const kind = { dir: 'd', file: '-', symlink: 'l', other: '?' }[e.kind];
-  return `${kind} ${e.mode === null ? '   -' : e.mode.toString(8).padStart(4, '0')}`;
+  return `${kind} ${octal(e.mode) ?? '   -'}`;
 }
 
 function entryJson(e: Entry) {
@@ -44,7 +46,7 @@ function entryJson(e: Entry) {
     kind: e.kind,
     size: e.size,
     mtime: e.mtime === null ? null : new Date(e.mtime * 1000).toISOString(),
-    mode: e.mode === null ? null : e.mode.toString(8).padStart(4, '0'),
+    mode: octal(e.mode),
     ...(e.target !== undefined ? { target: e.target } : {}),
     ...(e.what !== undefined ? { what: e.what } : {}),
   };
@@ -211,14 +213,8 @@ export async function files(opts: FilesOptions, log: Logger): Promise<number> {
     const volume = state.datasets.find((d) => d.name === pd.dataset)?.type === 'volume';
     const me = hostname();
     await removeLeftovers(tier, state.datasets, me, log);
-    const { disk, close } = await openDisk(
-      tier,
-      `${pd.dataset}@${point.snapshot}`,
-      volume,
-      runName(me, process.pid),
-    );
-    const unregister = onInterrupt(close);
-    try {
+    const snapshot = `${pd.dataset}@${point.snapshot}`;
+    return await withOpenDisk(tier, snapshot, volume, runName(me, process.pid), log, async (disk) => {
       const components = opts.path.split('/').filter((c) => c !== '');
       const extracting = opts.extract !== undefined || opts.tar === true;
       const read = await readFileSystem(tier, disk, key, components, extracting);
@@ -264,10 +260,7 @@ export async function files(opts: FilesOptions, log: Logger): Promise<number> {
           `${opts.path} of ${at}: ${plan.files.length} file(s) (${formatBytes(plan.bytes)}), ${plan.dirs.length} directories, ${plan.links.length} link(s)${opts.tar ? ' written as tar to stdout' : ` extracted into ${join(dest, top)}`}${plan.skipped.length > 0 ? `; ${plan.skipped.length} left out (see above)` : ''}`,
         );
       return ExitCode.ok;
-    } finally {
-      unregister();
-      await close().catch((err: unknown) => log.warn(String(err instanceof Error ? err.message : err)));
-    }
+    });
   } finally {
     await tier.host.close();
   }

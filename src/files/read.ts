@@ -3,7 +3,7 @@
  * the sandbox for a VM's partitions, find on a subvol's read-only clone), and for drills a survey
  * of every file system of a disk. `zbm files` and `zbm drill` both read through here.
  */
-import { ZbmError } from '../errors.ts';
+import { errorMessage, ZbmError } from '../errors.ts';
 import { run } from '../host/process.ts';
 import type { Tier } from '../restore/tier.ts';
 import { deviceOf, existsArgv, findListArgv, layoutArgv, sevenZipListArgv } from './argv.ts';
@@ -47,10 +47,9 @@ export async function readFileSystem(
   if ('table' in loc) return { table: loc.table };
   if ('error' in loc) throw new ZbmError(`${key} of ${disk.snapshot} on ${tier.host.name}: ${loc.error}`);
   const device = deviceOf(disk.clone, loc.partition);
-  const listing = parseSevenZipListing((await run(tier.host, sevenZipListArgv(device))).stdout);
   return {
     reading: {
-      entries: listing.entries,
+      entries: await sevenZipEntries(tier, device),
       base: loc.rest.join('/'),
       rootName: loc.partition === null ? key : `${key}-part${loc.partition}`,
       device,
@@ -146,7 +145,7 @@ export async function surveyDisk(
         problem: null,
       });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       fileSystems.push({
         where: t.where,
         fstype: t.fstype,

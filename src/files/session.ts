@@ -5,9 +5,11 @@
  * names that carry this host and its pid; the next run on this host removes them.
  */
 import { errorMessage } from '../errors.ts';
+import { onInterrupt } from '../host/children.ts';
 import { run } from '../host/process.ts';
 import { zbmProcessAlive } from '../lock/lock.ts';
 import type { Tier } from '../restore/tier.ts';
+import { poolOf } from '../zfs/names.ts';
 import type { Dataset } from '../zfs/types.ts';
 import {
   cloneArgv,
@@ -46,7 +48,7 @@ export async function openDisk(
   volume: boolean,
   name: string,
 ): Promise<{ disk: OpenedDisk; close: () => Promise<void> }> {
-  const pool = tier.root.split('/')[0] as string;
+  const pool = poolOf(tier.root);
   const disk: OpenedDisk = {
     snapshot,
     clone: `${pool}/${name}`,
@@ -91,6 +93,28 @@ export async function openDisk(
 }
 
 /**
+ * Runs body with the restore point opened, and closes it afterwards whatever happens, also on
+ * SIGINT/SIGTERM; a failure to close only warns (the next run removes what is left).
+ */
+export async function withOpenDisk<T>(
+  tier: Tier,
+  snapshot: string,
+  volume: boolean,
+  name: string,
+  log: { warn(m: string): void },
+  body: (disk: OpenedDisk) => Promise<T>,
+): Promise<T> {
+  const { disk, close } = await openDisk(tier, snapshot, volume, name);
+  const unregister = onInterrupt(close);
+  try {
+    return await body(disk);
+  } finally {
+    unregister();
+    await close().catch((err: unknown) => log.warn(errorMessage(err)));
+  }
+}
+
+/**
  * Removes what killed runs of this host left on the tier: clones, holds on the root's snapshots and
  * staging directories whose pid no longer runs zbm here. Another host's are left alone: only that
  * host can tell whether its run is still going.
@@ -105,7 +129,7 @@ export async function removeLeftovers(
     const pid = pidOfRunName(name, hostname);
     return pid !== null && !zbmProcessAlive(pid);
   };
-  const pool = tier.root.split('/')[0] as string;
+  const pool = poolOf(tier.root);
   try {
     const { stdout } = await run(tier.host, poolClonesArgv(pool));
     for (const name of stdout.split('\n')) {
