@@ -1,7 +1,8 @@
 /**
  * Where an integration run's time went: per file, its tests and time, and what its lab calls cost
- * (zbm runs, lab resets, everything else), from what test/support/durations-reporter.mjs and
- * test/lab/lab.ts recorded in the report directory; then the slowest tests. Written to stdout and
+ * (zbm runs, lab resets, everything else), then the slowest tests and, last, each failed test with
+ * its error; from what test/support/durations-reporter.mjs and
+ * test/lab/lab.ts recorded in the report directory. Written to stdout and
  * to <dir>/durations.md; the files' times also replace those in the durations file that
  * scripts/lab-tests.sh orders the next run by.
  *
@@ -23,7 +24,7 @@ const jsonLines = (path) =>
         .filter(Boolean)
         .map((l) => JSON.parse(l))
     : [];
-/** @type {{ lab: string, file: string, name: string, kind: string, ms: number, failed: boolean }[]} */
+/** @type {{ lab: string, file: string, name: string, kind: string, ms: number, failed: boolean, error?: string }[]} */
 const tests = jsonLines(`${dir}/tests.jsonl`);
 /** @type {{ lab: string, file: string, ms: number, command: string }[]} */
 const calls = jsonLines(`${dir}/calls.jsonl`);
@@ -68,6 +69,20 @@ for (const t of tests
   .sort((a, b) => b.ms - a.ms)
   .slice(0, 15))
   out.push(`- ${sec(t.ms)} s ${t.file}: ${t.name}`);
+// Last, so that the tail of a long log (all CI keeps) names what failed and why.
+const failed = tests.filter((x) => x.kind === 'test' && x.failed);
+if (failed.length > 0) {
+  out.push('', `## Failed tests (${failed.length})`);
+  for (const t of failed)
+    out.push(
+      '',
+      `### ${t.file} (lab ${t.lab}): ${t.name}`,
+      '',
+      '```',
+      t.error ?? '(no error recorded)',
+      '```',
+    );
+}
 const text = `${out.join('\n')}\n`;
 writeFileSync(`${dir}/durations.md`, text);
 process.stdout.write(`\n${text}`);
