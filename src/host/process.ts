@@ -1,4 +1,5 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { terminate, track } from './children.ts';
 import { CommandError, type Failure } from './failure.ts';
 import type { Host } from './host.ts';
@@ -39,6 +40,32 @@ export function start(host: Host, argv: readonly string[], stdio: StdioOptions):
   // Its own process group, so that stopping it also stops whatever it started (sh -c pipelines).
   const child = track(spawn(file, [...args], { stdio, detached: true }));
   return TRACE ? traced(child, host, argv) : child;
+}
+
+/**
+ * A local child whose stdout and stderr are zbm's own, and its stdin too unless 'pipe' (zbm serve
+ * hands the ssh client's streams to zfs, not copying them through node). Unlike start(), it stays
+ * in zbm's process group and is not tracked: zbm's signal handler has always left serve's command
+ * to end with its streams, and tracking it would change what a signal to serve does.
+ */
+export function startWithStdio(
+  file: string,
+  args: readonly string[],
+  stdin: 'inherit' | 'pipe',
+): ChildProcess {
+  return spawn(file, [...args], { stdio: [stdin, 'inherit', 'inherit'] });
+}
+
+/** How a child ended, as a shell reports it (128 + the signal's number), or why it never started. */
+export function exitStatus(
+  child: ChildProcess,
+): Promise<{ readonly code: number } | { readonly spawnError: Error }> {
+  return new Promise((resolve) => {
+    child.on('error', (spawnError) => resolve({ spawnError }));
+    child.on('exit', (code, signal) =>
+      resolve({ code: code ?? 128 + (signal ? constants.signals[signal] : 0) }),
+    );
+  });
 }
 
 /** Keeps the tail of a stream's text, up to limit characters. */

@@ -1,20 +1,15 @@
 /**
- * The run of a restore onto this Proxmox node: the point chosen on the tier and its plan
- * (plan.ts), against this node's pools and the guest that has the VMID now (existing.ts); then,
- * under the guest's lock, the disks received under temporary names, renamed into place only once
- * all of them arrived, and the config written.
+ * The run of a restore onto this Proxmox node, once prepare.ts planned it: under the guest's lock,
+ * the disks received under temporary names, renamed into place only once all of them arrived, and
+ * the config written.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { formatStamp } from '../conventions/names.ts';
 import { errorMessage, ZbmError } from '../errors.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import { RateLimiter } from '../host/rate.ts';
 import { acquire, describeHolder } from '../lock/lock.ts';
-import { readConfigArgv } from '../metadata/manifest.ts';
 import { writeFileAtomic } from '../metadata/write.ts';
 import type { Step } from '../plan/diff.ts';
 import { formatBytes } from '../text/human.ts';
@@ -22,18 +17,11 @@ import { syncDataset } from '../transfer/sync.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 import { subvolProperties, waitForZvolsArgv } from './argv.ts';
-import { addUnused, generateMac, macPrefix } from './config.ts';
+import { addUnused } from './config.ts';
 import { PVE } from './existing.ts';
-import {
-  type DiskOnlyPlan,
-  type DiskPlan,
-  type GuestPlan,
-  type LocalState,
-  planDiskRestore,
-  planGuestRestore,
-} from './plan.ts';
-import { choosePoint, type RestorePoint } from './points.ts';
-import { loadTier, originsOf, type Tier, type TierState } from './tier.ts';
+import type { DiskPlan } from './plan.ts';
+import type { Prepared, RestoreChoice } from './prepare.ts';
+import type { Tier } from './tier.ts';
 
 /** Where the config of a guest replaced by a forced restore is kept (pmxcfs is no place for extra files). */
 const REPLACED_CONFIGS = '/var/lib/zbm/replaced';
@@ -61,16 +49,7 @@ export interface RestoreProgress {
 }
 
 /** What to restore and how, from restore's flags (the command's options are one). */
-export interface RestoreWhat {
-  readonly vmid: number;
-  readonly asVmid?: number;
-  readonly disk?: string;
-  readonly snapshot?: string;
-  readonly time?: Date;
-  readonly targetStorage?: string;
-  readonly force?: boolean;
-  readonly newMacs?: boolean;
-  readonly keepHostKeys?: boolean;
+export interface RestoreWhat extends RestoreChoice {
   readonly bwlimit?: number;
   readonly lockWait: number;
 }
@@ -202,84 +181,6 @@ async function setSubvolProperties(disks: readonly DiskPlan[], local: Zfs): Prom
   for (const d of disks) {
     if (d.subvol) await local.setProperties(d.temp, subvolProperties(d.subvol.refquota));
   }
-}
-
-async function readOptional(file: string): Promise<string | undefined> {
-  return readFile(file, 'utf8').catch(() => undefined);
-}
-
-/** A restore planned: what the tier and this node held when it was planned, and its plan. */
-export interface Prepared {
-  readonly tierState: TierState;
-  /** The datasets of this node's pools, as planned against. */
-  readonly localDatasets: ReadonlyMap<string, Dataset>;
-  readonly plan: GuestPlan | DiskOnlyPlan;
-}
-
-/**
- * Reads the tier, chooses the point, reads its config there and this node's pools, and plans the
- * restore. null when there is nothing to restore or the plan is refused: said on the log.
- */
-export async function prepareRestore(
-  tier: Tier,
-  here: Omit<LocalState, 'datasets'> & { readonly zfs: Zfs },
-  metadataDir: string | undefined,
-  opts: RestoreWhat,
-  log: RestoreLog,
-): Promise<Prepared | null> {
-  const { pools, zfs: localZfs } = here;
-  const where = `${tier.host.name}:${tier.root}`;
-  const tierState = await loadTier(tier, { metadataDir, vmid: opts.vmid }, log);
-  const points = tierState.points.filter((p) => p.vmid === opts.vmid);
-  const usable = (p: RestorePoint) =>
-    opts.disk === undefined ? p.complete : p.disks.some((d) => d.key === opts.disk && d.present);
-  const choice = choosePoint(points, { snapshot: opts.snapshot, time: opts.time }, usable, where);
-  if ('error' in choice) {
-    log.error(choice.error);
-    return null;
-  }
-  const { point } = choice;
-  if (choice.skipped.length > 0) {
-    log.warn(
-      `newer backups are incomplete on ${where} and were passed over: ${choice.skipped.map((p) => p.snapshot).join(', ')}`,
-    );
-  }
-  const { stdout: configText } = await run(
-    tier.host,
-    readConfigArgv(tierState.metadataDir, point.vmid, point.snapshot),
-  );
-
-  const poolRoots = [
-    ...new Set([...pools.values()].filter((p) => p.pool !== '' && !p.disabled).map((p) => p.pool)),
-  ];
-  const localDatasets = new Map(
-    (await localZfs.list({ roots: poolRoots, depth: 2 })).map((d) => [d.name, d]),
-  );
-  const local: LocalState = { node: here.node, pools, datasets: localDatasets, existing: here.existing };
-  const prefix = macPrefix(await readOptional(path.join(PVE, 'datacenter.cfg')));
-  const req = {
-    point,
-    configText,
-    tier: where,
-    asVmid: opts.asVmid,
-    targetStorage: opts.targetStorage,
-    force: opts.force === true,
-    newMac: opts.newMacs ? () => generateMac(prefix, randomBytes(6)) : undefined,
-    newUuid: randomUUID,
-    now: new Date(),
-    keepHostKeys: opts.keepHostKeys === true,
-    origins: originsOf(tierState.datasets),
-  };
-  const planned =
-    opts.disk === undefined
-      ? planGuestRestore(req, local)
-      : planDiskRestore({ ...req, disk: opts.disk }, local);
-  if ('refused' in planned) {
-    for (const r of planned.refused)
-      log.error(`restore of guest ${opts.vmid} from ${point.snapshot} refused: ${r}`);
-    return null;
-  }
-  return { tierState, localDatasets, plan: planned.plan };
 }
 
 /** What a restore did: each disk received, and what the result adds (the kept config, the unused key). */

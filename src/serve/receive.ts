@@ -2,12 +2,11 @@
  * A receive through zbm serve: under the target's lock when the client asks, the stream's first
  * record read and judged (stream.ts) before zfs sees a byte, then the exact bytes handed to zfs.
  */
-import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
+import { exitStatus, startWithStdio } from '../host/process.ts';
 import { acquire, describeHolder, receiveLockName } from '../lock/lock.ts';
 import { LOCK_HELD_EXIT } from '../lock/remote.ts';
 import { splitSnapshot } from '../zfs/names.ts';
@@ -96,13 +95,11 @@ async function receive(decision: ReceiveDecision, opts: ReceiveRules, log: Serve
     decision.flags,
     begin.type ?? 'volume',
   );
-  const child = spawn(argv[0] ?? 'zfs', argv.slice(1), { stdio: ['pipe', 'inherit', 'inherit'] });
-  const exited = new Promise<number>((resolve) => {
-    child.on('error', (err) => {
-      log.error(`zbm serve: cannot run zfs receive: ${errorMessage(err)}`);
-      resolve(ExitCode.failure);
-    });
-    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+  const child = startWithStdio(argv[0] ?? 'zfs', argv.slice(1), 'pipe');
+  const exited = exitStatus(child).then((status) => {
+    if ('code' in status) return status.code;
+    log.error(`zbm serve: cannot run zfs receive: ${errorMessage(status.spawnError)}`);
+    return ExitCode.failure;
   });
   const { stdin } = child;
   if (stdin) {

@@ -2,11 +2,9 @@
  * What zbm serve runs once policy.ts allowed a command other than a receive or a write: the
  * command itself with the client's stdio, and before a resumed send the check of its token.
  */
-import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
 import { ExitCode, errorMessage } from '../errors.ts';
 import { LocalHost } from '../host/local.ts';
-import { run as runCommand } from '../host/process.ts';
+import { exitStatus, run as runCommand, startWithStdio } from '../host/process.ts';
 import { Zfs } from '../zfs/zfs.ts';
 import { insideRoot } from './policy.ts';
 import { parseTokenContents, refuseToken } from './token.ts';
@@ -21,27 +19,22 @@ export interface ServeLog {
  * serve's own (zbm's bookmark batch script), that is the command's stdin, and the client's is
  * drained unread.
  */
-export function run(argv: readonly string[], log: ServeLog, input?: string): Promise<number> {
+export async function run(argv: readonly string[], log: ServeLog, input?: string): Promise<number> {
   const [file, ...args] = argv;
   // The stream goes from ssh straight into zfs: stdio is handed over, not copied through node.
-  const child = spawn(file ?? 'false', args, {
-    stdio: [input === undefined ? 'inherit' : 'pipe', 'inherit', 'inherit'],
-  });
+  const child = startWithStdio(file ?? 'false', args, input === undefined ? 'inherit' : 'pipe');
   if (input !== undefined) {
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(input);
     process.stdin.resume();
   }
-  return new Promise((resolve) => {
-    child.on('error', (err) => {
-      log.error(`zbm serve: cannot run ${file}: ${errorMessage(err)}`);
-      resolve(ExitCode.failure);
-    });
-    child.on('exit', (code, signal) => {
-      if (input !== undefined) process.stdin.destroy();
-      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
-    });
-  });
+  const status = await exitStatus(child);
+  if ('spawnError' in status) {
+    log.error(`zbm serve: cannot run ${file}: ${errorMessage(status.spawnError)}`);
+    return ExitCode.failure;
+  }
+  if (input !== undefined) process.stdin.destroy();
+  return status.code;
 }
 
 /**
