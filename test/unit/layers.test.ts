@@ -94,6 +94,20 @@ describe('the layers of src/', () => {
     assert.deepEqual(bad, []);
   });
 
+  it('leave starting processes to host/ (and zfs/, through it)', () => {
+    // One place starts processes, so that every child is quoted, traced and stopped on a signal alike.
+    const starters = files
+      .filter((f) => /from\s*'node:child_process'/.test(readFileSync(f, 'utf8')))
+      .filter((f) => !['host', 'zfs'].includes(folderOf(f)));
+    assert.deepEqual(starters, []);
+    assert.ok(
+      files.some(
+        (f) => folderOf(f) === 'host' && /from\s*'node:child_process'/.test(readFileSync(f, 'utf8')),
+      ),
+      'the check finds host/ importing node:child_process',
+    );
+  });
+
   it('find the imports it checks (the reader is no test that cannot fail)', () => {
     const found = importsOf(join(SRC, 'commands', 'prune.ts')).map(folderOf);
     assert.ok(found.includes('cli') && found.includes('zfs') && found.includes('prune'), found.join(' '));
