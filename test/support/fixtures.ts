@@ -1,7 +1,7 @@
 /** The captured outputs under test/fixtures/, read once per call, for parser tests. */
 import { readFileSync } from 'node:fs';
 
-function reader(folder: 'pve' | 'zfs'): (name: string) => string {
+function reader(folder: 'pve' | 'zfs' | 'files'): (name: string) => string {
   return (name) => readFileSync(new URL(`../fixtures/${folder}/${name}`, import.meta.url), 'utf8');
 }
 
@@ -10,3 +10,6 @@ export const pveFixture = reader('pve');
 
 /** `zfs` output captured on OpenZFS in test/fixtures/zfs/ (see capture.sh there). */
 export const zfsFixture = reader('zfs');
+
+/** File system listings (7-Zip, find) captured in test/fixtures/files/. */
+export const filesFixture = reader('files');

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { findListArgv, pidOfRunName, runName, sevenZipExtractArgv } from '../../../src/files/argv.ts';
 import {
@@ -15,11 +13,11 @@ import {
   writtenMode,
 } from '../../../src/files/entries.ts';
 import { locate, type Partition, parseLayout, withoutFileSystem } from '../../../src/files/layout.ts';
+import { filesFixture } from '../../support/fixtures.ts';
 
 // Real listings: 7-Zip 26.02 of an ext4, an NTFS and a FAT image, and find of the tree the ext4 was
 // made from (mkfs.ext4 -d): regular files, an odd name, links in and out, a setuid file, a device.
-const fixture = (name: string) =>
-  readFileSync(join(import.meta.dirname, '../../fixtures/files', name), 'utf8');
+const fixture = filesFixture;
 
 describe('7-Zip listings', () => {
   it('reads an ext4 file system: kinds, sizes, modes with setuid, link targets, devices', () => {
