@@ -78,13 +78,27 @@ free_port() {
     return 1
 }
 
-# Boots one VM on a fresh overlay of image in state and waits for its ssh.
-boot_vm() { # statedir image memory-MiB
-    local state=$1 image=$2 mem=$3 port attempt booted
+# A VM saved right after its boot (saved_boot), usable by this qemu: its disk, its RAM and devices.
+saved_ok() { # saved dir
+    [[ -f $1/disk.qcow2 && -f $1/state && -f $1/qemu-version ]] &&
+        [[ $(<"$1/qemu-version") == "$(qemu-system-x86_64 --version | head -n 1)" ]]
+}
+
+# Boots one VM on a fresh overlay of image in state and waits for its ssh. Unless `fresh` is
+# given, a VM of this memory size saved after its boot (saved_boot) is resumed instead: seconds
+# instead of the kernel's and systemd's minute and a half under emulation.
+boot_vm() { # statedir image memory-MiB [fresh]
+    local state=$1 image=$2 mem=$3 port attempt booted backing=$2/base.qcow2 incoming=()
+    local saved=$2/booted-$3
     mkdir -p "$state"
-    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock" "$state/console.log"
-    # A fresh copy-on-write overlay: every run starts from the pristine base.
-    qemu-img create -q -f qcow2 -F qcow2 -b "$image/base.qcow2" "$state/overlay.qcow2"
+    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock" "$state/console.log" "$state/qmp.sock"
+    if [[ -z ${4:-} ]] && saved_ok "$saved"; then
+        backing=$saved/disk.qcow2
+        incoming=(-incoming "exec:cat $(printf %q "$saved/state")")
+    fi
+    # A fresh copy-on-write overlay: every run starts from the pristine base (or the disk as it was
+    # when the saved VM stopped, which its RAM expects).
+    qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$state/overlay.qcow2"
 
     for attempt in 1 2 3 4 5; do
         port=$(free_port) || die "no free loopback port found"
@@ -97,6 +111,7 @@ boot_vm() { # statedir image memory-MiB
             -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" \
             -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
             -display none -serial "file:$state/console.log" \
+            -qmp "unix:$state/qmp.sock,server=on,wait=off" "${incoming[@]}" \
             -daemonize -pidfile "$state/qemu.pid" 2>"$state/qemu.err"; then
             break
         fi
@@ -129,7 +144,59 @@ EOF
         fi
         sleep 1
     done
-    log "ssh up $((SECONDS - booted)) s after qemu started: $state"
+    log "ssh up $((SECONDS - booted)) s after qemu started${incoming[*]:+ (resumed from $saved)}: $state"
+    if ((${#incoming[@]} > 0)); then
+        # The resumed VM's clock is where it was saved.
+        lab_ssh "$state" "date -s @$(date +%s.%N) >/dev/null" || die "cannot set the resumed VM's clock"
+    fi
+}
+
+# Saves, once per image and memory size, a VM just booted (systemd done), so that boot_vm can
+# resume it instead of booting: its disk as it stopped, and its RAM and devices (lab/qmp.mjs).
+# Two labs starting together: the first one saves, the other waits for it. ZBM_LAB_SAVED_BOOT=0
+# boots every VM afresh.
+saved_boot() { # image memory-MiB
+    local image=$1 mem=$2 saved=$1/booted-$2 tmp pid i lock
+    [[ ${ZBM_LAB_SAVED_BOOT:-1} == 1 ]] || return 0
+    exec {lock}>"$image/.booted-$mem.lock"
+    flock "$lock"
+    if ! saved_ok "$saved"; then
+        rm -rf "$saved"
+        tmp=$(mktemp -d "$image/.booted-$mem.XXXX")
+        log "saving a booted VM ($mem MiB) for later runs: $saved"
+        (boot_vm "$tmp" "$image" "$mem" fresh) || { rm -rf "$tmp"; die "the VM to save did not boot"; }
+        # Boot finished (timers and one-shot units done), the disk written: nothing is half done
+        # in a VM resumed from here.
+        lab_ssh "$tmp" 'timeout 120 systemctl is-system-running --wait >/dev/null; sync' || true
+        ssh -o "ControlPath=$tmp/ssh.sock" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
+        pid=$(qemu_pid "$tmp") || die "the VM to save is gone"
+        if ! node "$HERE/qmp.mjs" "$tmp/qmp.sock" "$tmp/state"; then
+            cmd_stop "$tmp"
+            rm -rf "$tmp"
+            die "could not save the booted VM"
+        fi
+        for ((i = 0; i < 300; i++)); do
+            [[ -e /proc/$pid ]] || break
+            sleep 0.1
+        done
+        [[ ! -e /proc/$pid ]] || { cmd_stop "$tmp"; rm -rf "$tmp"; die "the saved VM did not stop"; }
+        mv "$tmp/overlay.qcow2" "$tmp/disk.qcow2"
+        chmod 444 "$tmp/disk.qcow2" "$tmp/state"
+        qemu-system-x86_64 --version | head -n 1 >"$tmp/qemu-version"
+        rm -f "$tmp/env" "$tmp/qemu.pid" "$tmp/qmp.sock" "$tmp/ssh.sock" "$tmp/qemu.err" "$tmp/console.log"
+        mv "$tmp" "$saved"
+        log "saved $saved ($(du -sh "$saved" | cut -f1))"
+    fi
+    exec {lock}>&-
+}
+
+# boot_vm from the saved VM, or afresh when resuming it failed (the saved VM is then dropped).
+boot_any() { # statedir image memory-MiB
+    (boot_vm "$@") && return 0
+    log "resuming the saved VM failed; booting afresh (the saved VM is dropped)"
+    cmd_stop "$1" >/dev/null 2>&1 || true
+    rm -rf "$2/booted-$3"
+    (boot_vm "$@" fresh)
 }
 
 # Two VMs: the main one stands for pve1 and zbm-dest; the offsite replica zbm-replica has a VM of
@@ -148,9 +215,15 @@ cmd_start() { # statedir
     fi
 
     image=$(bash "$HERE/image/build.sh")
-    boot_vm "$state" "$image" 4096 &
+    saved_boot "$image" 4096 &
     p1=$!
-    boot_vm "$state/replica" "$image" 2048 &
+    saved_boot "$image" 2048 &
+    p2=$!
+    wait "$p1" || log "no saved main VM to resume: booting it afresh"
+    wait "$p2" || log "no saved replica VM to resume: booting it afresh"
+    boot_any "$state" "$image" 4096 &
+    p1=$!
+    boot_any "$state/replica" "$image" 2048 &
     p2=$!
     wait "$p1" || die "the main VM did not boot"
     wait "$p2" || die "the replica VM did not boot"
@@ -174,11 +247,14 @@ cmd_start() { # statedir
             die "cannot install the lab's scripts in $vm"
     done
 
-    # One-time setup of the run: fresh pools and guests on the node, empty pools on the replica.
-    lab_ssh "$state" lab-reset >&2 ||
-        die "lab-reset failed in the VM (left running for a look: vm.sh ssh/stop $state)"
-    lab_ssh "$state/replica" lab-reset --empty >&2 ||
-        die "lab-reset failed in the replica VM (vm.sh ssh/stop $state/replica)"
+    # One-time setup of the run: fresh pools and guests on the node, empty pools on the replica,
+    # side by side.
+    lab_ssh "$state" lab-reset >&2 &
+    p1=$!
+    lab_ssh "$state/replica" lab-reset --empty >&2 &
+    p2=$!
+    wait "$p1" || die "lab-reset failed in the VM (left running for a look: vm.sh ssh/stop $state)"
+    wait "$p2" || die "lab-reset failed in the replica VM (vm.sh ssh/stop $state/replica)"
     lab_ssh "$state" 'test "$(ssh zbm-replica hostname)" = zbm-replica' ||
         die "zbm-replica does not reach the replica VM"
     lab_ssh "$state/replica" 'test "$(ssh zbm-dest hostname)" = pve1' ||
@@ -227,7 +303,7 @@ cmd_stop() { # statedir
         fi
         log "stopped qemu $pid"
     fi
-    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock"
+    rm -f "$state/overlay.qcow2" "$state/qemu.pid" "$state/env" "$state/ssh.sock" "$state/qmp.sock"
 }
 
 cmd_with() { # statedir cmd...

@@ -47,7 +47,7 @@ function disk(gs: JsonGuest[], dataset: string): JsonDisk {
 const snapshotsOf = (names: string[], dataset: string) =>
   names.filter((n) => n.startsWith(`${dataset}@`)).map((n) => n.slice(dataset.length + 1));
 
-suite('backup-pve on real ZFS', 12, () => {
+suite('backup-pve on real ZFS', 15, () => {
   before(async () => {
     await reset();
     await sh('touch /etc/lab/log-invocations');

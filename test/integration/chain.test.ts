@@ -137,7 +137,7 @@ function sameChain(t: { node: Snap[]; dest: Snap[]; replica: Snap[] }, label: st
   );
 }
 
-suite('the three-tier chain over many rounds (real ZFS)', 12, () => {
+suite('the three-tier chain over many rounds (real ZFS)', 15, () => {
   before(async () => {
     await reset();
   });

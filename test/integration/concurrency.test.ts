@@ -40,7 +40,7 @@ const waitFor = (name: string) =>
 /** Whether the background run `name` is still going. */
 const running = async (name: string) => (await vm(`test -e /tmp/${name}.rc`)).code === 1;
 
-suite('races, broken pipes, an absent server, encryption (real ZFS)', 12, () => {
+suite('races, broken pipes, an absent server, encryption (real ZFS)', 15, () => {
   before(async () => {
     await reset();
     assert.equal((await zbm('pve1', BACKUP)).code, 0);

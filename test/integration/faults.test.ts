@@ -22,7 +22,7 @@ const addToVmlist = (ids: Record<string, 'qemu' | 'lxc'>) =>
     `node -e 'const f="/etc/pve/.vmlist";const j=JSON.parse(require("fs").readFileSync(f,"utf8"));for(const [id,type] of Object.entries(${JSON.stringify(ids)}))j.ids[id]={node:"pve1",type,version:1};require("fs").writeFileSync(f,JSON.stringify(j))'`,
   );
 
-suite('faults and hostile input (real ZFS)', 10, () => {
+suite('faults and hostile input (real ZFS)', 12, () => {
   before(async () => {
     await reset();
     const r = await zbm('pve1', BACKUP('102,104'));

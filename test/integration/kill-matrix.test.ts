@@ -142,7 +142,7 @@ async function rerun(host: LabHost, args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-suite('SIGKILL at each phase, then the next run converges (real ZFS)', 20, () => {
+suite('SIGKILL at each phase, then the next run converges (real ZFS)', 25, () => {
   before(async () => {
     await reset();
     assert.equal((await zbm('pve1', BACKUP)).code, 0);

@@ -62,7 +62,7 @@ const snapsOf = (t: readonly string[], ds: string) =>
   t.filter((n) => n.startsWith(`${ds}@`)).map((n) => n.slice(ds.length + 1));
 const withSnaps = (ds: string, shorts: readonly string[]) => [ds, ...shorts.map((s) => `${ds}@${s}`)].sort();
 
-suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 12, () => {
+suite('Proxmox operations in the middle of a chain of backups (real ZFS)', 25, () => {
   before(async () => {
     await reset();
   });

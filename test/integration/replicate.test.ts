@@ -23,7 +23,7 @@ async function snapshotsTree(root: string, host: 'zbm-dest' | 'zbm-replica'): Pr
   return (await tree(root, host)).filter((n) => !n.includes('#'));
 }
 
-suite('replicate on real ZFS', 10, () => {
+suite('replicate on real ZFS', 15, () => {
   let destHost = '';
   before(async () => {
     await reset();

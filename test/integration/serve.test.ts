@@ -41,7 +41,7 @@ const pullAttack = (line: string) => vm(shellJoin(['ssh', 'zbm-dest-pull', line]
 /** Set by the --send-only test, which installs that key. */
 let PULL_TAG = '';
 
-suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 20, () => {
+suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 25, () => {
   before(async () => {
     await reset();
     await sh(`set -e
@@ -271,7 +271,7 @@ kill -TERM $pid; wait $pid`;
       assert.match(r.stderr, why, line);
     }
     assert.deepEqual(await tree('main/bak-zbm'), before);
-  });
+  }, 12);
 
   /**
    * Issue 18: each reproduction of the review, through the restricted keys. Each shows the refusal,

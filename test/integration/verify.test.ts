@@ -156,7 +156,7 @@ const SENDMAIL_SCRIPT = `#!/bin/sh
 { echo "ARGS: $*"; cat; echo "--END--"; } >> ${MAIL_LOG}
 `;
 
-suite('verify, alerts, metrics and status on real ZFS', 12, () => {
+suite('verify, alerts, metrics and status on real ZFS', 15, () => {
   let hookPid = '';
   let hadSendmail = false;
 

@@ -90,7 +90,7 @@ export function suite(name: string, limit: number, body: () => void): void {
 const inFlight = new Set<string>();
 
 /**
- * A lab test, failing after `limit` minutes (default 5) instead of waiting for a wedged VM, with
+ * A lab test, failing after `limit` minutes (default 8) instead of waiting for a wedged VM, with
  * the lab commands it was waiting for in its error.
  */
 export function it(name: string, body: () => Promise<void>, limit = 8): void {
