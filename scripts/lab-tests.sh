@@ -16,9 +16,9 @@ labs=${ZBM_LABS:-2}
 ((labs <= $#)) || labs=$#
 cache=${ZBM_LAB_CACHE:-/var/cache/zbm-lab}
 known=$cache/test-durations.tsv
-# A machine's first run orders the files by the durations of a run recorded in the repository.
-order=$known
-[[ -f $order ]] || order=test/integration/durations.tsv
+# A file this machine has not run yet (its first run, or a targeted run before) is placed by the
+# durations of a run recorded in the repository.
+seed=test/integration/durations.tsv
 
 report=$(mktemp -d /tmp/zbm-test-report-XXXX)
 export ZBM_TEST_REPORT_DIR=$report
@@ -26,7 +26,9 @@ queue=$report/queue
 # Longest first; files without a recorded duration (new ones) before all others.
 for f in "$@"; do
     d=
-    [[ -f $order ]] && d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { d = $2 } END { print d }' "$order")
+    for order in "$known" "$seed"; do
+        [[ -z $d && -f $order ]] && d=$(awk -F'\t' -v f="$(basename "$f")" '$1 == f { d = $2 } END { print d }' "$order")
+    done
     printf '%s\t%s\n' "${d:-999999}" "$f"
 done | sort -t$'\t' -k1,1nr | cut -f2 >"$queue"
 

@@ -73,7 +73,9 @@ async function addHostBlock(
   const block = printf.replace(` >> /root/.ssh/config`, ' > /tmp/guide-host').replace(hostName, labAddress);
   assert.notEqual(block, printf);
   await ok(
-    on(`${block} && cat /tmp/guide-host /root/.ssh/config > /tmp/c && mv /tmp/c /root/.ssh/config`),
+    on(
+      `${block} && cat /tmp/guide-host /root/.ssh/config > /root/.ssh/config.new && mv /root/.ssh/config.new /root/.ssh/config`,
+    ),
     printf,
   );
 }
