@@ -78,6 +78,16 @@ free_port() {
     return 1
 }
 
+# Waits until process pid is gone, at most tenths/10 seconds; fails if it is still there.
+wait_gone() { # pid tenths
+    local i
+    for ((i = 0; i < $2; i++)); do
+        [[ -e /proc/$1 ]] || return 0
+        sleep 0.1
+    done
+    [[ ! -e /proc/$1 ]]
+}
+
 # A VM saved right after its boot (saved_boot), usable by this qemu: its disk, its RAM and devices.
 saved_ok() { # saved dir
     [[ -f $1/disk.qcow2 && -f $1/state && -f $1/qemu-version ]] &&
@@ -156,30 +166,24 @@ EOF
 # Two labs starting together: the first one saves, the other waits for it. ZBM_LAB_SAVED_BOOT=0
 # boots every VM afresh.
 saved_boot() { # image memory-MiB
-    local image=$1 mem=$2 saved=$1/booted-$2 tmp pid i lock
+    local image=$1 mem=$2 saved=$1/booted-$2 tmp pid lock
     [[ ${ZBM_LAB_SAVED_BOOT:-1} == 1 ]] || return 0
     exec {lock}>"$image/.booted-$mem.lock"
     flock "$lock"
     if ! saved_ok "$saved"; then
         rm -rf "$saved"
         tmp=$(mktemp -d "$image/.booted-$mem.XXXX")
+        # Whatever fails, the half-made save and its VM go (cmd_stop does nothing once qemu is gone).
+        give_up() { cmd_stop "$tmp"; rm -rf "$tmp"; die "$1"; }
         log "saving a booted VM ($mem MiB) for later runs: $saved"
-        (boot_vm "$tmp" "$image" "$mem" fresh) || { rm -rf "$tmp"; die "the VM to save did not boot"; }
+        (boot_vm "$tmp" "$image" "$mem" fresh) || give_up "the VM to save did not boot"
         # Boot finished (timers and one-shot units done), the disk written: nothing is half done
         # in a VM resumed from here.
         lab_ssh "$tmp" 'timeout 120 systemctl is-system-running --wait >/dev/null; sync' || true
         ssh -o "ControlPath=$tmp/ssh.sock" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
-        pid=$(qemu_pid "$tmp") || die "the VM to save is gone"
-        if ! node "$HERE/qmp.mjs" "$tmp/qmp.sock" "$tmp/state"; then
-            cmd_stop "$tmp"
-            rm -rf "$tmp"
-            die "could not save the booted VM"
-        fi
-        for ((i = 0; i < 300; i++)); do
-            [[ -e /proc/$pid ]] || break
-            sleep 0.1
-        done
-        [[ ! -e /proc/$pid ]] || { cmd_stop "$tmp"; rm -rf "$tmp"; die "the saved VM did not stop"; }
+        pid=$(qemu_pid "$tmp") || give_up "the VM to save is gone"
+        node "$HERE/qmp.mjs" "$tmp/qmp.sock" "$tmp/state" || give_up "could not save the booted VM"
+        wait_gone "$pid" 300 || give_up "the saved VM did not stop"
         mv "$tmp/overlay.qcow2" "$tmp/disk.qcow2"
         chmod 444 "$tmp/disk.qcow2" "$tmp/state"
         qemu-system-x86_64 --version | head -n 1 >"$tmp/qemu-version"
@@ -280,7 +284,7 @@ cmd_copy() { # statedir local remote
 }
 
 cmd_stop() { # statedir
-    local state=$1 pid i
+    local state=$1 pid
     [[ -d $state ]] || return 0
     state=$(cd "$state" && pwd)
     [[ -d $state/replica ]] && cmd_stop "$state/replica"
@@ -289,17 +293,10 @@ cmd_stop() { # statedir
     fi
     if pid=$(qemu_pid "$state"); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            [[ -e /proc/$pid ]] || break
-            sleep 0.1
-        done
-        if [[ -e /proc/$pid ]]; then
+        if ! wait_gone "$pid" 100; then
             log "qemu $pid ignored TERM; killing"
             kill -KILL "$pid" 2>/dev/null || true
-            for ((i = 0; i < 50; i++)); do
-                [[ -e /proc/$pid ]] || break
-                sleep 0.1
-            done
+            wait_gone "$pid" 50 || true
         fi
         log "stopped qemu $pid"
     fi

@@ -92,11 +92,12 @@ mv /etc/pve/.vmlist.new /etc/pve/.vmlist`;
  */
 function renameGuest110(hostname: string): string {
   return `set -e
+ext=/dev/zvol/rpool/data/vm-110-disk-0-part2 ntfs=/dev/zvol/rpool/data/vm-110-disk-1-part1
 d=$(mktemp -d); echo ${hostname} > "$d/hostname"
 printf 'cd /etc\\nrm hostname\\nwrite %s hostname\\n' "$d/hostname" > "$d/cmds"
-debugfs -w -f "$d/cmds" /dev/zvol/rpool/data/vm-110-disk-0-part2 >/dev/null 2>&1
-test "$(debugfs -R 'cat /etc/hostname' /dev/zvol/rpool/data/vm-110-disk-0-part2 2>/dev/null)" = ${hostname}
-ntfscp -q -f /dev/zvol/rpool/data/vm-110-disk-1-part1 "$d/hostname" hostname.txt
+debugfs -w -f "$d/cmds" "$ext" >/dev/null 2>&1
+test "$(debugfs -R 'cat /etc/hostname' "$ext" 2>/dev/null)" = ${hostname}
+ntfscp -q -f "$ntfs" "$d/hostname" hostname.txt
 rm -rf "$d"; sync`;
 }
 
