@@ -136,6 +136,12 @@ function direct(target: 'main' | 'replica', command: string, input?: string): Pr
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', reject);
+    // ssh can close its stdin before node writes to it (the command ended without reading it, or
+    // ssh failed at once): EPIPE says nothing the exit code and stderr below do not say better.
+    // Unhandled, it failed a test (restore.test, 2026-11-30) with no word of the command.
+    child.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(e);
+    });
     child.stdin.end(input ?? '');
     child.on('close', (code) => {
       clearTimeout(limit);
