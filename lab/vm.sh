@@ -255,7 +255,7 @@ cmd_start() { # statedir
     for vm in "$state" "$state/replica"; do
         tar -C "$HERE/guest/usr/local" --owner=0 --group=0 -cf - . |
             lab_ssh "$vm" 'tar -C /usr/local -xf - && sysctl -qw kernel.randomize_va_space=0' ||
-            die "cannot install the lab's scripts in $vm"
+            die "cannot install the lab's scripts or turn ASLR off in $vm"
     done
 
     # One-time setup of the run: fresh pools and guests on the node, empty pools on the replica,
