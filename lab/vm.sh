@@ -245,13 +245,12 @@ cmd_start() { # statedir
         die "cannot point zbm-dest at the main VM from the replica VM"
     lab_ssh "$state/replica" 'hostname zbm-replica && echo zbm-replica > /etc/hostname' ||
         die "cannot name the replica VM"
-    # The lab's scripts as they are in this checkout (the image's copies may be older: they are
-    # not part of its recipe).
-    # No address space layout randomisation in the VMs: qemu's translation cache is keyed by
-    # virtual address, so with ASLR every new process (zfs, ssh, sh, node) puts its libraries
-    # somewhere else and has them translated again. Measured 2026-11-30 in one lab: an idle
-    # backup-pve of the lab's guests 14-17 s instead of 28-33 s, `zfs list` of one dataset
-    # 0.04 s of user time instead of 0.2. It holds for every process started after this line.
+    # In each VM: the lab's scripts as they are in this checkout (the image's copies may be older:
+    # they are not part of its recipe), and no address space layout randomisation: qemu's
+    # translation cache is keyed by virtual address, so with ASLR every new process (zfs, ssh, sh,
+    # node) puts its libraries somewhere else and has them translated again. Measured 2026-11-30
+    # in one lab: an idle backup-pve of the lab's guests 14-17 s instead of 28-33 s, `zfs list` of
+    # one dataset 0.04 s of user time instead of 0.2. It holds for every process started after.
     for vm in "$state" "$state/replica"; do
         tar -C "$HERE/guest/usr/local" --owner=0 --group=0 -cf - . |
             lab_ssh "$vm" 'tar -C /usr/local -xf - && sysctl -qw kernel.randomize_va_space=0' ||
