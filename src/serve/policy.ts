@@ -5,6 +5,7 @@ import { dumpManifestsArgv, readConfigArgv } from '../metadata/manifest.ts';
 import { METADATA_DIR_PROPERTY, METADATA_FILE, METADATA_FILE_LIMIT } from '../metadata/store.ts';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../metadata/write.ts';
 import { creationArgv } from '../zfs/argv.ts';
+import { countedSendArgv, isCountedSend } from '../zfs/counted-send.ts';
 import { poolOf } from '../zfs/names.ts';
 import { BATCH_SCRIPT } from '../zfs/program.ts';
 
@@ -106,6 +107,14 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
   }
   if (argv[0] === 'sh' && argv[1] === '-c' && argv[3] === LOCK_ARGV0)
     return writes('zfs receive') ?? lockedReceive(argv, policy);
+  if (isCountedSend(argv)) {
+    // zbm's counted send: the send inside is judged alone, and serve runs it in its own script,
+    // never the client's text.
+    const inner = authorize(argv.slice(4), policy);
+    if (inner.kind !== 'exec' || inner.argv[0] !== 'zfs' || inner.argv[1] !== 'send')
+      return inner.kind === 'refuse' ? inner : refuse('zbm-send runs zfs send only');
+    return { ...inner, argv: countedSendArgv(inner.argv) };
+  }
   const metadataRead = readDecision(argv, policy);
   if (metadataRead) return metadataRead;
   // verify --pve on a node checks the health of the pool its backups are on, and the age of that

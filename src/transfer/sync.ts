@@ -1,10 +1,12 @@
 import { ZbmError } from '../errors.ts';
-import { PipeError, pipe } from '../host/pipe.ts';
+import { type Endpoint, PipeError, type PipeOptions, type PipeResult, pipe } from '../host/pipe.ts';
 import type { RateLimiter } from '../host/rate.ts';
+import { splice } from '../host/splice.ts';
 import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import { lockedArgv } from '../lock/remote.ts';
 import { type Diff, describeConflict, diff, type SnapRef, type Step } from '../plan/diff.ts';
 import { receiveArgv, resumeSendArgv, sendArgv } from '../zfs/argv.ts';
+import { countedSendArgv, streamBytes } from '../zfs/counted-send.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
@@ -103,6 +105,24 @@ function stepArgv(dataset: string, step: Step, raw: boolean, renamed: Renamed | 
   return sendArgv({ snapshot: `${dataset}@${to}`, from, raw });
 }
 
+/**
+ * One stream from a `zfs send` into a `zfs receive`. Without a rate limit the stream goes through
+ * the kernel alone (splice.ts) and the sender reports its size; with one, it passes through node,
+ * which meters it.
+ */
+function transfer(send: Endpoint, receive: Endpoint, opts: PipeOptions): Promise<PipeResult> {
+  if (opts.limiter) return pipe(send, receive, opts);
+  return splice({ ...send, argv: countedSendArgv(send.argv) }, receive, {
+    measure: streamBytes,
+    onProgress: opts.onProgress,
+    onStreamEnd: opts.onStreamEnd,
+  }).catch((err: unknown) => {
+    // Messages name zfs send, not the script that counts its stream.
+    if (!(err instanceof PipeError)) throw err;
+    throw new PipeError(send, receive, err.fromExit, err.toExit, err.fromStderr, err.toStderr, err.bytes);
+  });
+}
+
 async function reload(side: SyncSide): Promise<Dataset | null> {
   const found = await side.zfs.list({ roots: [side.dataset], depth: 1 });
   return found.find((d) => d.name === side.dataset) ?? null;
@@ -140,7 +160,7 @@ export async function syncDataset(
   const token = targetListing?.resumeToken;
   if (token) {
     try {
-      const r = await pipe(
+      const r = await transfer(
         { host: source.zfs.host, argv: resumeSendArgv(token) },
         { host: target.zfs.host, argv: recv },
         { limiter: opts.limiter, onProgress: progress },
@@ -182,7 +202,7 @@ export async function syncDataset(
       for (const [i, step] of plan.steps.entries()) {
         // A new chain's first stream is received as a clone of the snapshot it starts from.
         const into = i === 0 && newChain?.origin ? recvArgv(newChain.origin) : recv;
-        const r = await pipe(
+        const r = await transfer(
           { host: source.zfs.host, argv: stepArgv(source.dataset, step, raw, renamed) },
           { host: target.zfs.host, argv: into },
           {

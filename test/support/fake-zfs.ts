@@ -4,6 +4,7 @@
  * the way the CLI would be called.
  */
 import type { Host, Invocation } from '../../src/host/host.ts';
+import { isCountedSend } from '../../src/zfs/counted-send.ts';
 import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Dataset, Hold } from '../../src/zfs/types.ts';
 import { snapshot } from './zfs.ts';
@@ -23,6 +24,11 @@ export class FakeHost implements Host {
     readonly isLocal = true,
   ) {}
   invocation(argv: readonly string[]): Invocation {
+    if (isCountedSend(argv)) {
+      // zbm's real counting script around the fake send: the bytes it reports are what it wrote.
+      const inner = this.invocation(argv.slice(4));
+      return { file: 'sh', args: [...argv.slice(1, 4), inner.file, ...inner.args] };
+    }
     this.calls.push([...argv]);
     const failure = this.fail(argv);
     if (failure !== false) {

@@ -14,7 +14,9 @@ import { LocalHost } from '../../../src/host/local.ts';
 import { PipeError, pipe } from '../../../src/host/pipe.ts';
 import { run } from '../../../src/host/process.ts';
 import { backoffDelays, retriesFromEnv, turnedAway } from '../../../src/host/retry.ts';
+import { splice } from '../../../src/host/splice.ts';
 import { SshHost, type SshOptions } from '../../../src/host/ssh.ts';
+import { countedSendArgv, streamBytes } from '../../../src/zfs/counted-send.ts';
 import { hostileStrings } from '../../support/hostile.ts';
 
 describe('turnedAway: which ssh failures are retried', () => {
@@ -312,6 +314,58 @@ describe('ssh commands turned away before authentication', () => {
       (err: unknown) => err instanceof PipeError && /sender: cannot reach node1 over ssh/.test(err.message),
     );
     assert.equal(attempts('node1'), 4);
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('splice: a sender turned away twice, then the transfer runs once more, whole: the receiver keeps one stream', async () => {
+    fake(2, KEX);
+    const out = join(state, 'out');
+    const res = await splice(
+      // One process writes the stream, as zfs send does: the count is of everything it writes.
+      { host: host('node1'), argv: countedSendArgv(['head', '-c', '100000', '/dev/zero']) },
+      // Each try's receiver appends: the turned-away tries must have brought it nothing.
+      { host: new LocalHost('here'), argv: ['sh', '-c', 'cat >> "$1"', 'sh', out] },
+      { measure: streamBytes },
+    );
+    assert.equal(res.bytes, 100_000);
+    assert.equal(readFileSync(out, 'utf8'), '\0'.repeat(100_000));
+    assert.equal(attempts('node1'), 3);
+    assert.deepEqual(retries, [
+      'node1 turned the ssh connection away before zbm-send could start (kex_exchange_identification: read: Connection reset by peer): retry 1 of the transfer in 0.0 s',
+      'node1 turned the ssh connection away before zbm-send could start (kex_exchange_identification: read: Connection reset by peer): retry 2 of the transfer in 0.0 s',
+    ]);
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('splice: a receiver turned away twice, then it receives the whole stream once', async () => {
+    fake(2, 'ssh: connect to host backup1 port 22: Connection refused\\r\\n');
+    const out = join(state, 'out');
+    const res = await splice(
+      { host: new LocalHost('here'), argv: countedSendArgv(['head', '-c', '100000', '/dev/zero']) },
+      { host: host('backup1'), argv: ['sh', '-c', 'cat >> "$1"', 'sh', out] },
+      { measure: streamBytes },
+    );
+    assert.equal(res.bytes, 100_000);
+    assert.equal(readFileSync(out, 'utf8'), '\0'.repeat(100_000));
+    assert.equal(attempts('backup1'), 3);
+    assert.equal(retries.length, 2);
+    assert.equal(liveChildren(), 0);
+  });
+
+  it('splice: a receiver lost after its command ran is not retried, and the transfer fails naming it', async () => {
+    fake(0, '', 'Connection to backup1 closed by remote host.\\r\\n');
+    await assert.rejects(
+      splice(
+        { host: new LocalHost('here'), argv: countedSendArgv(['sh', '-c', 'head -c 1000 /dev/zero']) },
+        { host: host('backup1'), argv: ['sh', '-c', 'cat > /dev/null'] },
+        { measure: streamBytes },
+      ),
+      (err: unknown) =>
+        err instanceof PipeError &&
+        /receiver: on backup1: Connection to backup1 closed by remote host/.test(err.message),
+    );
+    assert.equal(attempts('backup1'), 1);
+    assert.deepEqual(retries, []);
     assert.equal(liveChildren(), 0);
   });
 });

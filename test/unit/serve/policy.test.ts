@@ -25,6 +25,7 @@ import {
   sendArgv,
   setArgv,
 } from '../../../src/zfs/argv.ts';
+import { countedSendArgv } from '../../../src/zfs/counted-send.ts';
 import { BATCH_SCRIPT, batchArgv } from '../../../src/zfs/program.ts';
 import { hostileStrings } from '../../support/hostile.ts';
 
@@ -351,6 +352,23 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
     no(['zfs', 'send', '-n', '-v', '-t', '1-2-3-4', '-t', '1-5-6-7'], /takes one -t/);
   });
 
+  it("runs zbm's counted send in its own copy of the script, judging the send inside like any other", () => {
+    const send = sendArgv({ snapshot: `${ds}@b`, from: `${ds}@a` });
+    const d = ask(countedSendArgv(send));
+    assert.deepEqual(d, { kind: 'exec', argv: countedSendArgv(send) });
+    // The client's script text is never what runs: serve puts its own in its place.
+    const [, , , ...rest] = countedSendArgv(send);
+    const forged = ['sh', '-c', 'rm -rf / #', ...rest];
+    assert.deepEqual(ask(forged), { kind: 'exec', argv: countedSendArgv(send) });
+    const resumed = ask(countedSendArgv(resumeSendArgv('1-e604ea4bf-e0-789c63')));
+    assert.equal(resumed.kind === 'exec' && resumed.resumeToken, '1-e604ea4bf-e0-789c63');
+    no(countedSendArgv(sendArgv({ snapshot: 'main/other@b' })), /outside/);
+    no(countedSendArgv(['zfs', 'send', '-R', `${ds}@b`]), /not allowed/);
+    no(countedSendArgv(holdArgv('zbm-base:zbm-dest:replica1', [`${ds}@b`])), /zfs send only/);
+    no(countedSendArgv(['sh', '-c', 'reboot']), /only zfs commands/);
+    no(countedSendArgv(countedSendArgv(send)), /zfs send only/);
+  });
+
   it("refuses every write, the nodes' hold, and anything outside the root", () => {
     no(receiveArgv({ target: `${pull.root}/x` }), /writes nothing/);
     no(lockedArgv(`${pull.root}/x`, 30, 'x', receiveArgv({ target: `${pull.root}/x` })), /writes nothing/);
@@ -382,6 +400,10 @@ describe('authorize --send-only: a replica pulling from the backup server', () =
 
   it('keeps the node mode as it was: no send, no reads there; only the pool health and age besides', () => {
     refused(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` }), /only with zbm serve --send-only/);
+    refused(
+      countedSendArgv(sendArgv({ snapshot: `${R}/vm-100-disk-0@b` })),
+      /only with zbm serve --send-only/,
+    );
     refused(listMetadataArgv('/root/backups_metadata'), /not allowed here/);
     refused(dumpManifestsArgv('/root/backups_metadata'), /not allowed here/);
     refused(readConfigArgv('/root/backups_metadata', 100, 'x'), /not allowed here/);
