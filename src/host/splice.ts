@@ -88,7 +88,10 @@ async function spliceOnce(
   const senderErr = new TailBuffer();
   if (input) {
     input.on('error', () => {});
-    senderChild = start(from.host, from.argv, ['ignore', input, 'pipe']);
+    // Its stdin stays open and empty while zbm lives: the sender's way to know that zbm is gone
+    // (zfs/counted-send.ts).
+    senderChild = start(from.host, from.argv, ['pipe', input, 'pipe']);
+    senderChild.stdin?.on('error', () => {});
     senderChild.stderr?.on('data', (c: Buffer) => senderErr.push(c));
     // Our copy of the receiver's stdin closed (not shut down: that would end the stream for the
     // sender too), so that the receiver sees the end of the stream when the sender exits.

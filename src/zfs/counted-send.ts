@@ -8,7 +8,14 @@
  * read: no other process, no write; the before, because what started the shell may have written as
  * the same process before its exec), and prints the difference on stderr as its last line. What zfs itself wrote on
  * stderr is counted in wchar too: the client subtracts what came between the marker line and the
- * total, so the count is the stream's, exact, whatever ssh or zfs said around it.
+ * total, so the count is the stream's, exact, whatever ssh or zfs said around it. (Whatever else
+ * the send's process writes counts too: a wrapper script in zfs's place that logs a line before
+ * its exec adds that line, as the lab's would if it waited for its logging child.)
+ *
+ * zbm no longer stands in the stream, so its death would not stop the send: the script's stdin is
+ * a pipe from zbm (through ssh for a remote send) on which nothing is ever written, and its end of
+ * file, when zbm is gone however it died, stops the send. The receiver then sees the stream cut
+ * and keeps its partial state, as when zbm relayed the stream and died with it.
  */
 
 /** $0 of the script: how messages name it, and how `zbm serve --send-only` recognises it. */
@@ -19,7 +26,12 @@ const TOTAL = 'zbm-send: wchar';
 
 const SCRIPT = `w=0; while read -r k v; do [ "$k" = wchar: ] && w=$v; done </proc/$$/io
 printf '%s\\n' '${MARKER}' >&2
-"$@"; rc=$?
+exec 3<&0
+"$@" & p=$!
+{ read -r _ <&3; kill $p 2>/dev/null; } & g=$!
+exec 3<&-
+wait $p; rc=$?
+kill $g 2>/dev/null
 while read -r k v; do [ "$k" = wchar: ] && printf '%s %s\\n' '${TOTAL}' $((v - w)) >&2; done </proc/$$/io
 exit $rc`;
 
