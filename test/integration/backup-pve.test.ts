@@ -3,9 +3,11 @@ import { before } from 'node:test';
 import { shellJoin } from '../../src/host/quote.ts';
 import { BACKED_UP, BACKUP_PVE } from '../lab/commands.ts';
 import {
+  closeGate,
   holds,
   it,
   killMidStream,
+  openGate,
   receivesDone,
   reset,
   sh,
@@ -14,6 +16,7 @@ import {
   vm,
   writeZvol,
   zbm,
+  zbmReads,
   zvolHash,
 } from '../lab/lab.ts';
 
@@ -144,14 +147,22 @@ suite('backup-pve on real ZFS', 15, () => {
     );
   });
 
-  it('sends only the changed blocks the second time (1 MiB written into a 64 MiB zvol), four disks at a time', async () => {
+  it('sends only the changed blocks the second time (1 MiB written into a 64 MiB zvol), four disks at a time, straight from zfs into ssh, its size exact', async () => {
     await writeZvol('rpool/data/vm-100-disk-0', 1, 8);
-    const r = await zbm('pve1', [...ORIGINAL, '--jobs', '4', '--json']);
+    await writeZvol('rpool/data/vm-100-disk-1', 12, 20);
+    const r = await zbmReads('pve1', [...ORIGINAL, '--jobs', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const gs = guests(r.stdout);
     const d = disk(gs, 'vm-100-disk-0');
     assert.equal(d.mode, 'incremental');
     assert.ok(d.bytes > 1024 * 1024 && d.bytes < 1.5 * 1024 * 1024, `sent ${d.bytes} bytes`);
+    // The size reported is the stream's to the byte: the same increment, sent again here.
+    const big = 'main/bak-zbm/vm-100-disk-1';
+    const [older, newer] = snapshotsOf(await tree(big), big).slice(-2);
+    const stream = Number(await sh(`zfs send -L -e -c -i @${older} ${big}@${newer} | wc -c`));
+    assert.equal(disk(gs, 'vm-100-disk-1').bytes, stream);
+    // node never read the stream: relayed through it, its 12 MiB would be in zbm's own reads.
+    assert.ok(r.reads < stream / 2, `zbm read ${r.reads} bytes itself while ${stream} bytes went by`);
     // An unchanged disk moves almost nothing.
     assert.ok(disk(gs, 'vm-101-disk-0').bytes < 64 * 1024);
     assert.equal(await zvolHash('main/bak-zbm/vm-100-disk-0'), await zvolHash('rpool/data/vm-100-disk-0'));
@@ -208,12 +219,42 @@ suite('backup-pve on real ZFS', 15, () => {
     assert.equal(r.code, 0, r.stderr);
     const d = disk(guests(r.stdout), 'vm-102-disk-0');
     assert.equal(d.resumed, 'resumed');
-    assert.ok(d.bytes < 7 * 1024 * 1024, `resumed run moved ${d.bytes} bytes, not the whole 8 MiB again`);
+    // The 8 MiB increment is a little more than 8 MiB as a stream; 1 MiB of it had arrived.
+    assert.ok(d.bytes < 7.5 * 1024 * 1024, `resumed run moved ${d.bytes} bytes, not the whole 8 MiB again`);
     assert.equal(await zvolHash('main/bak-zbm/vm-102-disk-0'), await zvolHash('rpool/data/vm-102-disk-0'));
     assert.equal(
       (await sh('zfs get -H -o value receive_resume_token main/bak-zbm/vm-102-disk-0')).trim(),
       '-',
     );
+  });
+
+  it('a SIGKILLed run leaves no transfer running: the stream, which bypasses zbm, stops with it', async () => {
+    const ds = 'main/bak-zbm/vm-102-disk-0';
+    const newestBefore = snapshotsOf(await tree(ds), ds).at(-1);
+    await writeZvol('rpool/data/vm-102-disk-0', 4);
+    // The receive is held at its start: the stream fills the pipes and waits, zbm is killed then.
+    await closeGate('receive');
+    try {
+      const killed = await vm(
+        `zbm ${shellJoin([...ORIGINAL, '--vmid', '102'])} >/dev/null 2>&1 & pid=$!
+        for i in $(seq 1200); do [ -e /run/lab/gated-receive ] && break; sleep 0.1; done
+        kill -KILL $pid; wait $pid`,
+      );
+      assert.equal(killed.code, 137, killed.stderr);
+    } finally {
+      await openGate('receive');
+    }
+    await receivesDone('zbm-dest');
+    // The send ended with zbm, so the receive got a cut stream: nothing new arrived.
+    assert.equal(
+      (await vm('for i in $(seq 600); do pgrep -f "[z]fs (send|receive)" || exit 1; sleep 0.1; done')).code,
+      1,
+      'a zfs send or receive outlived zbm',
+    );
+    assert.equal(snapshotsOf(await tree(ds), ds).at(-1), newestBefore);
+    const r = await zbm('pve1', [...ORIGINAL, '--vmid', '102']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await zvolHash(ds), await zvolHash('rpool/data/vm-102-disk-0'));
   });
 
   it('clears a stale resume token (its snapshot is gone) and continues from the common base, saying so', async () => {

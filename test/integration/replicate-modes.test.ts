@@ -74,6 +74,13 @@ suite('replicate: pull mode, several replicas, deleted guests, metadata placemen
     assert.equal(vm102?.mode, 'incremental');
     assert.equal(vm102?.sent.length, 1);
     assert.ok((vm102?.bytes ?? 0) < 1.5 * 1024 * 1024, `moved ${vm102?.bytes}`);
+    // Pulled straight from ssh into zfs receive, its size all the same exact: the sender counted it.
+    const [prev, last] = (await tree('main/pulled/vm-102-disk-0', 'zbm-replica'))
+      .filter((n) => n.includes('@'))
+      .slice(-2)
+      .map((n) => n.slice(n.indexOf('@')));
+    const sent = `zfs send -L -e -c -i ${prev} main/bak-zbm/vm-102-disk-0${last} | wc -c`;
+    assert.equal(vm102?.bytes, Number(await sh(sent)));
   });
 
   it("two replicas keep independent bases: one replica's run never releases the other's", async () => {

@@ -72,6 +72,10 @@ suite('replicate on real ZFS', 15, () => {
     assert.equal(vm100?.mode, 'incremental');
     assert.equal(vm100?.sent.length, 1);
     assert.ok((vm100?.bytes ?? 0) < 1.5 * 1024 * 1024);
+    // Exact: the stream of the same increment, sent again on the backup server.
+    const ds100 = 'main/bak-zbm/vm-100-disk-0';
+    const [prev, last] = (await snapshotsTree(ds100, 'zbm-replica')).slice(-2);
+    assert.equal(vm100?.bytes, Number(await sh(`zfs send -L -e -c -i ${prev} ${last} | wc -c`)));
 
     const newest = (await snapshotsTree('main/bak-zbm/vm-100-disk-0', 'zbm-dest')).at(-1) ?? '';
     const pair = `zbm-base:${destHost}:zbm-replica`;

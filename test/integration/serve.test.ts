@@ -221,6 +221,13 @@ suite('zbm serve: an append-only backup server (real ZFS, real sshd)', 25, () =>
     const ds = 'main/bak-zbm/vm-102-disk-0';
     const [src, dst] = [await tree(ds), await tree(ds, 'zbm-replica')];
     assert.equal(dst.filter((n) => n.includes('@')).at(-1), src.filter((n) => n.includes('@')).at(-1));
+    // serve ran zbm's counted send in its own script: the size the replica reports is exact.
+    const [prev, last] = dst.filter((n) => n.includes('@')).slice(-2);
+    const pulled = (JSON.parse(second.stdout) as { datasets: { source: string; bytes: number }[] }).datasets;
+    assert.equal(
+      pulled.find((d) => d.source === ds)?.bytes,
+      Number(await sh(`zfs send -L -e -c -i ${prev} ${last} | wc -c`)),
+    );
     assert.match(await sh('ls /root/backups_metadata/102', 'zbm-replica'), /bak-zbm-\d+T\d+Z\.conf/);
     // serve runs zbm's own bookmark batch (its own copy of the script): one call, no fallback.
     assert.doesNotMatch(second.stderr, /zfs program could not run/);

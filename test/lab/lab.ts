@@ -173,6 +173,22 @@ export function zbm(host: LabHost, args: readonly string[]): Promise<Result> {
   return on(host, ['zbm', ...args]);
 }
 
+/**
+ * zbm as zbm() runs it, with what its main thread read (/proc/<pid>/task/<pid>/io, sampled every
+ * 0.1 s until it exits): where node reads a child's output, so a stream relayed through node shows
+ * there in full. Its children's reads are not in it.
+ */
+export async function zbmReads(host: LabHost, args: readonly string[]): Promise<Result & { reads: number }> {
+  const script = `f=$(mktemp); "$@" & pid=$!
+while kill -0 $pid 2>/dev/null; do cat /proc/$pid/task/$pid/io > "$f.now" 2>/dev/null && mv "$f.now" "$f"; sleep 0.1; done
+wait $pid; rc=$?
+echo "zbm-reads: $(sed -n 's/^rchar: //p' "$f")" >&2; rm -f "$f" "$f.now"; exit $rc`;
+  const r = await on(host, ['sh', '-c', script, 'zbm-reads', 'zbm', ...args]);
+  const m = /zbm-reads: (\d+)\n$/.exec(r.stderr);
+  if (!m) throw new Error(`no reading of zbm's reads on ${host}: ${r.stderr}`);
+  return { ...r, stderr: r.stderr.slice(0, m.index), reads: Number(m[1]) };
+}
+
 /** Fresh pools and Proxmox fixtures on every lab host; `empty` leaves the pools without guests. */
 export async function reset(opts: { empty?: boolean } = {}): Promise<void> {
   // The metadata directory of the original design's commands lives outside the pools.
