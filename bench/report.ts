@@ -10,6 +10,7 @@ import os from 'node:os';
 import {
   cycleRows,
   datapathRows,
+  fixedRows,
   markdownTable,
   memoryRows,
   type PlanningRaw,
@@ -42,6 +43,7 @@ const outDir = opt('--out', 'bench/results');
 
 const rows: Row[] = [
   ...(vm.startup ? startupRows(vm.startup) : []),
+  ...(vm.fixed ? fixedRows(vm.fixed) : []),
   ...(vm.cycles ? cycleRows(vm.cycles, vm.wrapper.perCallMs) : []),
   ...(vm.datapath ? datapathRows(vm.datapath) : []),
   ...memoryRows(vm.cycles, vm.datapath),

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # zbm's benchmark suite: `npm run bench` (or `bash bench/run.sh`) from the repository root.
 #
-#   bench/run.sh [--quick] [--guests N] [--stream-mib M] [--skip cycles,datapath]
+#   bench/run.sh [--quick] [--guests N] [--stream-mib M] [--big-stream-mib M] [--samples N]
+#                [--skip startup,cycles,datapath]
 #
 # Boots a lab (lab/vm.sh with /tmp/zbm-bench-XXXX), installs dist/zbm.cjs in it, runs the
 # scenarios of bench/vm/scenarios.ts inside the main VM and the planning benchmarks
 # (bench/planning.ts) here, then prints the table and writes bench/results/<date>[-quick].json/.md.
 # Every figure is a ratio or a count against a baseline measured in the same run.
 #
-# --quick: 2 guests, a 64 MiB stream, smaller planning sizes: for development, ~10 min.
-# Without it: 30 guests × 2 disks, a 256 MiB stream (what the README reports); under the lab's
+# --quick: 2 guests, a 64 MiB stream (and 256 MiB once, for memory), smaller planning sizes.
+# Without it: 30 guests × 2 disks, a 256 MiB stream and a 1 GiB one (what the README reports); the
+# data path's measurements are taken 3 times each (--samples), in turn; under the lab's
 # software emulation syncoid needs ~30 s per dataset, so this takes a long time.
 # With LAB_STATE set (a lab already started with `lab/vm.sh start`), that lab is used and left on.
 set -euo pipefail
@@ -21,7 +23,7 @@ plan_args=()
 while (($# > 0)); do
     case $1 in
     --quick) mode=quick ;;
-    --guests | --stream-mib | --skip | --scale-guests | --bw-stream-mib | --bwlimit-mib)
+    --guests | --stream-mib | --skip | --scale-guests | --bw-stream-mib | --bwlimit-mib | --big-stream-mib | --samples)
         vm_args+=("$1" "$2")
         shift
         ;;
@@ -40,7 +42,7 @@ if [[ $mode == full && ${#vm_args[@]} -gt 0 ]]; then
     mode=custom # not the published configuration: named apart in bench/results
 fi
 if [[ $mode == quick ]]; then
-    vm_args=(--guests 2 --scale-guests 1 --stream-mib 64 --bw-stream-mib 16 "${vm_args[@]}")
+    vm_args=(--guests 2 --scale-guests 1 --stream-mib 64 --bw-stream-mib 16 --big-stream-mib 256 "${vm_args[@]}")
     plan_args=(--sizes "1000,10000" --guests "100,1000")
 fi
 

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { type Counts, countInvocations, parseLog, transferLines } from '../lib/logs.ts';
+import { median } from '../lib/report.ts';
 
 const MiB = 1024 * 1024;
 const REAL_ZFS = '/usr/sbin/zfs';
@@ -34,6 +35,10 @@ interface Options {
   streamMiB: number;
   bwStreamMiB: number;
   bwlimitMiB: number;
+  /** A stream this large once more, for the memory of a long transfer (0: not measured). */
+  bigStreamMiB: number;
+  /** Samples of each data-path measurement, taken in turn; the report takes their medians. */
+  samples: number;
   skip: Set<string>;
 }
 
@@ -44,6 +49,8 @@ function parseArgs(argv: readonly string[]): Options {
     streamMiB: 256,
     bwStreamMiB: 64,
     bwlimitMiB: 8,
+    bigStreamMiB: 1024,
+    samples: 3,
     skip: new Set(),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -60,6 +67,8 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--stream-mib') o.streamMiB = num();
     else if (a === '--bw-stream-mib') o.bwStreamMiB = num();
     else if (a === '--bwlimit-mib') o.bwlimitMiB = num();
+    else if (a === '--big-stream-mib') o.bigStreamMiB = num();
+    else if (a === '--samples') o.samples = num();
     else if (a === '--skip') {
       for (const s of v.split(',')) o.skip.add(s);
       i++;
@@ -504,6 +513,79 @@ async function resetSource(dataset: string, base: string): Promise<void> {
   `);
 }
 
+interface TraceLine {
+  readonly at: number;
+  readonly s: number;
+  readonly host: string;
+  readonly command: string;
+}
+
+interface ZbmSample {
+  readonly wallMs: number;
+  readonly transferMs: number | null;
+  readonly bytes?: number;
+  readonly peakRssKiB?: number;
+}
+
+/** The sample of median transfer time (one not found in the logs counts as the slowest). */
+function medianSample(samples: readonly ZbmSample[]): ZbmSample {
+  const sorted = [...samples].sort(
+    (a, b) => (a.transferMs ?? Number.POSITIVE_INFINITY) - (b.transferMs ?? Number.POSITIVE_INFINITY),
+  );
+  const m = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (!m) throw new Error('no data-path sample');
+  return m;
+}
+
+/** Joins a guest with one zvol of size to the node's /etc/pve, for zbm --vmid. */
+async function addGuest(vmid: number, disk: string, size: string): Promise<void> {
+  const all = JSON.parse(await readFile('/etc/pve/.vmlist', 'utf8')) as { ids: Record<string, unknown> };
+  await writeFile(`/etc/pve/nodes/pve1/qemu-server/${vmid}.conf`, guestConfig(vmid, [disk], size));
+  all.ids[String(vmid)] = { node: 'pve1', type: 'qemu', version: 1 };
+  await writeFile('/etc/pve/.vmlist', `${JSON.stringify({ version: 1, ids: all.ids }, null, 1)}\n`);
+}
+
+/**
+ * One zbm backup of a large increment (1 GiB in the full run), for its memory: with the stream going
+ * from zfs to ssh through the kernel, zbm's peak must not grow with it. Its source and target are
+ * destroyed afterwards, so the pools keep their room.
+ */
+async function bigStream(o: Options): Promise<ZbmSample & { readonly streamMiB: number }> {
+  const vmid = DATAPATH_VMID + 2;
+  const disk = `vm-${vmid}-disk-0`;
+  const ds = `${DATA}/${disk}`;
+  const size = `${o.bigStreamMiB + 64}M`;
+  const base = 'bak-zbm-20260101T000000Z';
+  note(`data path: a ${o.bigStreamMiB} MiB increment, once, for memory`);
+  await createZvols([disk], size);
+  await writeRandom([disk], 0, 1024);
+  await sh(`${REAL_ZFS} snapshot ${ds}@${base}`);
+  await addGuest(vmid, disk, size);
+  await sh(
+    `${REAL_ZFS} create main/bench-big && ${REAL_ZFS} send ${ds}@${base} | ${REAL_ZFS} receive -u main/bench-big/${disk}`,
+  );
+  await writeRandom([disk], 1024, o.bigStreamMiB * 1024);
+  const r = must(
+    await run(
+      'zbm',
+      [...zbmArgs('main/bench-big', ['--vmid', String(vmid), '--keep-source', '5']), '--json'],
+      { rss: true },
+    ),
+    'zbm big stream',
+  );
+  const bytes = zbmBytes(r);
+  await destroyTree('main/bench-big');
+  await resetSource(ds, base);
+  await sh(`${REAL_ZFS} destroy -r ${ds}`);
+  return {
+    streamMiB: o.bigStreamMiB,
+    wallMs: Math.round(r.ms),
+    transferMs: null,
+    bytes,
+    ...(r.peakRssKiB ? { peakRssKiB: r.peakRssKiB } : {}),
+  };
+}
+
 async function datapath(o: Options) {
   const vmid = DATAPATH_VMID;
   const bwVmid = DATAPATH_VMID + 1;
@@ -521,21 +603,14 @@ async function datapath(o: Options) {
   await writeRandom([disk, bwDisk], 0, 1024);
   await sh(`${REAL_ZFS} snapshot ${ds}@${base} ${bwDs}@${base}`);
   // Guests 990/991 join the node's guests; every zbm run below names one of them with --vmid.
-  const all = JSON.parse(await readFile('/etc/pve/.vmlist', 'utf8')) as { ids: Record<string, unknown> };
-  const dir = '/etc/pve/nodes/pve1/qemu-server';
-  await writeFile(`${dir}/${vmid}.conf`, guestConfig(vmid, [disk], size));
-  await writeFile(`${dir}/${bwVmid}.conf`, guestConfig(bwVmid, [bwDisk], bwSize));
-  all.ids[String(vmid)] = { node: 'pve1', type: 'qemu', version: 1 };
-  all.ids[String(bwVmid)] = { node: 'pve1', type: 'qemu', version: 1 };
-  await writeFile('/etc/pve/.vmlist', `${JSON.stringify({ version: 1, ids: all.ids }, null, 1)}\n`);
+  await addGuest(vmid, disk, size);
+  await addGuest(bwVmid, bwDisk, bwSize);
 
-  // Every receiver gets its own target, seeded with the base.
-  const targets = ['bare1', 'ssh1', 'zbm', 'zbmtty', 'bare2', 'ssh2'];
-  for (const t of targets) {
-    await sh(
+  // Every receiver gets its own target, seeded with the base before each sample.
+  const seed = (t: string) =>
+    sh(
       `${REAL_ZFS} create main/bench-${t} && ${REAL_ZFS} send ${ds}@${base} | ${REAL_ZFS} receive -u main/bench-${t}/${disk}`,
     );
-  }
   await sh(
     `${REAL_ZFS} create main/bench-bw && ${REAL_ZFS} send ${bwDs}@${base} | ${REAL_ZFS} receive -u main/bench-bw/${bwDisk}`,
   );
@@ -553,15 +628,17 @@ async function datapath(o: Options) {
   const send = `zfs send -L -e -c -i @${base} ${ds}@bench-s1`;
   const bare = async (t: string) => {
     note(`data path: bare zfs send | zfs receive (${t})`);
+    await seed(t);
     const r = must(
       await run('bash', ['-c', `set -o pipefail; ${send} | zfs receive -s -u main/bench-${t}/${disk}`]),
       'bare pipeline',
     );
     await destroyTree(`main/bench-${t}`);
-    return r.ms;
+    return Math.round(r.ms);
   };
   const overSsh = async (t: string) => {
     note(`data path: zfs send | ssh | zfs receive (${t})`);
+    await seed(t);
     const r = must(
       await run('bash', [
         '-c',
@@ -570,10 +647,11 @@ async function datapath(o: Options) {
       'ssh pipeline',
     );
     await destroyTree(`main/bench-${t}`);
-    return r.ms;
+    return Math.round(r.ms);
   };
   const zbmRun = async (t: string, tty: boolean) => {
     note(`data path: zbm${tty ? ' with progress display (under script, a TTY)' : ''}`);
+    await seed(t);
     await resetSource(ds, base);
     await clearLogs();
     const target = `main/bench-${t}/${disk}`;
@@ -600,16 +678,20 @@ async function datapath(o: Options) {
     };
   };
 
-  const bare1 = await bare('bare1');
-  const ssh1 = await overSsh('ssh1');
-  const zbmPlain = await zbmRun('zbm', false);
-  const zbmTty = await zbmRun('zbmtty', true);
-  const bare2 = await bare('bare2');
-  const ssh2 = await overSsh('ssh2');
-
+  // In turn, so that whatever else loads the machine meets every tool alike.
+  const bareMs: number[] = [];
+  const sshMs: number[] = [];
+  const zbmSamples: ZbmSample[] = [];
+  const ttySamples: ZbmSample[] = [];
+  for (let i = 0; i < o.samples; i++) {
+    bareMs.push(await bare('bare'));
+    sshMs.push(await overSsh('ssh'));
+    zbmSamples.push(await zbmRun('zbm', false));
+    ttySamples.push(await zbmRun('zbmtty', true));
+  }
   // The limit must be well below what the link does, or the check measures the link: at most half
   // the rate of this run's ssh pipeline (the lab's emulated ssh is slow, more so on a loaded host).
-  const sshRate = streamBytes / (Math.min(ssh1, ssh2) / 1000);
+  const sshRate = streamBytes / (Math.min(...sshMs) / 1000);
   const limitKiB = Math.max(64, Math.floor(Math.min(o.bwlimitMiB * MiB, sshRate / 2) / 1024));
   note(`data path: zbm --bwlimit ${limitKiB}K on a ${o.bwStreamMiB} MiB stream`);
   await clearLogs();
@@ -638,13 +720,18 @@ async function datapath(o: Options) {
   const bwBytes = zbmBytes(bwRun);
   await destroyTree('main/bench-bw');
 
+  const big = o.bigStreamMiB > 0 ? await bigStream(o) : undefined;
+
   return {
     streamMiB: o.streamMiB,
     streamBytes,
-    bareMs: [Math.round(bare1), Math.round(bare2)],
-    sshMs: [Math.round(ssh1), Math.round(ssh2)],
-    zbm: zbmPlain,
-    zbmProgress: zbmTty,
+    bareMs,
+    sshMs,
+    zbm: medianSample(zbmSamples),
+    zbmProgress: medianSample(ttySamples),
+    zbmSamples,
+    zbmProgressSamples: ttySamples,
+    ...(big ? { big } : {}),
     bwlimit: {
       limitBytesPerSecond: limitKiB * 1024,
       streamMiB: o.bwStreamMiB,
@@ -659,12 +746,6 @@ async function datapath(o: Options) {
 
 /** Samples per measurement of the start-up section, interleaved so that load hits all alike. */
 const STARTUP_SAMPLES = 9;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 
 /**
  * What a zbm process costs before it does anything, and what one command through `zbm serve`
@@ -725,6 +806,50 @@ async function startup() {
   };
 }
 
+const FIXED_VMID = DATAPATH_VMID + 3;
+
+/** One ZBM_TRACE=1 line: a command's start (s since zbm started), its duration, host and argv. */
+function parseTrace(stderr: string): TraceLine[] {
+  return stderr.split('\n').flatMap((l) => {
+    const m = /^trace: \+([\d.]+)s ([\d.]+)s ([^:]+): (.*)$/.exec(l);
+    return m
+      ? [{ at: Number(m[1]), s: Number(m[2]), host: m[3] ?? '', command: (m[4] ?? '').slice(0, 160) }]
+      : [];
+  });
+}
+
+/**
+ * What an idle backup-pve of one guest costs against the part no tool can avoid: one listing of
+ * the node's datasets and one of the backup server's over a fresh ssh connection, as two shell
+ * commands. Samples in turn; one sample's ZBM_TRACE gives the breakdown.
+ */
+async function fixedCost(o: Options) {
+  const disk = `vm-${FIXED_VMID}-disk-0`;
+  const root = 'main/bench-fixed';
+  note('fixed cost: one guest, one 16 MiB zvol, a first backup');
+  await createZvols([disk], '16M');
+  await writeRandom([disk], 0, 1024);
+  await addGuest(FIXED_VMID, disk, '16M');
+  const args = zbmArgs(root, ['--vmid', String(FIXED_VMID)]);
+  must(await run('zbm', args), 'first backup of the fixed-cost guest');
+  const listings = `zfs list -H -p -t all -r -o name,guid,createtxg ${DATA} >/dev/null && ssh -o ControlMaster=no -o ControlPath=none ${DEST} zfs list -H -p -t all -r -o name,guid,createtxg ${root} >/dev/null`;
+  const zbmMs: number[] = [];
+  const unavoidableMs: number[] = [];
+  let trace: TraceLine[] = [];
+  let totalS = 0;
+  for (let i = 0; i < o.samples + 2; i++) {
+    note(`fixed cost: idle backup-pve and the two listings, sample ${i + 1}`);
+    const r = must(await run('zbm', args, { env: { ...process.env, ZBM_TRACE: '1' } }), 'idle backup-pve');
+    zbmMs.push(Math.round(r.ms));
+    if (i === 0) {
+      trace = parseTrace(r.stderr);
+      totalS = r.ms / 1000;
+    }
+    unavoidableMs.push(Math.round(must(await run('bash', ['-c', listings]), 'the two listings').ms));
+  }
+  return { samples: zbmMs.length, zbmMs, unavoidableMs, trace, traceTotalS: totalS };
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   note(`lab-reset --empty, pools grown by 3 GiB each`);
@@ -749,6 +874,7 @@ async function main(): Promise<void> {
   // One section failing still reports the others.
   for (const [name, fn] of [
     ['startup', startup],
+    ['fixed', fixedCost],
     ['cycles', cycles],
     ['datapath', datapath],
   ] as const) {
