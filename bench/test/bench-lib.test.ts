@@ -3,7 +3,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { countInvocations, parseLog, sideOf, transferLines } from '../lib/logs.ts';
-import { type CyclesRaw, cycleRows, type DatapathRaw, datapathRows } from '../lib/report.ts';
+import {
+  type CyclesRaw,
+  cycleRows,
+  type DatapathRaw,
+  datapathRows,
+  fixedRows,
+  median,
+  memoryRows,
+} from '../lib/report.ts';
 
 const ZFS_LOG = [
   '1795704880.100 647 list -H -p -r -t filesystem,volume rpool/data',
@@ -140,5 +148,60 @@ describe('report rows', () => {
     assert.equal(held?.met, true);
     assert.equal(whole?.value, '1.00×');
     assert.equal(whole?.met, null, 'the whole transfer is context: it includes process start-up');
+  });
+
+  it('the data path compares medians, the sample in the middle and not the mean', () => {
+    assert.equal(median([30_000, 10_000, 11_000]), 11_000);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+  });
+
+  it('memory: a large stream against the regular one, flat within 5 % and under 100 MB', () => {
+    const d = (bigKiB: number): DatapathRaw => ({
+      streamMiB: 64,
+      streamBytes: 64 * 1024 * 1024,
+      bareMs: [1],
+      sshMs: [1],
+      zbm: { wallMs: 1, transferMs: 1, peakRssKiB: 60_000 },
+      zbmProgress: { wallMs: 1, transferMs: 1 },
+      big: { streamMiB: 1024, wallMs: 1, transferMs: null, peakRssKiB: bigKiB },
+      bwlimit: {
+        limitBytesPerSecond: 1,
+        streamMiB: 16,
+        bytes: 1,
+        wallMs: 1,
+        transferMs: null,
+        peakRssKiB: 70_000,
+      },
+    });
+    const flat = memoryRows(undefined, d(61_000)).find((r) => r.what.startsWith('peak RSS 1024 MiB'));
+    assert.equal(flat?.value, '1.02×');
+    assert.equal(flat?.met, true);
+    const grows = memoryRows(undefined, d(66_000)).find((r) => r.what.startsWith('peak RSS 1024 MiB'));
+    assert.equal(grows?.met, false, '1.10× is not flat');
+  });
+});
+
+describe('fixed cost', () => {
+  it('an idle run against its unavoidable part, by medians, then the traced breakdown', () => {
+    const rows = fixedRows({
+      samples: 3,
+      zbmMs: [9000, 8000, 30_000],
+      unavoidableMs: [3000, 4000, 4000],
+      trace: [
+        { at: 1.5, s: 2.0, host: 'zbm-dest', command: 'zfs list -H -p main/bak-zbm' },
+        { at: 2.1, s: 0.4, host: 'pve1', command: 'zfs list -H -p rpool/data' },
+      ],
+      traceTotalS: 8.2,
+    });
+    assert.equal(rows[0]?.value, '2.25×');
+    assert.equal(rows[0]?.met, false);
+    assert.equal(rows[1]?.value, '1.50 s', "zbm's start until its first command");
+    assert.deepEqual(
+      rows.slice(2).map((r) => [r.what, r.value, r.context]),
+      [
+        ['traced: zbm-dest: zfs list -H -p main/bak-zbm', '2.00 s', 'from +1.50 s'],
+        ['traced: pve1: zfs list -H -p rpool/data', '0.40 s', 'from +2.10 s'],
+      ],
+    );
   });
 });
