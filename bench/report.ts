@@ -18,6 +18,7 @@ import {
   type Row,
   startupRows,
   type VmRaw,
+  wanRows,
 } from './lib/report.ts';
 
 function opt(name: string, fallback?: string): string {
@@ -46,6 +47,7 @@ const rows: Row[] = [
   ...(vm.fixed ? fixedRows(vm.fixed) : []),
   ...(vm.cycles ? cycleRows(vm.cycles, vm.wrapper.perCallMs) : []),
   ...(vm.datapath ? datapathRows(vm.datapath) : []),
+  ...(vm.wan ? wanRows(vm.wan) : []),
   ...memoryRows(vm.cycles, vm.datapath),
   ...planningRows(planning),
 ];

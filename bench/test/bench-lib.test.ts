@@ -11,6 +11,7 @@ import {
   fixedRows,
   median,
   memoryRows,
+  wanRows,
 } from '../lib/report.ts';
 
 const ZFS_LOG = [
@@ -140,7 +141,7 @@ describe('report rows', () => {
     };
     const rows = datapathRows(d);
     assert.equal(rows[0]?.value, '0.95×');
-    assert.equal(rows[0]?.met, true);
+    assert.equal(rows[0]?.met, false, 'without progress the stream must reach 0.97× of the pipeline');
     assert.equal(rows[1]?.value, '0.48×');
     assert.equal(rows[2]?.met, false, 'a transfer not found is a miss, never a pass');
     const [held, whole] = rows.filter((r) => r.what.startsWith('--bwlimit 8192K'));
@@ -203,5 +204,23 @@ describe('fixed cost', () => {
         ['traced: pve1: zfs list -H -p rpool/data', '0.40 s', 'from +2.10 s'],
       ],
     );
+  });
+});
+
+describe('WAN', () => {
+  it('zbm against syncoid and the bare pipe, by medians of whole commands', () => {
+    const rows = wanRows({
+      streamMiB: 128,
+      streamBytes: 134_300_000,
+      zbmBytes: 134_300_000,
+      rateMbit: 24,
+      zbmMs: [60_000, 62_000, 90_000],
+      syncoidMs: [70_000, 68_000, 69_000],
+      bareMs: [59_000, 58_000, 61_000],
+    });
+    assert.equal(rows[0]?.value, '1.11×');
+    assert.equal(rows[0]?.met, true);
+    assert.equal(rows[1]?.value, '0.95×');
+    assert.equal(rows[1]?.met, true);
   });
 });

@@ -39,6 +39,9 @@ interface Options {
   bigStreamMiB: number;
   /** Samples of each data-path measurement, taken in turn; the report takes their medians. */
   samples: number;
+  /** The increment replicated over the shaped link to the replica VM, and the link's rate. */
+  wanStreamMiB: number;
+  wanRateMbit: number;
   skip: Set<string>;
 }
 
@@ -51,6 +54,8 @@ function parseArgs(argv: readonly string[]): Options {
     bwlimitMiB: 8,
     bigStreamMiB: 1024,
     samples: 3,
+    wanStreamMiB: 128,
+    wanRateMbit: 24,
     skip: new Set(),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -69,6 +74,8 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--bwlimit-mib') o.bwlimitMiB = num();
     else if (a === '--big-stream-mib') o.bigStreamMiB = num();
     else if (a === '--samples') o.samples = num();
+    else if (a === '--wan-stream-mib') o.wanStreamMiB = num();
+    else if (a === '--wan-rate-mbit') o.wanRateMbit = num();
     else if (a === '--skip') {
       for (const s of v.split(',')) o.skip.add(s);
       i++;
@@ -850,6 +857,140 @@ async function fixedCost(o: Options) {
   return { samples: zbmMs.length, zbmMs, unavoidableMs, trace, traceTotalS: totalS };
 }
 
+const REPLICA = 'zbm-replica';
+const WAN_VMID = DATAPATH_VMID + 4;
+
+/** Runs a shell script on the replica VM (through the main VM's ssh to it). */
+function onReplica(script: string): Promise<string> {
+  return sh(`ssh ${REPLICA} ${shellQuoted(`set -eu\n${script}`)}`);
+}
+
+function shellQuoted(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Releases every hold on dataset's snapshots and destroys its bookmarks; with `to`, rolls it back to
+ * that snapshot (destroying the later ones: a received copy must be as it was, or the next tool
+ * would find it changed).
+ */
+function releaseAll(dataset: string, to?: string, zfs = 'zfs'): string {
+  return `for s in $(${zfs} list -H -o name -t snapshot ${dataset}); do
+  ${zfs} holds -H "$s" | while IFS="$(printf '\\t')" read -r snap tag _; do ${zfs} release "$tag" "$snap"; done
+done
+for b in $(${zfs} list -H -o name -t bookmark ${dataset} 2>/dev/null); do ${zfs} destroy "$b"; done
+${to ? `${zfs} rollback -r ${dataset}@${to}` : ''}`;
+}
+
+/**
+ * The offsite tier over a WAN: the link from the main VM (the backup server) to the replica VM is
+ * shaped with netem (40 ms, a rate cap, 0.1 % loss), and one increment is replicated over it by zbm
+ * replicate, by syncoid with its defaults (its own sync snapshot, mbuffer and lzop in its pipe),
+ * and by a bare `zfs send | ssh | zfs receive`, in turn, each into its own copy of the base.
+ */
+async function wan(o: Options) {
+  const src = 'main/wan';
+  const disk = `vm-${WAN_VMID}-disk-0`;
+  const ds = `${src}/${disk}`;
+  const base = 'bak-zbm-20260101T000000Z';
+  const next = 'bak-zbm-20260101T010000Z';
+  const tools = ['zbm', 'syncoid', 'bare'] as const;
+  note(
+    `wan: a ${o.wanStreamMiB} MiB increment to the replica VM, ${o.wanRateMbit} Mbit/s, 40 ms, 0.1 % loss`,
+  );
+  await sh(`
+    ${REAL_ZFS} create -p ${src}
+    ${REAL_ZFS} create -s -V ${o.wanStreamMiB + 64}M ${ds}
+    udevadm settle
+    dd if=/dev/urandom of=/dev/zvol/${ds} bs=1M count=1 conv=notrunc,fsync status=none
+    ${REAL_ZFS} snapshot ${ds}@${base}
+  `);
+  await onReplica(`zfs destroy -r main/wan-zbm 2>/dev/null || true
+for t in ${tools.join(' ')}; do zfs destroy -r main/wan-$t 2>/dev/null || true; zfs create -p main/wan-$t; done`);
+  for (const t of tools) {
+    await sh(`${REAL_ZFS} send ${ds}@${base} | ssh ${REPLICA} zfs receive -u main/wan-${t}/${disk}`);
+  }
+  await sh(`
+    dd if=/dev/urandom of=/dev/zvol/${ds} bs=1M count=${o.wanStreamMiB} seek=1 conv=notrunc,fsync status=none
+    ${REAL_ZFS} snapshot ${ds}@${next}
+  `);
+  const streamBytes = Number(
+    (await sh(`${REAL_ZFS} send -L -e -c -i @${base} ${ds}@${next} | wc -c`)).trim(),
+  );
+
+  const port = (await sh(`ssh -G ${REPLICA} | awk '$1 == "port" {print $2}'`)).trim();
+  const dev = (await sh(`ip route get 10.0.2.2 | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'`)).trim();
+  // Only the connections to the replica VM's forwarded port: the bench's own ssh stays as it was.
+  await sh(`
+    modprobe sch_netem
+    tc qdisc add dev ${dev} root handle 1: prio
+    tc qdisc add dev ${dev} parent 1:3 handle 30: netem delay 40ms rate ${o.wanRateMbit}mbit loss 0.1%
+    tc filter add dev ${dev} protocol ip parent 1: prio 1 u32 match ip dst 10.0.2.2/32 match ip dport ${port} 0xffff flowid 1:3
+  `);
+  const ms: Record<(typeof tools)[number], number[]> = { zbm: [], syncoid: [], bare: [] };
+  let zbmBytes = 0;
+  try {
+    for (let i = 0; i < o.samples; i++) {
+      note(`wan: sample ${i + 1}: zbm replicate`);
+      const z = must(
+        await run('zbm', [
+          'replicate',
+          '--remote',
+          REPLICA,
+          '--local-zfs-root',
+          src,
+          '--remote-zfs-root',
+          'main/wan-zbm',
+          '--json',
+        ]),
+        'zbm replicate over the WAN',
+      );
+      ms.zbm.push(Math.round(z.ms));
+      zbmBytes = (JSON.parse(z.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
+        (n, d) => n + d.bytes,
+        0,
+      );
+      await onReplica(releaseAll(`main/wan-zbm/${disk}`, base));
+      await sh(releaseAll(ds, undefined, REAL_ZFS));
+
+      note(`wan: sample ${i + 1}: syncoid`);
+      const y = must(
+        await run('syncoid', [ds, `root@${REPLICA}:main/wan-syncoid/${disk}`]),
+        'syncoid over the WAN',
+      );
+      ms.syncoid.push(Math.round(y.ms));
+      await onReplica(`zfs rollback -r main/wan-syncoid/${disk}@${base}`);
+      await sh(
+        `for s in $(${REAL_ZFS} list -H -o name -t snapshot ${ds} | grep '@syncoid_' || true); do ${REAL_ZFS} destroy "$s"; done`,
+      );
+
+      note(`wan: sample ${i + 1}: zfs send | ssh | zfs receive`);
+      const b = must(
+        await run('bash', [
+          '-c',
+          `set -o pipefail; zfs send -L -e -c -i @${base} ${ds}@${next} | ssh ${REPLICA} zfs receive -s -u main/wan-bare/${disk}`,
+        ]),
+        'bare pipeline over the WAN',
+      );
+      ms.bare.push(Math.round(b.ms));
+      await onReplica(`zfs rollback -r main/wan-bare/${disk}@${base}`);
+    }
+  } finally {
+    await sh(`tc qdisc del dev ${dev} root`);
+  }
+  await onReplica(`for t in ${tools.join(' ')}; do zfs destroy -r main/wan-$t; done`);
+  await sh(`${REAL_ZFS} destroy -r ${src}`);
+  return {
+    streamMiB: o.wanStreamMiB,
+    streamBytes,
+    zbmBytes,
+    rateMbit: o.wanRateMbit,
+    zbmMs: ms.zbm,
+    syncoidMs: ms.syncoid,
+    bareMs: ms.bare,
+  };
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   note(`lab-reset --empty, pools grown by 3 GiB each`);
@@ -877,6 +1018,7 @@ async function main(): Promise<void> {
     ['fixed', fixedCost],
     ['cycles', cycles],
     ['datapath', datapath],
+    ['wan', wan],
   ] as const) {
     if (o.skip.has(name)) continue;
     try {
