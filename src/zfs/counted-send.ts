@@ -4,18 +4,19 @@
  *
  * zfs writes the stream from the kernel, in its own process, so the kernel counts it in that
  * process's `wchar` (/proc/<pid>/io); a reaped child's counts are added to its parent's. The shell
- * below runs the send as its only child, reading its own /proc/$$/io before and after (a builtin
- * read: no other process, no write; the before, because what started the shell may have written as
- * the same process before its exec), and prints the difference on stderr as its last line. What zfs itself wrote on
- * stderr is counted in wchar too: the client subtracts what came between the marker line and the
- * total, so the count is the stream's, exact, whatever ssh or zfs said around it. (Whatever else
- * the send's process writes counts too: a wrapper script in zfs's place that logs a line before
- * its exec adds that line, as the lab's would if it waited for its logging child.)
+ * below runs the send as its child, reads its own /proc/$$/io before and after (a builtin read: no
+ * other process, no write; before, because what started the shell may have written as the same
+ * process before its exec), and prints the difference on stderr as its last line. What zfs itself
+ * wrote on stderr is counted in wchar too: the client subtracts what came between the marker line
+ * and the total, so the count is the stream's, exact, whatever ssh or zfs said around it. Whatever
+ * else the send's process writes counts too: a wrapper script in zfs's place that logs a line
+ * before its exec would add that line (the lab's logs from a child it never waits for).
  *
  * zbm no longer stands in the stream, so its death would not stop the send: the script's stdin is
- * a pipe from zbm (through ssh for a remote send) on which nothing is ever written, and its end of
- * file, when zbm is gone however it died, stops the send. The receiver then sees the stream cut
- * and keeps its partial state, as when zbm relayed the stream and died with it.
+ * a pipe from zbm (through ssh for a remote send) on which nothing is ever written, and its other
+ * child waits for that pipe's end of file, when zbm is gone however it died, to stop the send
+ * (that child writes nothing). The receiver then sees the stream cut and keeps its partial state,
+ * as when zbm relayed the stream and died with it.
  */
 
 /** $0 of the script: how messages name it, and how `zbm serve --send-only` recognises it. */
