@@ -6,7 +6,7 @@ import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import { lockedArgv } from '../lock/remote.ts';
 import { type Diff, describeConflict, diff, type SnapRef, type Step } from '../plan/diff.ts';
 import { receiveArgv, resumeSendArgv, sendArgv } from '../zfs/argv.ts';
-import { countedSendArgv, streamBytes } from '../zfs/counted-send.ts';
+import { countedSendArgv, refusedByOlderServe, streamBytes } from '../zfs/counted-send.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 
@@ -105,22 +105,38 @@ function stepArgv(dataset: string, step: Step, raw: boolean, renamed: Renamed | 
   return sendArgv({ snapshot: `${dataset}@${to}`, from, raw });
 }
 
+/** Hosts whose zbm serve refused the counted send: their streams pass through node. */
+const uncounted = new WeakSet<object>();
+
 /**
  * One stream from a `zfs send` into a `zfs receive`. Without a rate limit the stream goes through
- * the kernel alone (splice.ts) and the sender reports its size; with one, it passes through node,
- * which meters it.
+ * the kernel alone (splice.ts) and the sender reports its size; with one, or from a `zbm serve`
+ * too old to report it, it passes through node, which meters it.
  */
-function transfer(send: Endpoint, receive: Endpoint, opts: PipeOptions): Promise<PipeResult> {
-  if (opts.limiter) return pipe(send, receive, opts);
-  return splice({ ...send, argv: countedSendArgv(send.argv) }, receive, {
-    measure: streamBytes,
-    onProgress: opts.onProgress,
-    onStreamEnd: opts.onStreamEnd,
-  }).catch((err: unknown) => {
-    // Messages name zfs send, not the script that counts its stream.
+async function transfer(
+  send: Endpoint,
+  receive: Endpoint,
+  opts: PipeOptions & { readonly onMessage?: (msg: string) => void },
+): Promise<PipeResult> {
+  if (opts.limiter || uncounted.has(send.host)) return pipe(send, receive, opts);
+  try {
+    return await splice({ ...send, argv: countedSendArgv(send.argv) }, receive, {
+      measure: streamBytes,
+      onProgress: opts.onProgress,
+      onStreamEnd: opts.onStreamEnd,
+    });
+  } catch (err) {
     if (!(err instanceof PipeError)) throw err;
+    if (err.fromExit.code === 1 && refusedByOlderServe(err.fromStderr)) {
+      uncounted.add(send.host);
+      opts.onMessage?.(
+        `${send.host.name} runs a zbm serve that refuses zbm's counted send (upgrade zbm there): its streams pass through zbm`,
+      );
+      return pipe(send, receive, opts);
+    }
+    // Messages name zfs send, not the script that counts its stream.
     throw new PipeError(send, receive, err.fromExit, err.toExit, err.fromStderr, err.toStderr, err.bytes);
-  });
+  }
 }
 
 async function reload(side: SyncSide): Promise<Dataset | null> {
@@ -163,7 +179,7 @@ export async function syncDataset(
       const r = await transfer(
         { host: source.zfs.host, argv: resumeSendArgv(token) },
         { host: target.zfs.host, argv: recv },
-        { limiter: opts.limiter, onProgress: progress },
+        { limiter: opts.limiter, onProgress: progress, onMessage: opts.onMessage },
       );
       bytes += r.bytes;
       resumed = 'resumed';
@@ -209,6 +225,7 @@ export async function syncDataset(
             limiter: opts.limiter,
             onProgress: progress,
             onStreamEnd: i === plan.steps.length - 1 ? opts.onStreamsEnd : undefined,
+            onMessage: opts.onMessage,
           },
         );
         bytes += r.bytes;

@@ -9,6 +9,12 @@ import type { BatchOp, BatchOutcome } from '../../src/zfs/program.ts';
 import type { Dataset, Hold } from '../../src/zfs/types.ts';
 import { snapshot } from './zfs.ts';
 
+/** A command that fails with stderr (or "refused"), exit 1. */
+function failing(stderr: string | true): Invocation {
+  const said = stderr === true ? 'refused' : stderr;
+  return { file: 'sh', args: ['-c', 'printf "%s\\n" "$1" >&2; exit 1', 'fail', said] };
+}
+
 /** What a send of FakeHost prints: its length is the bytes of each stream. */
 export const FAKE_STREAM = 'stream';
 
@@ -25,16 +31,21 @@ export class FakeHost implements Host {
   ) {}
   invocation(argv: readonly string[]): Invocation {
     if (isCountedSend(argv)) {
-      // zbm's real counting script around the fake send: the bytes it reports are what it wrote.
-      const inner = this.invocation(argv.slice(4));
+      // zbm's real counting script around the fake send (the bytes it reports are what it wrote),
+      // or, when fail() refuses the wrapped command but not the send, refused as a whole (an
+      // older zbm serve).
+      const send = argv.slice(4);
+      const refused = this.fail(send) === false ? this.fail(argv) : false;
+      if (refused !== false) {
+        this.calls.push([...argv]);
+        return failing(refused);
+      }
+      const inner = this.invocation(send);
       return { file: 'sh', args: [...argv.slice(1, 4), inner.file, ...inner.args] };
     }
     this.calls.push([...argv]);
     const failure = this.fail(argv);
-    if (failure !== false) {
-      const stderr = failure === true ? 'refused' : failure;
-      return { file: 'sh', args: ['-c', 'printf "%s\\n" "$1" >&2; exit 1', 'fail', stderr] };
-    }
+    if (failure !== false) return failing(failure);
     if (argv[0] === 'zfs' && argv[1] === 'send') {
       // With a log file: each send says when it starts and ends, and lasts long enough to overlap.
       const log = process.env.ZBM_TEST_SEND_LOG;

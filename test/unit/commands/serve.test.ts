@@ -25,7 +25,8 @@ import { shellJoin } from '../../../src/host/quote.ts';
 import { lockedArgv } from '../../../src/lock/remote.ts';
 import { dumpManifestsArgv, readConfigArgv } from '../../../src/metadata/manifest.ts';
 import { WRITE_FILE_ARGV, writeFilesCommands } from '../../../src/metadata/write.ts';
-import { receiveArgv } from '../../../src/zfs/argv.ts';
+import { receiveArgv, sendArgv } from '../../../src/zfs/argv.ts';
+import { countedSendArgv, refusedByOlderServe, streamBytes } from '../../../src/zfs/counted-send.ts';
 
 const FAKE_ZFS = `#!/bin/sh
 printf '%s\\n' "$*" >> "$FAKE/calls"
@@ -76,7 +77,7 @@ function place(): { fake: string; meta: string } {
 function serve(
   where: { fake: string; meta: string },
   argv: readonly string[],
-  input: Buffer | string,
+  input: Buffer | string | null,
   extra: readonly string[] = [],
 ): Promise<Run> {
   const { fake, meta } = where;
@@ -100,7 +101,9 @@ function serve(
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.stdin.on('error', () => {});
-    child.stdin.end(input);
+    // null: stdin stays open while serve runs, as a client's ssh keeps it.
+    if (input === null) child.on('exit', () => child.stdin.end());
+    else child.stdin.end(input);
     child.on('error', reject);
     child.on('close', (code) =>
       resolve({
@@ -303,5 +306,32 @@ describe('zbm serve: what reaches zfs and the metadata directory', { concurrency
     assert.equal(node.code, 1);
     assert.match(node.stderr, /reading configs is not allowed here/);
     assert.equal(node.stdout, '');
+  });
+
+  // zbm's counted send (--send-only).
+  it("--send-only: a counted send streams and reports its exact size, from serve's own copy of the script", async () => {
+    const where = place();
+    const stream = randomBytes(100_000).toString('hex');
+    writeFileSync(join(where.fake, 'send'), stream);
+    const r = await serve(where, countedSendArgv(sendArgv({ snapshot: `${T}@b`, from: `${T}@a` })), null, [
+      '--send-only',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, stream, 'the stream, byte for byte');
+    // The fake zfs is a shell script: its own log line is its write too, so the count is the
+    // stream plus that line (a real zfs writes the stream alone).
+    const logged = `send -L -e -c -i ${T}@a ${T}@b\n`.length;
+    assert.equal(streamBytes(r.stderr).bytes, stream.length + logged);
+  });
+
+  it('--send-only: a script it does not know is refused as an older serve refused the counted send, which zbm recognises', async () => {
+    const where = place();
+    const [sh, c, script, , ...send] = countedSendArgv(sendArgv({ snapshot: `${T}@b` }));
+    const r = await serve(where, [sh ?? '', c ?? '', script ?? '', 'zbm-other', ...send], '', [
+      '--send-only',
+    ]);
+    assert.equal(r.code, 1);
+    assert.ok(refusedByOlderServe(r.stderr), r.stderr);
+    assert.equal(existsSync(join(where.fake, 'calls')), false, 'zfs never ran');
   });
 });

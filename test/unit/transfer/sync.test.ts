@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { PipeError } from '../../../src/host/pipe.ts';
 import { LOCK_ARGV0 } from '../../../src/lock/remote.ts';
 import { SyncConflictError, type SyncOptions, syncDataset } from '../../../src/transfer/sync.ts';
+import { isCountedSend } from '../../../src/zfs/counted-send.ts';
 import type { Dataset, Snapshot } from '../../../src/zfs/types.ts';
 import type { Zfs } from '../../../src/zfs/zfs.ts';
 import { FAKE_STREAM, FakeHost, FakeZfs } from '../../support/fake-zfs.ts';
@@ -209,6 +210,32 @@ describe('syncDataset: bringing one dataset up to date on another host', () => {
     await assert.rejects(w.run(dataset(SRC, [snap(SRC, 'z-1', 1), snap(SRC, 'z-2', 2)]), before), PipeError);
     assert.deepEqual(w.target.calls, [], 'no abort, no reload');
     assert.deepEqual(w.messages, []);
+  });
+
+  it('from a zbm serve too old for the counted send, the streams pass through zbm: said once, nothing lost', async () => {
+    // What such a serve says, as zbm serve of today says it of any sh (its log's prefix included):
+    // the command line it shows is cut before the send.
+    const old = `error: zbm serve on main/bak-zbm: refused "sh -c 'w=0; while read -r k v; do [ \\"$k\\" = wchar: ]...": only zfs commands and config writes are served, not sh`;
+    const w = sides({ source: (argv) => isCountedSend(argv) && old });
+    const r = await w.run(dataset(SRC, [snap(SRC, 'z-1', 1), snap(SRC, 'z-2', 2)]), null);
+    assert.deepEqual(r.sent, ['z-1', 'z-2']);
+    assert.equal(r.bytes, 2 * STREAM);
+    assert.deepEqual(sent(w.sourceHost), [`${SRC}@z-1`, `-i ${SRC}@z-1 ${SRC}@z-2`]);
+    // Asked once; the second stream went through zbm straight away.
+    assert.equal(w.sourceHost.calls.filter((c) => isCountedSend(c)).length, 1);
+    assert.deepEqual(w.messages, [
+      "pve1 runs a zbm serve that refuses zbm's counted send (upgrade zbm there): its streams pass through zbm",
+    ]);
+  });
+
+  it('a counted send refused for another reason is an error, not a way around serve', async () => {
+    const w = sides({
+      source: (argv) =>
+        isCountedSend(argv) &&
+        'zbm serve on main/bak-zbm: refused "sh -c ...": zfs send is not allowed (only with zbm serve --send-only)',
+    });
+    await assert.rejects(w.run(dataset(SRC, [snap(SRC, 'z-1', 1)]), null), PipeError);
+    assert.equal(w.sourceHost.calls.filter((c) => c[1] === 'send').length, 0, 'no send through zbm either');
   });
 
   it("a receive on another host runs under that host's lock of the dataset, unless the caller holds it", async () => {
