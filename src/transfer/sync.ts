@@ -1,4 +1,5 @@
 import { ZbmError } from '../errors.ts';
+import type { Host } from '../host/host.ts';
 import { type Endpoint, PipeError, type PipeOptions, type PipeResult, pipe } from '../host/pipe.ts';
 import type { RateLimiter } from '../host/rate.ts';
 import { splice } from '../host/splice.ts';
@@ -106,7 +107,7 @@ function stepArgv(dataset: string, step: Step, raw: boolean, renamed: Renamed | 
 }
 
 /** Hosts whose zbm serve refused the counted send: their streams pass through node. */
-const uncounted = new WeakSet<object>();
+const uncounted = new WeakSet<Host>();
 
 /**
  * One stream from a `zfs send` into a `zfs receive`. Without a rate limit the stream goes through
