@@ -12,6 +12,7 @@ import { type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { processIo } from '../../src/host/proc-io.ts';
 import { type Counts, countInvocations, parseLog, transferLines } from '../lib/logs.ts';
 import { median } from '../lib/report.ts';
 
@@ -105,15 +106,6 @@ interface RunResult {
   readonly endEpoch: number;
 }
 
-function rchar(pid: number): number | null {
-  try {
-    const m = /^rchar:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
 function vmHwmKiB(pid: number): number {
   try {
     const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -148,7 +140,7 @@ function run(
       ? setInterval(() => {
           if (!child.pid) return;
           peak = Math.max(peak, vmHwmKiB(child.pid));
-          const r = rchar(child.pid);
+          const r = processIo(child.pid)?.rchar ?? null;
           if (r !== null) reads.push([Date.now() / 1000, r]);
         }, 50)
       : undefined;
@@ -499,13 +491,15 @@ function steadyRate(reads: readonly (readonly [number, number])[], bytes: number
 
 /** Destroys a benchmark target tree, releasing zbm's holds on it first. */
 async function destroyTree(root: string): Promise<void> {
-  await sh(`
-    snaps=$(${REAL_ZFS} list -H -o name -t snapshot -r ${root})
-    if [ -n "$snaps" ]; then
-      ${REAL_ZFS} holds -H $snaps | while IFS=$'\\t' read -r snap tag _; do ${REAL_ZFS} release "$tag" "$snap"; done
-    fi
-    ${REAL_ZFS} destroy -r ${root}
-  `);
+  await sh(`${releaseHolds(`-r ${root}`)}\n${REAL_ZFS} destroy -r ${root}`);
+}
+
+/** Shell (sh or bash) that releases every hold on the snapshots `zfs list <where>` finds. */
+function releaseHolds(where: string, zfs = REAL_ZFS): string {
+  return `snaps=$(${zfs} list -H -o name -t snapshot ${where})
+if [ -n "$snaps" ]; then
+  ${zfs} holds -H $snaps | while IFS="$(printf '\\t')" read -r snap tag _; do ${zfs} release "$tag" "$snap"; done
+fi`;
 }
 
 /** Drops the zbm snapshots newer than base from dataset (holds released, bookmarks too). */
@@ -875,9 +869,7 @@ function shellQuoted(s: string): string {
  * would find it changed).
  */
 function releaseAll(dataset: string, to?: string, zfs = 'zfs'): string {
-  return `for s in $(${zfs} list -H -o name -t snapshot ${dataset}); do
-  ${zfs} holds -H "$s" | while IFS="$(printf '\\t')" read -r snap tag _; do ${zfs} release "$tag" "$snap"; done
-done
+  return `${releaseHolds(dataset, zfs)}
 for b in $(${zfs} list -H -o name -t bookmark ${dataset} 2>/dev/null); do ${zfs} destroy "$b"; done
 ${to ? `${zfs} rollback -r ${dataset}@${to}` : ''}`;
 }
