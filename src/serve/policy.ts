@@ -4,8 +4,9 @@ import { listMetadataArgv, tarMetadataArgv } from '../metadata/copy.ts';
 import { dumpManifestsArgv, readConfigArgv } from '../metadata/manifest.ts';
 import { METADATA_DIR_PROPERTY, METADATA_FILE, METADATA_FILE_LIMIT } from '../metadata/store.ts';
 import { WRITE_FILE_ARGV, WRITE_FILES_ARGV } from '../metadata/write.ts';
-import { creationArgv } from '../zfs/argv.ts';
+import { creationArgv, holdArgv, releaseArgv } from '../zfs/argv.ts';
 import { countedSendArgv, isCountedSend } from '../zfs/counted-send.ts';
+import { isMoveHold, MOVE_HOLD_ARGV0, moveHoldArgv, splitMoveHold } from '../zfs/move-hold.ts';
 import { poolOf } from '../zfs/names.ts';
 import { BATCH_SCRIPT } from '../zfs/program.ts';
 
@@ -114,6 +115,21 @@ export function authorize(argv: readonly string[], policy: ServePolicy): Decisio
     if (inner.kind !== 'exec' || inner.argv[0] !== 'zfs' || inner.argv[1] !== 'send')
       return inner.kind === 'refuse' ? inner : refuse('zbm-send runs zfs send only');
     return { ...inner, argv: countedSendArgv(inner.argv) };
+  }
+  if (isMoveHold(argv)) {
+    // zbm's hold moved in one command: the hold and the release are judged each alone, and serve
+    // runs its own copy of the script.
+    const move = splitMoveHold(argv);
+    if (!move)
+      return refuse(
+        `${MOVE_HOLD_ARGV0} takes a tag, how many snapshots to hold, then the snapshots to hold and to release`,
+      );
+    for (const inner of [holdArgv(move.tag, move.hold), releaseArgv(move.tag, move.release)]) {
+      const d = authorize(inner, policy);
+      if (d.kind !== 'exec')
+        return d.kind === 'refuse' ? d : refuse(`${MOVE_HOLD_ARGV0} runs zfs hold and release only`);
+    }
+    return { kind: 'exec', argv: moveHoldArgv(move.tag, move.hold, move.release) };
   }
   const metadataRead = readDecision(argv, policy);
   if (metadataRead) return metadataRead;

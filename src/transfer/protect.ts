@@ -21,8 +21,9 @@ function candidates(d: Dataset | null, name: string, common: string): string[] {
 
 /**
  * Moves tag onto exactly the snapshots of wanted among those that may carry it (maybeHeld and
- * wanted): one `zfs holds`, one `zfs hold`, one `zfs release`, each only when there is something to
- * ask or change. Hold first, release after, so that a protected snapshot is never without its hold.
+ * wanted): one `zfs holds`, then the hold and the release in one command (Zfs.moveHold), each only
+ * when there is something to ask or change. Hold first, release after, so that a protected snapshot
+ * is never without its hold.
  * known: the holds of maybeHeld, looked up earlier (the snapshots of wanted not in maybeHeld had
  * none then): the `zfs holds` is skipped. Should they have changed since, the hold or the release
  * fails, and the caller tries again without them.
@@ -40,13 +41,10 @@ export async function moveHold(
   const current = new Set(
     holds.filter((h) => h.tag === tag && mayCarry.has(h.snapshot)).map((h) => h.snapshot),
   );
-  await zfs.hold(
+  const keep = new Set(wanted);
+  await zfs.moveHold(
     tag,
     wanted.filter((s) => !current.has(s)),
-  );
-  const keep = new Set(wanted);
-  await zfs.release(
-    tag,
     [...current].filter((s) => !keep.has(s)),
   );
 }

@@ -7,7 +7,8 @@ import { DEFAULT_LOCK_WAIT_SECONDS } from '../lock/lock.ts';
 import { lockedArgv } from '../lock/remote.ts';
 import { type Diff, describeConflict, diff, type SnapRef, type Step } from '../plan/diff.ts';
 import { receiveArgv, resumeSendArgv, sendArgv } from '../zfs/argv.ts';
-import { countedSendArgv, refusedByOlderServe, streamBytes } from '../zfs/counted-send.ts';
+import { countedSendArgv, streamBytes } from '../zfs/counted-send.ts';
+import { refusedByOlderServe } from '../zfs/older-serve.ts';
 import type { Dataset } from '../zfs/types.ts';
 import type { Zfs } from '../zfs/zfs.ts';
 

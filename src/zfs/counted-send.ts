@@ -45,17 +45,6 @@ export function isCountedSend(argv: readonly string[]): boolean {
   return argv[0] === 'sh' && argv[1] === '-c' && argv[3] === SEND_ARGV0;
 }
 
-/**
- * Whether stderr is what a `zbm serve` older than the counted send answers it, as it answers any
- * `sh -c` it does not know (the command line it shows is cut at 300 characters, before the send):
- * refused before anything ran, so the receiver got an empty stream and nothing else happened.
- */
-export function refusedByOlderServe(stderr: string): boolean {
-  return /zbm serve on \S+: refused "sh -c .*: only zfs commands and config writes are served, not sh$/m.test(
-    stderr,
-  );
-}
-
 export interface CountedStderr {
   /** The stream's bytes; null when the total is missing (the shell was killed, or stderr cut). */
   readonly bytes: number | null;

@@ -3,7 +3,9 @@ import { CommandError } from '../host/failure.ts';
 import type { Host } from '../host/host.ts';
 import { run } from '../host/process.ts';
 import * as argv from './argv.ts';
+import { moveHoldArgv } from './move-hold.ts';
 import { poolOf, splitSnapshot } from './names.ts';
+import { refusedByOlderServe } from './older-serve.ts';
 import { parseCreation, parseGet, parseHolds, parseList, parseSendEstimate } from './parse.ts';
 import {
   BATCH_CHUNK,
@@ -15,6 +17,9 @@ import {
   programFallback,
 } from './program.ts';
 import type { Dataset, Hold, PropertyValue, SendEstimate } from './types.ts';
+
+/** Hosts whose `zbm serve` refused the hold moved in one command: two commands there. */
+const oneCommandRefused = new WeakSet<Host>();
 
 const USER_PROPERTY = /^[a-z0-9_.-]+:[a-z0-9_.:-]+$/;
 
@@ -102,6 +107,25 @@ export class Zfs {
 
   async release(tag: string, snapshots: readonly string[]): Promise<void> {
     if (snapshots.length > 0) await run(this.host, argv.releaseArgv(tag, snapshots));
+  }
+
+  /**
+   * Holds `hold` and then releases `release` under tag: one command when both have snapshots
+   * (move-hold.ts), the two commands one after the other from a `zbm serve` too old for it.
+   */
+  async moveHold(tag: string, hold: readonly string[], release: readonly string[]): Promise<void> {
+    if (hold.length > 0 && release.length > 0 && !oneCommandRefused.has(this.host)) {
+      try {
+        await run(this.host, moveHoldArgv(tag, hold, release));
+        return;
+      } catch (err) {
+        if (!(err instanceof CommandError && err.exitCode === 1 && refusedByOlderServe(err.stderr)))
+          throw err;
+        oneCommandRefused.add(this.host);
+      }
+    }
+    await this.hold(tag, hold);
+    await this.release(tag, release);
   }
 
   async holds(snapshots: readonly string[], recursive = false): Promise<Hold[]> {

@@ -113,6 +113,11 @@ export class FakeZfs {
     if (snapshots.some((s) => !this.holdsOf.get(s)?.has(tag))) throw new Error('cannot release: no such tag');
     for (const s of snapshots) this.holdsOf.get(s)?.delete(tag);
   }
+  /** As Zfs.moveHold: the hold, then the release only if the hold went through. */
+  async moveHold(tag: string, hold: readonly string[], release: readonly string[]): Promise<void> {
+    await this.hold(tag, hold);
+    await this.release(tag, release);
+  }
   async bookmark(snapshot: string, bm: string): Promise<void> {
     this.calls.push(`bookmark ${snapshot}`);
     if (this.failBookmark(snapshot)) throw new Error('cannot bookmark: injected');
@@ -123,6 +128,12 @@ export class FakeZfs {
   async batch(ops: readonly BatchOp[]): Promise<BatchOutcome[]> {
     this.calls.push(`program ${ops.length}`);
     this.programOps.push(...ops);
+    for (const op of ops) {
+      if (op.kind !== 'destroy-snapshot') continue;
+      const [ds = '', short = ''] = op.snapshot.split('@');
+      const d = this.data.get(ds);
+      if (d) this.data.set(ds, { ...d, snapshots: d.snapshots.filter((x) => x.short !== short) });
+    }
     return ops.map((op) =>
       op.kind === 'bookmark' && this.failBookmark(op.snapshot)
         ? { ok: false, busy: false, error: `cannot bookmark ${op.snapshot}: injected` }

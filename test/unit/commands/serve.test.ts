@@ -26,7 +26,9 @@ import { lockedArgv } from '../../../src/lock/remote.ts';
 import { dumpManifestsArgv, readConfigArgv } from '../../../src/metadata/manifest.ts';
 import { WRITE_FILE_ARGV, writeFilesCommands } from '../../../src/metadata/write.ts';
 import { receiveArgv, sendArgv } from '../../../src/zfs/argv.ts';
-import { countedSendArgv, refusedByOlderServe, streamBytes } from '../../../src/zfs/counted-send.ts';
+import { countedSendArgv, streamBytes } from '../../../src/zfs/counted-send.ts';
+import { moveHoldArgv } from '../../../src/zfs/move-hold.ts';
+import { refusedByOlderServe } from '../../../src/zfs/older-serve.ts';
 
 const FAKE_ZFS = `#!/bin/sh
 printf '%s\\n' "$*" >> "$FAKE/calls"
@@ -35,6 +37,7 @@ case "$1" in
   get) cat "$FAKE/get" ;;
   send) cat "$FAKE/send" ;;
   receive) printf '%s\\n' "$@" > "$FAKE/receive.argv"; cat > "$FAKE/received" ;;
+  hold|release) [ ! -f "$FAKE/fail-$1" ] || { echo "cannot $1: injected" >&2; exit 1; } ;;
   *) exit 1 ;;
 esac
 `;
@@ -306,6 +309,25 @@ describe('zbm serve: what reaches zfs and the metadata directory', { concurrency
     assert.equal(node.code, 1);
     assert.match(node.stderr, /reading configs is not allowed here/);
     assert.equal(node.stdout, '');
+  });
+
+  it("moves the node's hold in one command, from serve's own copy of the script; no release when the hold fails", async () => {
+    const where = place();
+    const tag = 'zbm-base:pve:zbm-dest';
+    const argv = moveHoldArgv(tag, [`${T}@b`], [`${T}@a`]);
+    const r = await serve(where, argv, '', ['--tag', tag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readFileSync(join(where.fake, 'calls'), 'utf8').split('\n'), [
+      `hold ${tag} ${T}@b`,
+      `release ${tag} ${T}@a`,
+      '',
+    ]);
+    const failing = place();
+    writeFileSync(join(failing.fake, 'fail-hold'), '');
+    const f = await serve(failing, argv, '', ['--tag', tag]);
+    assert.equal(f.code, 1);
+    assert.match(f.stderr, /cannot hold: injected/);
+    assert.equal(readFileSync(join(failing.fake, 'calls'), 'utf8'), `hold ${tag} ${T}@b\n`);
   });
 
   // zbm's counted send (--send-only).

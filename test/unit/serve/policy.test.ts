@@ -26,6 +26,7 @@ import {
   setArgv,
 } from '../../../src/zfs/argv.ts';
 import { countedSendArgv } from '../../../src/zfs/counted-send.ts';
+import { moveHoldArgv } from '../../../src/zfs/move-hold.ts';
 import { BATCH_SCRIPT, batchArgv } from '../../../src/zfs/program.ts';
 import { hostileStrings } from '../../support/hostile.ts';
 
@@ -192,6 +193,30 @@ describe("zbm serve's policy", () => {
       untagged.kind === 'refuse' ? untagged.reason : '',
       /may hold no tag; if zbm-base:pve:zbm-dest is the tag of this client, add --tag zbm-base:pve:zbm-dest/,
     );
+  });
+
+  it('moves the hold in one command, in its own copy of the script, judging the hold and the release each alone', () => {
+    const tag = 'zbm-base:pve:zbm-dest';
+    const [older, newer] = [`${R}/vm-100-disk-0@bak-zbm-1`, `${R}/vm-100-disk-0@bak-zbm-2`];
+    assert.deepEqual(decide(moveHoldArgv(tag, [newer], [older])), {
+      kind: 'exec',
+      argv: moveHoldArgv(tag, [newer], [older]),
+    });
+    // The client's script text is never what runs.
+    const [, , , ...rest] = moveHoldArgv(tag, [newer], [older]);
+    assert.deepEqual(decide(['sh', '-c', 'reboot #', ...rest]), {
+      kind: 'exec',
+      argv: moveHoldArgv(tag, [newer], [older]),
+    });
+    refused(moveHoldArgv('zbm-base:pve:other', [newer], [older]), /only the tag zbm-base:pve:zbm-dest/);
+    refused(moveHoldArgv(tag, [newer], ['main/other@bak-zbm-1']), /outside/);
+    refused(moveHoldArgv(tag, ['main/other@bak-zbm-2'], [older]), /outside/);
+    refused(moveHoldArgv(tag, [newer], [`${R}/vm-100-disk-0`]), /snapshots only/);
+    // A count that leaves either list empty, or is no count.
+    for (const n of ['0', '2', '-1', '1 ', 'x'])
+      refused([...moveHoldArgv(tag, [newer], [older]).slice(0, 5), n, newer, older], /takes a tag, how many/);
+    const untagged = authorize(moveHoldArgv(tag, [newer], [older]), { ...policy, tag: undefined });
+    assert.match(untagged.kind === 'refuse' ? untagged.reason : '', /may hold no tag/);
   });
 
   it('writes configs only as <dir>/<vmid>/<snapshot>.conf|json, never elsewhere', () => {

@@ -38,6 +38,13 @@ function fakeZfs(held: Map<string, string>, calls: string[], failBookmark = (_: 
       calls.push(`release ${snaps.join(' ')}`);
       for (const s of snaps) held.delete(s);
     },
+    // Zfs.moveHold: the hold, then the release, as one command.
+    moveHold: async (tag: string, hold: readonly string[], release: readonly string[]) => {
+      if (hold.length + release.length === 0) return;
+      calls.push(`move ${hold.join(' ')} | ${release.join(' ')}`);
+      for (const s of hold) held.set(s, tag);
+      for (const s of release) held.delete(s);
+    },
     batch: async (ops: readonly BatchOp[]): Promise<BatchOutcome[]> => {
       calls.push('program');
       return ops.map((op) => {
@@ -71,7 +78,7 @@ function pairs(n: number): BasePair[] {
 }
 
 describe('protecting the new bases', () => {
-  it('moves the holds of any number of pairs with one holds, hold and release per side, hold first', async () => {
+  it('moves the holds of any number of pairs with one holds and one hold-then-release command per side', async () => {
     for (const n of [1, 5]) {
       const p = pairs(n);
       const src = new Map(p.map((x) => [`${x.source.name}@z-1`, 'T']));
@@ -82,7 +89,7 @@ describe('protecting the new bases', () => {
       for (const calls of [sc, dc]) {
         assert.deepEqual(
           calls.map((c) => c.split(' ')[0]),
-          ['holds', 'hold', 'release'],
+          ['holds', 'move'],
         );
       }
       assert.deepEqual([...src.keys()].sort(), p.map((x) => `${x.source.name}@z-2`).sort());
@@ -107,7 +114,7 @@ describe('protecting the new bases', () => {
       { snapshot: 'main/d@z-0', tag: 'T', timestamp: 0 },
     ];
     await moveHold(fakeZfs(held, calls), 'T', ['main/d@z-2'], ['main/d@z-1'], known);
-    assert.deepEqual(calls, ['hold main/d@z-2', 'release main/d@z-1']);
+    assert.deepEqual(calls, ['move main/d@z-2 | main/d@z-1']);
     assert.deepEqual([...held.keys()].sort(), ['main/d@z-0', 'main/d@z-2']);
   });
 
