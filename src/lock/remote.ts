@@ -10,15 +10,16 @@ import { DEFAULT_LOCK_DIR, lockFileName, receiveLockName } from './lock.ts';
  * $1 lock file name, $2 seconds to wait, $3 holder description (JSON-safe); the command follows.
  * The holder's pid is this shell's, alive as long as the command runs; a lock left by a killed
  * shell is stale (its pid runs no zbm) and is taken over, as lock.ts does. Exit 75 when the lock
- * stays held, with the holder on stderr.
+ * stays held, with the holder on stderr. Builtins where they do (the holder is read with `read`):
+ * every receive pays for each process this script starts.
  */
 function lockScript(dir: string): string {
   return `d=${dir}; f="$d/$1"; w=$2; h=$3; shift 3
-mkdir -p "$d" || exit ${LOCK_HELD_EXIT}
-holder() { sed -n 's/^{"pid":\\([0-9][0-9]*\\),.*/\\1/p' "$f" 2>/dev/null; }
+[ -d "$d" ] || mkdir -p "$d" || exit ${LOCK_HELD_EXIT}
+holder() { p=; l=; read -r l 2>/dev/null <"$f"; case $l in '{"pid":'[0-9]*) l=\${l#'{"pid":'}; p=\${l%%,*} ;; esac; case $p in *[!0-9]*) p= ;; esac; }
 n=0
 while ! (set -C; printf '{"pid":%s,"command":"%s","since":"%s"}' "$$" "$h" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$f") 2>/dev/null; do
-  p=$(holder)
+  holder
   if [ -n "$p" ] && ! { kill -0 "$p" 2>/dev/null && tr '\\000' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q zbm; }; then
     rm -f "$f"; continue
   fi
@@ -28,7 +29,7 @@ while ! (set -C; printf '{"pid":%s,"command":"%s","since":"%s"}' "$$" "$h" "$(da
   fi
   n=$((n + 1)); sleep 1
 done
-trap '[ "$(holder)" = "$$" ] && rm -f "$f"' EXIT
+trap 'holder; [ "$p" = "$$" ] && rm -f "$f"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
