@@ -11,8 +11,8 @@ import type { Dataset } from '../zfs/types.ts';
 import type { BackupContext, GuestResult, GuestRun } from './context.ts';
 import { guestLabel, prepareGuest } from './guest.ts';
 import { heldOnServer, protectAll } from './protect-bases.ts';
-import { sendAll } from './send.ts';
-import { takeSnapshots } from './snapshots.ts';
+import { listFresh, sendAll } from './send.ts';
+import { takeSnapshots, undoSnapshots } from './snapshots.ts';
 import { writeAllMetadata } from './write-metadata.ts';
 
 /**
@@ -29,7 +29,8 @@ export async function backupGuests(
   ctx: BackupContext,
   guests: readonly Guest[],
   sourceListing: ReadonlyMap<string, Dataset>,
-  targetListing: ReadonlyMap<string, Dataset>,
+  /** The backup server's listing, and its root ready: may still be on its way when the run starts. */
+  targetListing: ReadonlyMap<string, Dataset> | Promise<ReadonlyMap<string, Dataset>>,
 ): Promise<GuestResult[]> {
   const { log } = ctx;
   const runStart = Date.now();
@@ -54,6 +55,10 @@ export async function backupGuests(
     end: lockedOut.has(guest) ? { result: 'skipped', error: lockedOut.get(guest) as string } : null,
   }));
   const active = () => runs.filter((r) => r.end === null);
+  const server = { failed: false };
+  Promise.resolve(targetListing).catch(() => {
+    server.failed = true;
+  });
 
   // All at once, so that the wait for a guest held elsewhere is --lock-wait for the run, not per guest.
   const acquired = await Promise.all(
@@ -82,13 +87,25 @@ export async function backupGuests(
       else r.end = { result: p.result, error: p.error };
     }
 
-    // The holds on the backup server's old bases are looked up while the snapshots are taken and
-    // sent, so that moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
-    const chains = families([...targetListing.values()], ctx.prefix);
+    // The snapshots and their listing need nothing from the backup server: they are taken while its
+    // listing is still on its way (the ssh connection's set-up is most of an idle run's time),
+    // unless it has failed already.
+    if (server.failed) await targetListing;
+    await takeSnapshots(ctx, active());
+    const fresh = await listFresh(ctx, active());
+    let target: ReadonlyMap<string, Dataset>;
+    try {
+      target = await targetListing;
+    } catch (err) {
+      await undoSnapshots(ctx, runs);
+      throw err;
+    }
+    // The holds on the backup server's old bases are looked up while the disks are sent, so that
+    // moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
+    const chains = families([...target.values()], ctx.prefix);
     const heldBefore = heldOnServer(active(), chains);
     const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);
-    await takeSnapshots(ctx, active());
-    await sendAll(ctx, active(), chains, sourceListing);
+    await sendAll(ctx, active(), chains, sourceListing, fresh);
     // Side by side: the configs go to the backup server while the bases are held and bookmarked,
     // and neither step's outcome changes what the other does.
     const sent = active();

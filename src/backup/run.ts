@@ -87,28 +87,30 @@ export async function runBackup(
 
   const local = io.local(state.node);
   const localZfs = new Zfs(local);
-  const [source, target] = await Promise.all([
-    localZfs.list({ roots: [scope.localZfsRoot], withOrigin: true }).then(byName),
-    targetListing,
-  ]);
-  const remoteRoot = target.get(scope.remoteZfsRoot);
+  const source = byName(await localZfs.list({ roots: [scope.localZfsRoot], withOrigin: true }));
 
   if (scope.dryRun)
     return {
       kind: 'plan',
-      lines: await planLines(found.guests, scope, localZfs, source, target),
+      lines: await planLines(found.guests, scope, localZfs, source, await targetListing),
       failed: found.failed,
     };
-  if (!remoteRoot) {
-    log.info(`creating ${remote.name}:${scope.remoteZfsRoot}`);
-    await remoteZfs.create(scope.remoteZfsRoot);
-  }
-  // prune and replicate on the backup server find the guests' configs through this property.
-  if (remoteRoot?.props[METADATA_DIR_PROPERTY] !== scope.remoteMetadataDir) {
-    await remoteZfs.setUserProperties(scope.remoteZfsRoot, {
-      [METADATA_DIR_PROPERTY]: scope.remoteMetadataDir,
-    });
-  }
+  // The root made ready while the guests are snapshotted (backupGuests awaits it before sending).
+  const target = targetListing.then(async (listed) => {
+    const remoteRoot = listed.get(scope.remoteZfsRoot);
+    if (!remoteRoot) {
+      log.info(`creating ${remote.name}:${scope.remoteZfsRoot}`);
+      await remoteZfs.create(scope.remoteZfsRoot);
+    }
+    // prune and replicate on the backup server find the guests' configs through this property.
+    if (remoteRoot?.props[METADATA_DIR_PROPERTY] !== scope.remoteMetadataDir) {
+      await remoteZfs.setUserProperties(scope.remoteZfsRoot, {
+        [METADATA_DIR_PROPERTY]: scope.remoteMetadataDir,
+      });
+    }
+    return listed;
+  });
+  target.catch(() => {});
 
   const ctx: BackupContext = {
     node: state.node,
@@ -153,7 +155,11 @@ export async function runBackup(
   progress.clear();
   for (const r of results) if (r.result === 'skipped') log.warn(`guest ${r.vmid}: ${r.error}`);
 
+  // The backup server has nothing left to do: its connection closes while this node's old
+  // snapshots go.
+  const closed = remote.close();
   await cleanupSource(localZfs, results, scope.yes === true, io.confirm, log);
+  await closed;
   recordMetrics(metrics, results, found.failed.length);
   return { kind: 'done', node: state.node, results, failed: found.failed };
 }

@@ -24,17 +24,13 @@ interface SentDisk {
 }
 
 /**
- * Lists the fresh snapshots of every guest in one call, then sends each disk, ctx.jobs at a time.
- * A disk's failure is its own: the other disks and guests go on.
+ * Lists the disks of every guest just snapshotted, in one call (one per guest if that fails: the
+ * guest whose listing fails ends here, failed). The listing names the fresh snapshots' guids.
  */
-export async function sendAll(
+export async function listFresh(
   ctx: BackupContext,
   runs: readonly GuestRun[],
-  /** Each disk's chains on the backup server, by its first chain (conventions/names.ts families). */
-  chains: ReadonlyMap<string, readonly Dataset[]>,
-  /** The node's datasets as listed at the start of the run: where a linked clone's origin is. */
-  sourceListing: ReadonlyMap<string, Dataset>,
-): Promise<void> {
+): Promise<Map<string, Dataset>> {
   const { log } = ctx;
   const fresh = new Map<string, Dataset>();
   const errors = await batchThenEach(
@@ -53,7 +49,24 @@ export async function sendAll(
       r.end = { result: 'failed', error: err };
     }
   }
+  return fresh;
+}
 
+/**
+ * Sends each disk of the guests, ctx.jobs at a time, from their fresh listing (listFresh). A disk's
+ * failure is its own: the other disks and guests go on.
+ */
+export async function sendAll(
+  ctx: BackupContext,
+  runs: readonly GuestRun[],
+  /** Each disk's chains on the backup server, by its first chain (conventions/names.ts families). */
+  chains: ReadonlyMap<string, readonly Dataset[]>,
+  /** The node's datasets as listed at the start of the run: where a linked clone's origin is. */
+  sourceListing: ReadonlyMap<string, Dataset>,
+  /** The guests' disks as listed after their snapshots (listFresh). */
+  fresh: ReadonlyMap<string, Dataset>,
+): Promise<void> {
+  const { log } = ctx;
   const sending = runs.filter((x) => x.end === null);
   const work = sending.flatMap((r) => (r.prepared?.disks ?? []).map((disk) => ({ r, disk })));
   const left = new Map(sending.map((r) => [r, r.prepared?.disks.length ?? 0]));

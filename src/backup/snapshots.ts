@@ -128,3 +128,28 @@ async function recheckLock(ctx: BackupContext, r: GuestRun): Promise<boolean> {
   r.end = { result: 'skipped', error: lockedMessage(lock, d.why) };
   return false;
 }
+
+/**
+ * Destroys the snapshots this run took, when the backup server cannot be used at all (its listing,
+ * or its root, failed): none of them was sent or is a base of anything, and the node is left as
+ * the run found it, rather than gaining a snapshot every hour that the server stays away. A
+ * template's snapshot is Proxmox's, never this run's.
+ */
+export async function undoSnapshots(ctx: BackupContext, runs: readonly GuestRun[]): Promise<void> {
+  const names = runs.flatMap((r) =>
+    r.snapshot !== null && !r.prepared?.template ? diskSnapshots(r, r.snapshot) : [],
+  );
+  if (names.length === 0) return;
+  const outcomes = await ctx.localZfs.batch(
+    names.map((snapshot) => ({ kind: 'destroy-snapshot', snapshot })),
+  );
+  const failed = names.flatMap((n, i) =>
+    outcomes[i]?.ok ? [] : [`${n} (${outcomes[i]?.error ?? 'no result'})`],
+  );
+  const undone = names.length - failed.length;
+  if (undone > 0) ctx.log.info(`destroyed the ${undone} snapshot(s) this run took: nothing could be sent`);
+  if (failed.length > 0)
+    ctx.log.error(
+      `the snapshot(s) this run took could not be destroyed; the next run sends them: ${failed.join(', ')}`,
+    );
+}

@@ -17,6 +17,6 @@ export interface Host {
   invocation(argv: readonly string[]): Invocation;
   /** Whether and when a command turned away before it could start is tried again (ssh only). */
   readonly connectRetry?: ConnectRetry;
-  /** Releases what the host keeps between commands (the ssh master connection). */
+  /** Releases what the host keeps between commands (the ssh master connection); once, if called again. */
   close(): Promise<void>;
 }

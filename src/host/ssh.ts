@@ -88,9 +88,17 @@ export class SshHost implements Host {
     return { file: 'ssh', args: [...this.#options, '--', this.name, shellJoin(argv)] };
   }
 
-  async close(): Promise<void> {
-    const child = track(spawn('ssh', [...this.#options, '-O', 'exit', '--', this.name], { stdio: 'ignore' }));
-    await exited(child);
-    rmSync(this.#controlDir, { recursive: true, force: true });
+  #closed: Promise<void> | undefined;
+
+  /** Ends the master connection; once, however often it is called (a run may close early). */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const child = track(
+        spawn('ssh', [...this.#options, '-O', 'exit', '--', this.name], { stdio: 'ignore' }),
+      );
+      await exited(child);
+      rmSync(this.#controlDir, { recursive: true, force: true });
+    })();
+    return this.#closed;
   }
 }

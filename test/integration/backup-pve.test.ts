@@ -310,6 +310,17 @@ suite('backup-pve on real ZFS', 15, () => {
     assert.deepEqual([...(await tree('rpool')), ...(await tree('main'))], before);
   });
 
+  it('a backup server that cannot take the backups leaves the node as it was: the snapshots taken meanwhile are destroyed', async () => {
+    const before = await tree('rpool');
+    const args = ORIGINAL.map((a) => (a === 'main/bak-zbm' ? 'nopool/bak-zbm' : a));
+    const r = await zbm('pve1', [...args, '--vmid', '100']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /on zbm-dest: .*nopool/);
+    // Taken while the server was listed, then destroyed: the node is as the run found it.
+    assert.match(r.stderr, /destroyed the 4 snapshot\(s\) this run took: nothing could be sent/);
+    assert.deepEqual(await tree('rpool'), before);
+  });
+
   it('without -y and without a terminal destroys nothing on the node, and says so', async () => {
     const args = ORIGINAL.filter((a) => a !== '-y');
     const r = await zbm('pve1', [...args, '--vmid', '104']);

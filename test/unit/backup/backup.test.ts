@@ -122,6 +122,66 @@ describe('backup-pve: one run over several guests', () => {
     rmSync(lockDir, { recursive: true, force: true });
   });
 
+  it("takes the snapshots while the server's listing is on its way; if the server cannot be used, destroys them and fails the run", async () => {
+    const gs = [guest(200, 2), guest(201, 1)];
+    const ok = world(gs);
+    let arrive: (t: Map<string, Dataset>) => void = () => {};
+    const late = new Promise<Map<string, Dataset>>((resolve) => {
+      arrive = resolve;
+    });
+    const running = backupGuests(ok.ctx, gs, ok.source, late);
+    for (let i = 0; i < 50 && ok.local.count('list') === 0; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      ok.local.calls.map((c) => c.split(' ')[0]),
+      ['snapshot', 'list'],
+      'the snapshot and its listing before the server answered',
+    );
+    assert.deepEqual(ok.remoteHost.calls, []);
+    arrive(ok.target);
+    assert.deepEqual(
+      (await running).map((r) => r.result),
+      ['ok', 'ok'],
+      ok.logs.join('\n'),
+    );
+
+    // The server fails while the snapshots are taken: they are destroyed, the run's error is its.
+    const down = world(gs);
+    const before = [...down.local.data.values()].map((d) => d.snapshots.map((s) => s.name));
+    let fail: (e: Error) => void = () => {};
+    const failing = new Promise<Map<string, Dataset>>((_, reject) => {
+      fail = reject;
+    });
+    const snapshot = down.local.snapshot.bind(down.local);
+    down.local.snapshot = async (names) => {
+      await snapshot(names);
+      fail(new Error('on zbm-dest: cannot create main/bak-zbm: no such pool'));
+    };
+    await assert.rejects(backupGuests(down.ctx, gs, down.source, failing), /no such pool/);
+    assert.equal(down.local.count('snapshot'), 1);
+    assert.deepEqual(
+      [...down.local.data.values()].map((d) => d.snapshots.map((s) => s.name)),
+      before,
+      'the node as the run found it',
+    );
+    assert.ok(
+      down.logs.includes('info: destroyed the 3 snapshot(s) this run took: nothing could be sent'),
+      down.logs.join('\n'),
+    );
+
+    // Failed before the snapshots: none is taken.
+    const refused = world(gs);
+    await assert.rejects(
+      backupGuests(
+        refused.ctx,
+        gs,
+        refused.source,
+        Promise.reject(new Error('cannot reach zbm-dest over ssh')),
+      ),
+      /cannot reach zbm-dest/,
+    );
+    assert.deepEqual(refused.local.calls, []);
+  });
+
   it('makes the same zfs calls for 1 and for 3 guests, apart from the per-disk ones; nothing but snapshots on the node', async () => {
     const counts = async (n: number) => {
       const gs = Array.from({ length: n }, (_, i) => guest(200 + i, 2));
@@ -381,18 +441,20 @@ describe('backup-pve: one run over several guests', () => {
     const w = world(gs);
     const old610 = `main/bak-zbm/vm-610-disk-0@${OLD}`;
     // Between the lookup and the move, something else releases the run's tag on 610's old base.
-    let asked: string[] = [];
-    w.local.failSnapshot = () => {
-      asked = w.remote.calls.map((c) => c.split(' ')[0] ?? '');
+    let receivedBefore = -1;
+    const lookup = w.remote.holds.bind(w.remote);
+    w.remote.holds = async (snapshots) => {
+      if (receivedBefore === -1) receivedBefore = w.remoteHost.calls.filter((c) => c[1] === 'receive').length;
+      const found = await lookup(snapshots);
       w.remote.holdsOf.get(old610)?.clear();
-      return false;
+      return found;
     };
     const results = await backupGuests(w.ctx, gs, w.source, w.target);
     assert.deepEqual(
       results.map((r) => r.result),
       ['ok', 'ok'],
     );
-    assert.deepEqual(asked, ['holds'], 'the lookup is under way before the snapshots are taken');
+    assert.equal(receivedBefore, 0, 'the lookup is under way before the disks are sent');
     // The batch's release failed on the stale lookup; each guest was then looked up and moved alone.
     assert.equal(w.remote.count('holds'), 3);
     const held = (vmid: number) =>
