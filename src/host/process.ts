@@ -28,8 +28,10 @@ function traced(child: ChildProcess, host: Host, argv: readonly string[]): Child
   const begin = performance.now();
   child.once('exit', () => {
     const end = performance.now();
+    // zbm's own `sh -c` wrappers by their name and arguments: their script's text says nothing.
+    const shown = argv[0] === 'sh' && argv[1] === '-c' && argv.length > 3 ? argv.slice(3) : argv;
     process.stderr.write(
-      `trace: +${(begin / 1000).toFixed(3)}s ${((end - begin) / 1000).toFixed(3)}s ${host.name}: ${argv.join(' ')}\n`,
+      `trace: +${(begin / 1000).toFixed(3)}s ${((end - begin) / 1000).toFixed(3)}s ${host.name}: ${shown.join(' ')}\n`,
     );
   });
   return child;
