@@ -11,6 +11,7 @@ import {
   cycleRows,
   datapathRows,
   fixedRows,
+  lanRows,
   markdownTable,
   memoryRows,
   type PlanningRaw,
@@ -48,6 +49,7 @@ const rows: Row[] = [
   ...(vm.cycles ? cycleRows(vm.cycles, vm.wrapper.perCallMs) : []),
   ...(vm.datapath ? datapathRows(vm.datapath) : []),
   ...(vm.wan ? wanRows(vm.wan) : []),
+  ...(vm.lan ? lanRows(vm.lan) : []),
   ...memoryRows(vm.cycles, vm.datapath),
   ...planningRows(planning),
 ];

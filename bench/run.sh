@@ -2,7 +2,8 @@
 # zbm's benchmark suite: `npm run bench` (or `bash bench/run.sh`) from the repository root.
 #
 #   bench/run.sh [--quick] [--guests N] [--stream-mib M] [--big-stream-mib M] [--samples N]
-#                [--wan-stream-mib M] [--wan-rate-mbit R] [--skip startup,fixed,cycles,datapath,wan]
+#                [--wan-stream-mib M] [--wan-rate-mbit R] [--lan-stream-mib M]
+#                [--skip startup,fixed,cycles,datapath,wan,lan]
 #
 # Boots a lab (lab/vm.sh with /tmp/zbm-bench-XXXX), installs dist/zbm.cjs in it, runs the
 # scenarios of bench/vm/scenarios.ts inside the main VM and the planning benchmarks
@@ -10,10 +11,11 @@
 # Every figure is a ratio or a count against a baseline measured in the same run.
 #
 # --quick: 2 guests, a 64 MiB stream (and 256 MiB once, for memory), a 32 MiB increment over the
-# WAN, smaller planning sizes.
+# WAN and 64 MiB over the LAN, smaller planning sizes.
 # Without it: 30 guests × 2 disks, a 256 MiB stream and a 1 GiB one, 128 MiB over the WAN (24
-# Mbit/s, 40 ms, 0.1 % loss, to the replica VM) (what the README reports); the data path's and
-# the WAN's measurements are taken 3 times each (--samples), in turn; under the lab's
+# Mbit/s, 40 ms, 0.1 % loss, to the replica VM) and 256 MiB over the LAN (the same link unshaped)
+# (what the README reports); the data path's, the WAN's and the LAN's measurements are taken 3
+# times each (--samples), in turn; under the lab's
 # software emulation syncoid needs ~30 s per dataset, so this takes a long time.
 # With LAB_STATE set (a lab already started with `lab/vm.sh start`), that lab is used and left on.
 set -euo pipefail
@@ -26,7 +28,7 @@ while (($# > 0)); do
     case $1 in
     --quick) mode=quick ;;
     --guests | --stream-mib | --skip | --scale-guests | --bw-stream-mib | --bwlimit-mib | --big-stream-mib | --samples | \
-        --wan-stream-mib | --wan-rate-mbit)
+        --wan-stream-mib | --wan-rate-mbit | --lan-stream-mib)
         vm_args+=("$1" "$2")
         shift
         ;;
@@ -45,7 +47,7 @@ if [[ $mode == full && ${#vm_args[@]} -gt 0 ]]; then
     mode=custom # not the published configuration: named apart in bench/results
 fi
 if [[ $mode == quick ]]; then
-    vm_args=(--guests 2 --scale-guests 1 --stream-mib 64 --bw-stream-mib 16 --big-stream-mib 256 --wan-stream-mib 32 "${vm_args[@]}")
+    vm_args=(--guests 2 --scale-guests 1 --stream-mib 64 --bw-stream-mib 16 --big-stream-mib 256 --wan-stream-mib 32 --lan-stream-mib 64 "${vm_args[@]}")
     plan_args=(--sizes "1000,10000" --guests "100,1000")
 fi
 
@@ -56,10 +58,11 @@ if [[ -z ${LAB_STATE:-} ]]; then
     exec bash lab/vm.sh with /tmp/zbm-bench-XXXX bash bench/run.sh "${args[@]}" "${vm_args[@]}"
 fi
 
-# The replica VM is used by the WAN section only: without it, it is stopped, so that it takes no
-# CPU from the measurements (idle, it takes about 2 % of one core).
-if [[ " ${vm_args[*]} " != *" --skip "*wan* && -f $LAB_STATE/replica/qemu.pid ]]; then
-    echo "[bench] the replica VM stays up for the WAN section" >&2
+# The replica VM is used by the WAN and LAN sections only: without them, it is stopped, so that it
+# takes no CPU from the measurements (idle, it takes about 2 % of one core).
+skips=$(printf '%s\n' "${vm_args[@]}" | awk 'p {print} {p = ($0 == "--skip")}' | tr '\n' ',')
+if [[ ,$skips, != *,wan,* || ,$skips, != *,lan,* ]] && [[ -f $LAB_STATE/replica/qemu.pid ]]; then
+    echo "[bench] the replica VM stays up for the WAN and LAN sections" >&2
 elif [[ -f $LAB_STATE/replica/qemu.pid ]]; then
     bash lab/vm.sh stop "$LAB_STATE/replica" || true
 fi

@@ -85,11 +85,12 @@ export interface FixedRaw {
   readonly traceTotalS: number;
 }
 
-export interface WanRaw {
+/** One increment replicated to the replica VM: over netem's WAN (rateMbit), or the bare link (null). */
+export interface LinkRaw {
   readonly streamMiB: number;
   readonly streamBytes: number;
   readonly zbmBytes: number;
-  readonly rateMbit: number;
+  readonly rateMbit: number | null;
   readonly zbmMs: readonly number[];
   readonly syncoidMs: readonly number[];
   readonly bareMs: readonly number[];
@@ -103,7 +104,8 @@ export interface VmRaw {
   readonly cycles?: CyclesRaw;
   readonly datapath?: DatapathRaw;
   readonly fixed?: FixedRaw;
-  readonly wan?: WanRaw;
+  readonly wan?: LinkRaw;
+  readonly lan?: LinkRaw;
   readonly elapsedS: number;
 }
 
@@ -372,7 +374,7 @@ export function fixedRows(f: FixedRaw): Row[] {
 }
 
 /** Replicate over the shaped link: whole commands, start-up included, medians. */
-export function wanRows(w: WanRaw): Row[] {
+export function wanRows(w: LinkRaw): Row[] {
   const zbm = median(w.zbmMs);
   const syncoid = median(w.syncoidMs);
   const bare = median(w.bareMs);
@@ -393,6 +395,35 @@ export function wanRows(w: WanRaw): Row[] {
       target: '≥ 0.95',
       met: bare / zbm >= 0.95,
       context: `bare ${s(bare)} (${(w.streamBytes / MiB / (bare / 1000)).toFixed(2)} MiB/s); zbm reported ${w.zbmBytes} bytes, the stream has ${w.streamBytes}`,
+    },
+  ];
+}
+
+/**
+ * Replicate (push) over the VMs' own link: the data path's target, as for backup-pve. Whole
+ * commands, zbm's start-up and listings included, against the bare pipe's fresh ssh connection.
+ */
+export function lanRows(l: LinkRaw): Row[] {
+  const zbm = median(l.zbmMs);
+  const syncoid = median(l.syncoidMs);
+  const bare = median(l.bareMs);
+  const rate = (ms: number) => `${(l.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
+  return [
+    {
+      section: 'lan',
+      what: 'replicate (push) to the replica VM: zbm speed / zfs send | ssh | zfs receive',
+      value: x(bare / zbm),
+      target: '≥ 0.97',
+      met: bare / zbm >= 0.97,
+      context: `${l.streamMiB} MiB, medians of ${l.zbmMs.length}: zbm ${s(zbm)} (${rate(zbm)}, whole command), bare ${s(bare)} (${rate(bare)}); zbm reported ${l.zbmBytes} bytes, the stream has ${l.streamBytes}`,
+    },
+    {
+      section: 'lan',
+      what: 'the same: zbm speed / syncoid (defaults: mbuffer, lzop)',
+      value: x(syncoid / zbm),
+      target: '—',
+      met: null,
+      context: `syncoid ${s(syncoid)}`,
     },
   ];
 }

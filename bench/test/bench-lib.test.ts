@@ -9,6 +9,7 @@ import {
   type DatapathRaw,
   datapathRows,
   fixedRows,
+  lanRows,
   median,
   memoryRows,
   wanRows,
@@ -222,5 +223,28 @@ describe('WAN', () => {
     assert.equal(rows[0]?.met, true);
     assert.equal(rows[1]?.value, '0.95×');
     assert.equal(rows[1]?.met, true);
+  });
+});
+
+describe('LAN', () => {
+  it("replicate push against the bare pipe, by the data path's target, syncoid for context", () => {
+    const raw = {
+      streamMiB: 64,
+      streamBytes: 67_200_000,
+      zbmBytes: 67_200_000,
+      rateMbit: null,
+      zbmMs: [7_000, 6_900, 9_500],
+      syncoidMs: [30_000, 31_000, 29_000],
+      bareMs: [6_900, 7_100, 6_950],
+    };
+    const rows = lanRows(raw);
+    assert.deepEqual(
+      rows.map((r) => [r.value, r.met]),
+      [
+        ['0.99×', true],
+        ['4.29×', null],
+      ],
+    );
+    assert.equal(lanRows({ ...raw, zbmMs: [7_400, 7_400, 7_400] })[0]?.met, false, '0.94× misses 0.97');
   });
 });

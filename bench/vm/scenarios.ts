@@ -43,6 +43,8 @@ interface Options {
   /** The increment replicated over the shaped link to the replica VM, and the link's rate. */
   wanStreamMiB: number;
   wanRateMbit: number;
+  /** The increment replicated over the unshaped link to the replica VM. */
+  lanStreamMiB: number;
   skip: Set<string>;
 }
 
@@ -57,6 +59,7 @@ function parseArgs(argv: readonly string[]): Options {
     samples: 3,
     wanStreamMiB: 128,
     wanRateMbit: 24,
+    lanStreamMiB: 256,
     skip: new Set(),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -77,6 +80,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--samples') o.samples = num();
     else if (a === '--wan-stream-mib') o.wanStreamMiB = num();
     else if (a === '--wan-rate-mbit') o.wanRateMbit = num();
+    else if (a === '--lan-stream-mib') o.lanStreamMiB = num();
     else if (a === '--skip') {
       for (const s of v.split(',')) o.skip.add(s);
       i++;
@@ -875,55 +879,64 @@ ${to ? `${zfs} rollback -r ${dataset}@${to}` : ''}`;
 }
 
 /**
- * The offsite tier over a WAN: the link from the main VM (the backup server) to the replica VM is
- * shaped with netem (40 ms, a rate cap, 0.1 % loss), and one increment is replicated over it by zbm
- * replicate, by syncoid with its defaults (its own sync snapshot, mbuffer and lzop in its pipe),
- * and by a bare `zfs send | ssh | zfs receive`, in turn, each into its own copy of the base.
+ * The offsite tier: one increment replicated from the main VM (the backup server) to the replica
+ * VM by zbm replicate (push), by syncoid with its defaults (its own sync snapshot, mbuffer and
+ * lzop in its pipe), and by a bare `zfs send | ssh | zfs receive`, in turn, each into its own copy
+ * of the base. Shaped (the WAN): the link to the replica VM's forwarded port gets netem's 40 ms,
+ * a rate cap and 0.1 % loss; unshaped (the LAN): the VMs' own link, at whatever it does.
  */
-async function wan(o: Options) {
-  const src = 'main/wan';
+async function link(o: Options, shaped: boolean) {
+  const kind = shaped ? 'wan' : 'lan';
+  const streamMiB = shaped ? o.wanStreamMiB : o.lanStreamMiB;
+  const src = `main/${kind}`;
   const disk = `vm-${WAN_VMID}-disk-0`;
   const ds = `${src}/${disk}`;
   const base = 'bak-zbm-20260101T000000Z';
   const next = 'bak-zbm-20260101T010000Z';
   const tools = ['zbm', 'syncoid', 'bare'] as const;
   note(
-    `wan: a ${o.wanStreamMiB} MiB increment to the replica VM, ${o.wanRateMbit} Mbit/s, 40 ms, 0.1 % loss`,
+    shaped
+      ? `wan: a ${streamMiB} MiB increment to the replica VM, ${o.wanRateMbit} Mbit/s, 40 ms, 0.1 % loss`
+      : `lan: a ${streamMiB} MiB increment to the replica VM, the link unshaped`,
   );
   await sh(`
     ${REAL_ZFS} create -p ${src}
-    ${REAL_ZFS} create -s -V ${o.wanStreamMiB + 64}M ${ds}
+    ${REAL_ZFS} create -s -V ${streamMiB + 64}M ${ds}
     udevadm settle
     dd if=/dev/urandom of=/dev/zvol/${ds} bs=1M count=1 conv=notrunc,fsync status=none
     ${REAL_ZFS} snapshot ${ds}@${base}
   `);
-  await onReplica(`zfs destroy -r main/wan-zbm 2>/dev/null || true
-for t in ${tools.join(' ')}; do zfs destroy -r main/wan-$t 2>/dev/null || true; zfs create -p main/wan-$t; done`);
+  await onReplica(
+    `for t in ${tools.join(' ')}; do zfs destroy -r main/${kind}-$t 2>/dev/null || true; zfs create -p main/${kind}-$t; done`,
+  );
   for (const t of tools) {
-    await sh(`${REAL_ZFS} send ${ds}@${base} | ssh ${REPLICA} zfs receive -u main/wan-${t}/${disk}`);
+    await sh(`${REAL_ZFS} send ${ds}@${base} | ssh ${REPLICA} zfs receive -u main/${kind}-${t}/${disk}`);
   }
   await sh(`
-    dd if=/dev/urandom of=/dev/zvol/${ds} bs=1M count=${o.wanStreamMiB} seek=1 conv=notrunc,fsync status=none
+    dd if=/dev/urandom of=/dev/zvol/${ds} bs=1M count=${streamMiB} seek=1 conv=notrunc,fsync status=none
     ${REAL_ZFS} snapshot ${ds}@${next}
   `);
   const streamBytes = Number(
     (await sh(`${REAL_ZFS} send -L -e -c -i @${base} ${ds}@${next} | wc -c`)).trim(),
   );
 
-  const port = (await sh(`ssh -G ${REPLICA} | awk '$1 == "port" {print $2}'`)).trim();
-  const dev = (await sh(`ip route get 10.0.2.2 | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'`)).trim();
   // Only the connections to the replica VM's forwarded port: the bench's own ssh stays as it was.
-  await sh(`
-    modprobe sch_netem
-    tc qdisc add dev ${dev} root handle 1: prio
-    tc qdisc add dev ${dev} parent 1:3 handle 30: netem delay 40ms rate ${o.wanRateMbit}mbit loss 0.1%
-    tc filter add dev ${dev} protocol ip parent 1: prio 1 u32 match ip dst 10.0.2.2/32 match ip dport ${port} 0xffff flowid 1:3
-  `);
+  const port = shaped ? (await sh(`ssh -G ${REPLICA} | awk '$1 == "port" {print $2}'`)).trim() : '';
+  const dev = shaped
+    ? (await sh(`ip route get 10.0.2.2 | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'`)).trim()
+    : '';
+  if (shaped)
+    await sh(`
+      modprobe sch_netem
+      tc qdisc add dev ${dev} root handle 1: prio
+      tc qdisc add dev ${dev} parent 1:3 handle 30: netem delay 40ms rate ${o.wanRateMbit}mbit loss 0.1%
+      tc filter add dev ${dev} protocol ip parent 1: prio 1 u32 match ip dst 10.0.2.2/32 match ip dport ${port} 0xffff flowid 1:3
+    `);
   const ms: Record<(typeof tools)[number], number[]> = { zbm: [], syncoid: [], bare: [] };
   let zbmBytes = 0;
   try {
     for (let i = 0; i < o.samples; i++) {
-      note(`wan: sample ${i + 1}: zbm replicate`);
+      note(`${kind}: sample ${i + 1}: zbm replicate`);
       const z = must(
         await run('zbm', [
           'replicate',
@@ -932,51 +945,51 @@ for t in ${tools.join(' ')}; do zfs destroy -r main/wan-$t 2>/dev/null || true; 
           '--local-zfs-root',
           src,
           '--remote-zfs-root',
-          'main/wan-zbm',
+          `main/${kind}-zbm`,
           '--json',
         ]),
-        'zbm replicate over the WAN',
+        `zbm replicate (${kind})`,
       );
       ms.zbm.push(Math.round(z.ms));
       zbmBytes = (JSON.parse(z.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
         (n, d) => n + d.bytes,
         0,
       );
-      await onReplica(releaseAll(`main/wan-zbm/${disk}`, base));
+      await onReplica(releaseAll(`main/${kind}-zbm/${disk}`, base));
       await sh(releaseAll(ds, undefined, REAL_ZFS));
 
-      note(`wan: sample ${i + 1}: syncoid`);
+      note(`${kind}: sample ${i + 1}: syncoid`);
       const y = must(
-        await run('syncoid', [ds, `root@${REPLICA}:main/wan-syncoid/${disk}`]),
-        'syncoid over the WAN',
+        await run('syncoid', [ds, `root@${REPLICA}:main/${kind}-syncoid/${disk}`]),
+        `syncoid (${kind})`,
       );
       ms.syncoid.push(Math.round(y.ms));
-      await onReplica(`zfs rollback -r main/wan-syncoid/${disk}@${base}`);
+      await onReplica(`zfs rollback -r main/${kind}-syncoid/${disk}@${base}`);
       await sh(
         `for s in $(${REAL_ZFS} list -H -o name -t snapshot ${ds} | grep '@syncoid_' || true); do ${REAL_ZFS} destroy "$s"; done`,
       );
 
-      note(`wan: sample ${i + 1}: zfs send | ssh | zfs receive`);
+      note(`${kind}: sample ${i + 1}: zfs send | ssh | zfs receive`);
       const b = must(
         await run('bash', [
           '-c',
-          `set -o pipefail; zfs send -L -e -c -i @${base} ${ds}@${next} | ssh ${REPLICA} zfs receive -s -u main/wan-bare/${disk}`,
+          `set -o pipefail; zfs send -L -e -c -i @${base} ${ds}@${next} | ssh ${REPLICA} zfs receive -s -u main/${kind}-bare/${disk}`,
         ]),
-        'bare pipeline over the WAN',
+        `bare pipeline (${kind})`,
       );
       ms.bare.push(Math.round(b.ms));
-      await onReplica(`zfs rollback -r main/wan-bare/${disk}@${base}`);
+      await onReplica(`zfs rollback -r main/${kind}-bare/${disk}@${base}`);
     }
   } finally {
-    await sh(`tc qdisc del dev ${dev} root`);
+    if (shaped) await sh(`tc qdisc del dev ${dev} root`);
   }
-  await onReplica(`for t in ${tools.join(' ')}; do zfs destroy -r main/wan-$t; done`);
+  await onReplica(`for t in ${tools.join(' ')}; do zfs destroy -r main/${kind}-$t; done`);
   await sh(`${REAL_ZFS} destroy -r ${src}`);
   return {
-    streamMiB: o.wanStreamMiB,
+    streamMiB,
     streamBytes,
     zbmBytes,
-    rateMbit: o.wanRateMbit,
+    rateMbit: shaped ? o.wanRateMbit : null,
     zbmMs: ms.zbm,
     syncoidMs: ms.syncoid,
     bareMs: ms.bare,
@@ -1010,7 +1023,8 @@ async function main(): Promise<void> {
     ['fixed', fixedCost],
     ['cycles', cycles],
     ['datapath', datapath],
-    ['wan', wan],
+    ['wan', (x: Options) => link(x, true)],
+    ['lan', (x: Options) => link(x, false)],
   ] as const) {
     if (o.skip.has(name)) continue;
     try {
