@@ -95,17 +95,25 @@ export interface Exit {
  * limit, maybe for much longer than a second after the child exited): it is never cut short, its
  * reader ends at its end of file.
  */
+/** How long an ssh client's output may still come after it exited (ssh.ts: 15 s × 4). */
+export const SSH_OUTPUT_GRACE_MS = 60_000;
+
 export function waitExit(child: ChildProcess, keepStdout = false): Promise<Exit> {
   return new Promise((resolve) => {
     child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
     child.once('exit', (code, signal) => {
       // 'close' also waits for the output pipes, which a grandchild that outlived its parent may
-      // hold open forever: give the last output a moment, then stop listening.
+      // hold open forever: give the last output a moment, then stop listening. An ssh session on
+      // a master connection is not over at its exit: the master holds its output pipes and may
+      // still be writing the command's last output into them, seconds later on a loaded server
+      // (a listing cut there would be read as a short one). It gets as long as ssh takes to call a
+      // silent link dead (ServerAliveInterval × ServerAliveCountMax).
+      const graceMs = child.spawnfile === 'ssh' ? SSH_OUTPUT_GRACE_MS : 1000;
       const timer = setTimeout(() => {
         if (!keepStdout) child.stdout?.destroy();
         child.stderr?.destroy();
         resolve({ code, signal });
-      }, 1000);
+      }, graceMs);
       child.once('close', () => {
         clearTimeout(timer);
         resolve({ code, signal });
