@@ -101,7 +101,7 @@ export async function backupGuests(
       throw err;
     }
     // The holds on the backup server's old bases are looked up while the disks are sent, so that
-    // moving them to the new bases afterwards is one `zfs hold` and one `zfs release`.
+    // moving them to the new bases afterwards is one command (zfs/move-hold.ts).
     const chains = families([...target.values()], ctx.prefix);
     const heldBefore = heldOnServer(active(), chains);
     const earlyHolds = ctx.remoteZfs.holds([...heldBefore.values()].flat()).catch(() => undefined);

@@ -96,7 +96,7 @@ export interface Exit {
  * reader ends at its end of file.
  */
 /** How long an ssh client's output may still come after it exited (ssh.ts: 15 s × 4). */
-export const SSH_OUTPUT_GRACE_MS = 60_000;
+const SSH_OUTPUT_GRACE_MS = 60_000;
 
 export function waitExit(child: ChildProcess, keepStdout = false): Promise<Exit> {
   return new Promise((resolve) => {
