@@ -19,7 +19,7 @@ const mark = (ds: string, short: string): Bookmark =>
 const ds = (name: string, snapshots: Snapshot[], bookmarks: Bookmark[] = []): Dataset =>
   dataset(name, snapshots, { guid: name, bookmarks });
 
-/** Records the calls in order; holds() answers from what hold/release did. */
+/** Records the calls in order; holds() answers from what moveHold did. */
 function fakeZfs(held: Map<string, string>, calls: string[], failBookmark = (_: string) => false): Zfs {
   return {
     holds: async (snaps: readonly string[]): Promise<Hold[]> => {
@@ -27,16 +27,6 @@ function fakeZfs(held: Map<string, string>, calls: string[], failBookmark = (_: 
       return snaps.flatMap((s) =>
         held.has(s) ? [{ snapshot: s, tag: held.get(s) ?? '', timestamp: 0 }] : [],
       );
-    },
-    hold: async (tag: string, snaps: readonly string[]) => {
-      if (snaps.length === 0) return;
-      calls.push(`hold ${snaps.join(' ')}`);
-      for (const s of snaps) held.set(s, tag);
-    },
-    release: async (_tag: string, snaps: readonly string[]) => {
-      if (snaps.length === 0) return;
-      calls.push(`release ${snaps.join(' ')}`);
-      for (const s of snaps) held.delete(s);
     },
     // Zfs.moveHold: the hold, then the release, as one command.
     moveHold: async (tag: string, hold: readonly string[], release: readonly string[]) => {
