@@ -76,6 +76,8 @@ export interface FixedRaw {
   readonly samples: number;
   readonly zbmMs: readonly number[];
   readonly unavoidableMs: readonly number[];
+  /** The shell script doing the backup's ZFS work alone (absent from runs before 2026-12-01). */
+  readonly scriptMs?: readonly number[];
   readonly trace: readonly {
     readonly at: number;
     readonly s: number;
@@ -94,6 +96,13 @@ export interface LinkRaw {
   readonly zbmMs: readonly number[];
   readonly syncoidMs: readonly number[];
   readonly bareMs: readonly number[];
+  /** The LAN only: an increment on the replica VM pulled by zbm and by `ssh zfs send | zfs receive`. */
+  readonly pull?: {
+    readonly streamBytes: number;
+    readonly zbmBytes: number;
+    readonly zbmMs: readonly number[];
+    readonly bareMs: readonly number[];
+  };
 }
 
 export interface VmRaw {
@@ -349,6 +358,27 @@ export function fixedRows(f: FixedRaw): Row[] {
       context: `medians of ${f.samples}: ${s(zbm)} / ${s(floor)}`,
     },
   ];
+  if (f.scriptMs?.length) {
+    const script = median(f.scriptMs);
+    rows.push(
+      {
+        section: 'fixed cost',
+        what: "a shell script doing the backup's ZFS work alone (snapshot, both listings, send | ssh | receive, hold moved, destroy) / the two listings",
+        value: x(script / floor),
+        target: '—',
+        met: null,
+        context: `the floor of any tool doing those steps: ${s(script)} / ${s(floor)}`,
+      },
+      {
+        section: 'fixed cost',
+        what: 'idle backup-pve of one guest / that shell script',
+        value: x(zbm / script),
+        target: '—',
+        met: null,
+        context: `${s(zbm)} / ${s(script)}: what zbm adds (node, /etc/pve, planning, the guest's config)`,
+      },
+    );
+  }
   const first = f.trace[0];
   if (first) {
     rows.push({
@@ -408,7 +438,7 @@ export function lanRows(l: LinkRaw): Row[] {
   const syncoid = median(l.syncoidMs);
   const bare = median(l.bareMs);
   const rate = (ms: number) => `${(l.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
-  return [
+  const rows: Row[] = [
     {
       section: 'lan',
       what: 'replicate (push) to the replica VM: zbm speed / zfs send | ssh | zfs receive',
@@ -426,6 +456,21 @@ export function lanRows(l: LinkRaw): Row[] {
       context: `syncoid ${s(syncoid)}`,
     },
   ];
+  const p = l.pull;
+  if (p?.zbmMs.length && p.bareMs.length) {
+    const zp = median(p.zbmMs);
+    const bp = median(p.bareMs);
+    const prate = (ms: number) => `${(p.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
+    rows.push({
+      section: 'lan',
+      what: 'replicate --pull from the replica VM: zbm speed / ssh zfs send | zfs receive',
+      value: x(bp / zp),
+      target: '≥ 0.97',
+      met: bp / zp >= 0.97,
+      context: `${l.streamMiB} MiB, medians of ${p.zbmMs.length}: zbm ${s(zp)} (${prate(zp)}, whole command), bare ${s(bp)} (${prate(bp)}); zbm reported ${p.zbmBytes} bytes, the stream has ${p.streamBytes}`,
+    });
+  }
+  return rows;
 }
 
 export function memoryRows(c: CyclesRaw | undefined, d: DatapathRaw | undefined): Row[] {

@@ -206,6 +206,23 @@ describe('fixed cost', () => {
       ],
     );
   });
+
+  it('with the shell script: its floor against the listings, and zbm against it', () => {
+    const rows = fixedRows({
+      samples: 3,
+      zbmMs: [9000, 8000, 30_000],
+      unavoidableMs: [3000, 4000, 4000],
+      scriptMs: [6000, 7000, 6500],
+      trace: [],
+      traceTotalS: 8.2,
+    });
+    assert.deepEqual(
+      rows.map((r) => r.value),
+      ['2.25×', '1.63×', '1.38×'],
+      'zbm 9 s / listings 4 s; script 6.5 s / 4 s; zbm 9 s / script 6.5 s',
+    );
+    assert.equal(rows[1]?.met, null, 'the script has no target of its own');
+  });
 });
 
 describe('WAN', () => {
@@ -246,5 +263,27 @@ describe('LAN', () => {
       ],
     );
     assert.equal(lanRows({ ...raw, zbmMs: [7_400, 7_400, 7_400] })[0]?.met, false, '0.94× misses 0.97');
+  });
+
+  it('pull, when measured, by the same target against ssh zfs send | zfs receive', () => {
+    const rows = lanRows({
+      streamMiB: 64,
+      streamBytes: 67_200_000,
+      zbmBytes: 67_200_000,
+      rateMbit: null,
+      zbmMs: [7_000],
+      syncoidMs: [30_000],
+      bareMs: [6_900],
+      pull: {
+        streamBytes: 67_300_000,
+        zbmBytes: 67_300_000,
+        zbmMs: [8_000, 7_600, 7_500],
+        bareMs: [7_200, 7_300, 7_100],
+      },
+    });
+    assert.equal(rows.length, 3);
+    assert.equal(rows[2]?.value, '0.95×', 'bare 7.2 s / zbm 7.6 s');
+    assert.equal(rows[2]?.met, false);
+    assert.match(rows[2]?.context ?? '', /zbm reported 67300000 bytes, the stream has 67300000/);
   });
 });

@@ -826,24 +826,49 @@ function parseTrace(stderr: string): TraceLine[] {
 /**
  * What an idle backup-pve of one guest costs against the part no tool can avoid: one listing of
  * the node's datasets and one of the backup server's over a fresh ssh connection, as two shell
- * commands. Samples in turn; one sample's ZBM_TRACE gives the breakdown.
+ * commands. Also against a shell script that does the ZFS work of such a backup and no more (its own
+ * zvol and target, so that zbm's planner never sees it): the floor of any tool that takes, sends,
+ * protects and rotates a snapshot on this lab. Samples in turn; one sample's ZBM_TRACE gives the
+ * breakdown.
  */
 async function fixedCost(o: Options) {
   const disk = `vm-${FIXED_VMID}-disk-0`;
   const root = 'main/bench-fixed';
   note('fixed cost: one guest, one 16 MiB zvol, a first backup');
-  await createZvols([disk], '16M');
-  await writeRandom([disk], 0, 1024);
+  await createZvols([disk, 'bench-fixed-script'], '16M');
+  await writeRandom([disk, 'bench-fixed-script'], 0, 1024);
   await addGuest(FIXED_VMID, disk, '16M');
   const args = zbmArgs(root, ['--vmid', String(FIXED_VMID)]);
   must(await run('zbm', args), 'first backup of the fixed-cost guest');
   const listings = `zfs list -H -p -t all -r -o name,guid,createtxg ${DATA} >/dev/null && ssh -o ControlMaster=no -o ControlPath=none ${DEST} zfs list -H -p -t all -r -o name,guid,createtxg ${root} >/dev/null`;
+
+  const scriptDs = `${DATA}/bench-fixed-script`;
+  const scriptRoot = 'main/bench-fixed-script';
+  await sh(
+    `${REAL_ZFS} snapshot ${scriptDs}@s0 && ${REAL_ZFS} create ${scriptRoot} && ${REAL_ZFS} send ${scriptDs}@s0 | ${REAL_ZFS} receive -u ${scriptRoot}/disk && ${REAL_ZFS} hold bench ${scriptRoot}/disk@s0`,
+  );
+  // zbm's steps, each waiting for the one before as in zbm: snapshot, both listings (the remote one
+  // opening the ssh master that the later steps share), the incremental stream, the hold moved to
+  // the new snapshot in one remote command, the old snapshot destroyed on the node.
+  const script = (i: number) => {
+    const cm = `-o ControlPath=/run/bench-fixed-%C`;
+    return `set -euo pipefail
+zfs snapshot ${scriptDs}@s${i + 1}
+zfs list -H -p -t all -r -o name,guid,createtxg ${DATA} >/dev/null
+ssh -o ControlMaster=auto ${cm} -o ControlPersist=60 ${DEST} zfs list -H -p -t all -r -o name,guid,createtxg ${scriptRoot} >/dev/null
+zfs send -i @s${i} ${scriptDs}@s${i + 1} | ssh ${cm} ${DEST} zfs receive -u ${scriptRoot}/disk
+ssh ${cm} ${DEST} 'zfs hold bench ${scriptRoot}/disk@s${i + 1} && zfs release bench ${scriptRoot}/disk@s${i}'
+zfs destroy ${scriptDs}@s${i}
+ssh ${cm} -O exit ${DEST} 2>/dev/null`;
+  };
+
   const zbmMs: number[] = [];
   const unavoidableMs: number[] = [];
+  const scriptMs: number[] = [];
   let trace: TraceLine[] = [];
   let totalS = 0;
   for (let i = 0; i < o.samples + 2; i++) {
-    note(`fixed cost: idle backup-pve and the two listings, sample ${i + 1}`);
+    note(`fixed cost: idle backup-pve, the two listings and the shell script, sample ${i + 1}`);
     const r = must(await run('zbm', args, { env: { ...process.env, ZBM_TRACE: '1' } }), 'idle backup-pve');
     zbmMs.push(Math.round(r.ms));
     if (i === 0) {
@@ -851,8 +876,11 @@ async function fixedCost(o: Options) {
       totalS = r.ms / 1000;
     }
     unavoidableMs.push(Math.round(must(await run('bash', ['-c', listings]), 'the two listings').ms));
+    scriptMs.push(Math.round(must(await run('bash', ['-c', script(i)]), 'the shell script').ms));
   }
-  return { samples: zbmMs.length, zbmMs, unavoidableMs, trace, traceTotalS: totalS };
+  await destroyTree(scriptRoot);
+  await sh(`${REAL_ZFS} destroy -r ${scriptDs}`);
+  return { samples: zbmMs.length, zbmMs, unavoidableMs, scriptMs, trace, traceTotalS: totalS };
 }
 
 const REPLICA = 'zbm-replica';
@@ -883,7 +911,9 @@ ${to ? `${zfs} rollback -r ${dataset}@${to}` : ''}`;
  * VM by zbm replicate (push), by syncoid with its defaults (its own sync snapshot, mbuffer and
  * lzop in its pipe), and by a bare `zfs send | ssh | zfs receive`, in turn, each into its own copy
  * of the base. Shaped (the WAN): the link to the replica VM's forwarded port gets netem's 40 ms,
- * a rate cap and 0.1 % loss; unshaped (the LAN): the VMs' own link, at whatever it does.
+ * a rate cap and 0.1 % loss; unshaped (the LAN): the VMs' own link, at whatever it does. On the
+ * LAN also the other way: an increment on the replica VM pulled by `zbm replicate --pull` and by
+ * `ssh zfs send | zfs receive`.
  */
 async function link(o: Options, shaped: boolean) {
   const kind = shaped ? 'wan' : 'lan';
@@ -932,8 +962,36 @@ async function link(o: Options, shaped: boolean) {
       tc qdisc add dev ${dev} parent 1:3 handle 30: netem delay 40ms rate ${o.wanRateMbit}mbit loss 0.1%
       tc filter add dev ${dev} protocol ip parent 1: prio 1 u32 match ip dst 10.0.2.2/32 match ip dport ${port} 0xffff flowid 1:3
     `);
+  const pullSrc = `main/${kind}-pullsrc`;
+  const pullTargets = ['zbm', 'bare'] as const;
+  let pullStreamBytes = 0;
+  if (!shaped) {
+    note(`${kind}: a ${streamMiB} MiB increment on the replica VM, to pull`);
+    await onReplica(`
+      zfs destroy -r ${pullSrc} 2>/dev/null || true
+      zfs create -p ${pullSrc}
+      zfs create -s -V ${streamMiB + 64}M ${pullSrc}/${disk}
+      udevadm settle
+      dd if=/dev/urandom of=/dev/zvol/${pullSrc}/${disk} bs=1M count=1 conv=notrunc,fsync status=none
+      zfs snapshot ${pullSrc}/${disk}@${base}
+    `);
+    for (const t of pullTargets) {
+      await sh(
+        `${REAL_ZFS} create -p main/${kind}-pull-${t} && ssh ${REPLICA} zfs send ${pullSrc}/${disk}@${base} | ${REAL_ZFS} receive -u main/${kind}-pull-${t}/${disk}`,
+      );
+    }
+    await onReplica(`
+      dd if=/dev/urandom of=/dev/zvol/${pullSrc}/${disk} bs=1M count=${streamMiB} seek=1 conv=notrunc,fsync status=none
+      zfs snapshot ${pullSrc}/${disk}@${next}
+    `);
+    pullStreamBytes = Number(
+      (await onReplica(`zfs send -L -e -c -i @${base} ${pullSrc}/${disk}@${next} | wc -c`)).trim(),
+    );
+  }
   const ms: Record<(typeof tools)[number], number[]> = { zbm: [], syncoid: [], bare: [] };
+  const pullMs: Record<(typeof pullTargets)[number], number[]> = { zbm: [], bare: [] };
   let zbmBytes = 0;
+  let zbmPullBytes = 0;
   try {
     for (let i = 0; i < o.samples; i++) {
       note(`${kind}: sample ${i + 1}: zbm replicate`);
@@ -979,12 +1037,51 @@ async function link(o: Options, shaped: boolean) {
       );
       ms.bare.push(Math.round(b.ms));
       await onReplica(`zfs rollback -r main/${kind}-bare/${disk}@${base}`);
+      if (shaped) continue;
+
+      note(`${kind}: sample ${i + 1}: zbm replicate --pull`);
+      const p = must(
+        await run('zbm', [
+          'replicate',
+          '--pull',
+          '--remote',
+          REPLICA,
+          '--remote-zfs-root',
+          pullSrc,
+          '--local-zfs-root',
+          `main/${kind}-pull-zbm`,
+          '--json',
+        ]),
+        `zbm replicate --pull (${kind})`,
+      );
+      pullMs.zbm.push(Math.round(p.ms));
+      zbmPullBytes = (JSON.parse(p.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
+        (n, d) => n + d.bytes,
+        0,
+      );
+      await sh(releaseAll(`main/${kind}-pull-zbm/${disk}`, base, REAL_ZFS));
+      await onReplica(releaseAll(`${pullSrc}/${disk}`));
+
+      note(`${kind}: sample ${i + 1}: ssh zfs send | zfs receive`);
+      const pb = must(
+        await run('bash', [
+          '-c',
+          `set -o pipefail; ssh ${REPLICA} zfs send -L -e -c -i @${base} ${pullSrc}/${disk}@${next} | zfs receive -s -u main/${kind}-pull-bare/${disk}`,
+        ]),
+        `bare pull pipeline (${kind})`,
+      );
+      pullMs.bare.push(Math.round(pb.ms));
+      await sh(`${REAL_ZFS} rollback -r main/${kind}-pull-bare/${disk}@${base}`);
     }
   } finally {
     if (shaped) await sh(`tc qdisc del dev ${dev} root`);
   }
   await onReplica(`for t in ${tools.join(' ')}; do zfs destroy -r main/${kind}-$t; done`);
   await sh(`${REAL_ZFS} destroy -r ${src}`);
+  if (!shaped) {
+    await onReplica(`${releaseAll(`${pullSrc}/${disk}`)}\nzfs destroy -r ${pullSrc}`);
+    for (const t of pullTargets) await destroyTree(`main/${kind}-pull-${t}`);
+  }
   return {
     streamMiB,
     streamBytes,
@@ -993,6 +1090,16 @@ async function link(o: Options, shaped: boolean) {
     zbmMs: ms.zbm,
     syncoidMs: ms.syncoid,
     bareMs: ms.bare,
+    ...(shaped
+      ? {}
+      : {
+          pull: {
+            streamBytes: pullStreamBytes,
+            zbmBytes: zbmPullBytes,
+            zbmMs: pullMs.zbm,
+            bareMs: pullMs.bare,
+          },
+        }),
   };
 }
 
