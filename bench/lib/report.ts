@@ -10,6 +10,8 @@ export interface ToolRun {
   readonly bytes?: number;
   readonly peakRssKiB?: number;
   readonly targetWritten?: number;
+  /** When sampled more than once: every sample; ms is their median. */
+  readonly samplesMs?: readonly number[];
 }
 
 export interface CyclesRaw {
@@ -157,6 +159,13 @@ function corrected(run: ToolRun, perCallMs: number): number {
   return Math.max(1, run.ms - calls(run.counts) * perCallMs);
 }
 
+/** A run's time, with its samples when it has several (its time is then their median). */
+function timing(t: ToolRun): string {
+  return t.samplesMs && t.samplesMs.length > 1
+    ? `${s(t.ms)} (median of ${t.samplesMs.map((m) => s(m)).join(', ')})`
+    : s(t.ms);
+}
+
 export function cycleRows(c: CyclesRaw, perCallMs: number): Row[] {
   const rows: Row[] = [];
   const n = c.datasets;
@@ -176,7 +185,7 @@ export function cycleRows(c: CyclesRaw, perCallMs: number): Row[] {
       value: `${x(r)} (${x(rc)} without the wrappers' cost)`,
       target: target === null ? '—' : `≥ ${target}×`,
       met: target === null ? null : Math.min(r, rc) >= target,
-      context: `${zbmName} ${s(zbm.ms)}, ${name} ${s(other.ms)}`,
+      context: `${zbmName} ${timing(zbm)}, ${name} ${timing(other)}`,
     });
   };
   const idle = c.idle;

@@ -108,6 +108,24 @@ describe('report rows', () => {
     assert.equal(jobs?.met, true);
   });
 
+  it('a sampled run is compared by its median, and its samples are shown', () => {
+    const sampled: CyclesRaw = {
+      ...cycles,
+      idle: {
+        ...cycles.idle,
+        zbm: { ms: 8_000, counts: counts(100, 50), samplesMs: [9_000, 8_000, 7_500] },
+        syncoidRecursive: { ms: 42_000, counts: counts(150, 100), samplesMs: [40_000, 42_000, 45_000] },
+      },
+    };
+    const rec = cycleRows(sampled, 0).find((r) => r.what === 'zbm speed-up over syncoid -r');
+    assert.match(rec?.value ?? '', /^5\.25×/);
+    assert.equal(rec?.met, true);
+    assert.equal(
+      rec?.context,
+      'zbm 8.0 s (median of 9.0 s, 8.0 s, 7.5 s), syncoid -r 42.0 s (median of 40.0 s, 42.0 s, 45.0 s)',
+    );
+  });
+
   it('process growth is judged against the datasets ratio', () => {
     const growth = cycleRows(cycles, 0).find((r) => r.what.startsWith('zbm zfs+ssh processes'));
     assert.match(growth?.value ?? '', /30 → 150 \(5\.00× for 5\.00× datasets\)/);
