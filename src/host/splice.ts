@@ -1,7 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { terminate } from './children.ts';
 import { commandLabel } from './failure.ts';
+import { openPipe } from './fifo.ts';
 import type { Host } from './host.ts';
 import { type Endpoint, PipeError, type PipeResult } from './pipe.ts';
 import { childrenIo, treeIo } from './proc-io.ts';
@@ -80,23 +82,31 @@ async function spliceOnce(
   to: Endpoint,
   opts: SpliceOptions,
 ): Promise<{ sender: Side; receiver: Side; progress: number }> {
-  const receiverChild = start(to.host, to.argv, ['pipe', 'ignore', 'pipe']);
+  // A local receiver reads from a real pipe (fifo.ts); a remote one reads from its sshd's pipe, and
+  // its ssh client reads node's socketpair as fast.
+  const fds = to.host.isLocal ? await openPipe().catch(() => null) : null;
+  const receiverChild = start(to.host, to.argv, [fds ? fds.read : 'pipe', 'ignore', 'pipe']);
   const receiverErr = new TailBuffer();
   receiverChild.stderr?.on('data', (c: Buffer) => receiverErr.push(c));
-  const input = receiverChild.stdin;
+  const socket = receiverChild.stdin;
+  socket?.on('error', () => {});
+  const input = fds ? fds.write : socket;
   let senderChild: ChildProcess | undefined;
   const senderErr = new TailBuffer();
-  if (input) {
-    input.on('error', () => {});
+  if (input !== null) {
     // Its stdin stays open and empty while zbm lives: the sender's way to know that zbm is gone
     // (zfs/counted-send.ts).
     senderChild = start(from.host, from.argv, ['pipe', input, 'pipe']);
     senderChild.stdin?.on('error', () => {});
     senderChild.stderr?.on('data', (c: Buffer) => senderErr.push(c));
-    // Our copy of the receiver's stdin closed (not shut down: that would end the stream for the
-    // sender too), so that the receiver sees the end of the stream when the sender exits.
-    input.destroy();
   }
+  // Our copies of the stream's ends closed (a socket's not shut down: that would end the stream for
+  // the sender too), so that the receiver sees the end of the stream when the sender exits.
+  if (fds) {
+    closeSync(fds.read);
+    closeSync(fds.write);
+  }
+  socket?.destroy();
 
   let progress = 0;
   const measureFrom = (): number | null => {

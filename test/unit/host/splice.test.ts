@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { liveChildren } from '../../../src/host/children.ts';
+import type { Host } from '../../../src/host/host.ts';
 import { LocalHost } from '../../../src/host/local.ts';
 import { PipeError } from '../../../src/host/pipe.ts';
 import { splice } from '../../../src/host/splice.ts';
@@ -38,6 +39,30 @@ describe('splice: a stream from one command into another through the kernel', ()
       assert.equal(readFileSync(out).length, 32 * 1024 * 1024);
       // Through node, this would be 32 MiB and more: what is left is the children's stderr.
       assert.ok(read < 1024 * 1024, `node read ${read} bytes during a 32 MiB transfer`);
+      assert.equal(liveChildren(), 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives a local receiver a pipe as its stdin, and a remote one's ssh client node's socketpair", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zbm-splice-'));
+    // Runs here, but zbm takes it for another host: its receiver is the ssh client.
+    const remote: Host = { name: 'remote', isLocal: false, invocation: local.invocation, close: local.close };
+    try {
+      const kinds: string[] = [];
+      for (const to of [local, remote]) {
+        const out = join(dir, to.name);
+        const res = await splice(
+          { host: local, argv: countedSendArgv(['head', '-c', '300000', '/dev/urandom']) },
+          { host: to, argv: ['sh', '-c', 'stat -L -c %F /dev/stdin > "$1.kind"; cat > "$1"', 'sh', out] },
+          { measure: streamBytes },
+        );
+        assert.equal(res.bytes, 300_000);
+        assert.equal(readFileSync(out).length, 300_000);
+        kinds.push(readFileSync(`${out}.kind`, 'utf8').trim());
+      }
+      assert.deepEqual(kinds, ['fifo', 'socket']);
       assert.equal(liveChildren(), 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
