@@ -138,8 +138,9 @@ export async function bookmarkBases(
 /**
  * Protects the newest common snapshot of each source→target pair against `zfs destroy` on both
  * sides: a hold with the pair's tag on each side (moveHolds) and a bookmark on the source
- * (bookmarkBases). A constant number of zfs calls per side for the holds and the new bookmarks,
- * whatever the number of datasets, plus one per bookmark replaced. Throws on any failure.
+ * (bookmarkBases), the two at once. A constant number of zfs calls per side for the holds and the
+ * new bookmarks, whatever the number of datasets, plus one per bookmark replaced. Throws on any
+ * failure, once both are done.
  */
 export async function protectBases(
   sourceZfs: Zfs,
@@ -150,8 +151,15 @@ export async function protectBases(
   onFallback?: (message: string) => void,
 ): Promise<void> {
   if (pairs.length === 0) return;
-  await moveHolds(sourceZfs, targetZfs, tag, pairs);
-  const errors = await bookmarkBases(sourceZfs, pairs, ours, onFallback);
+  // Side by side: a bookmark protects nothing a hold does, and the older bookmarks go only once the
+  // new one exists, whatever became of the holds.
+  const [held, bookmarked] = await Promise.allSettled([
+    moveHolds(sourceZfs, targetZfs, tag, pairs),
+    bookmarkBases(sourceZfs, pairs, ours, onFallback),
+  ]);
+  if (held.status === 'rejected') throw held.reason;
+  if (bookmarked.status === 'rejected') throw bookmarked.reason;
+  const errors = bookmarked.value;
   if (errors.size > 0) {
     throw new Error([...errors].map(([i, e]) => `${pairs[i]?.source.name}: ${e}`).join('; '));
   }

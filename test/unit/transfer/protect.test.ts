@@ -6,6 +6,7 @@ import {
   bookmarkPlan,
   moveHold,
   moveHolds,
+  protectBases,
 } from '../../../src/transfer/protect.ts';
 import type { BatchOp, BatchOutcome } from '../../../src/zfs/program.ts';
 import type { Bookmark, Dataset, Hold, Snapshot } from '../../../src/zfs/types.ts';
@@ -136,6 +137,36 @@ describe('protecting the new bases', () => {
     assert.ok(calls.includes('destroy rpool/d0#z-1') && calls.includes('destroy rpool/d2#z-1'));
     for (const i of [0, 2]) {
       assert.ok(calls.indexOf(`bookmark rpool/d${i}@z-2`) < calls.indexOf(`destroy rpool/d${i}#z-1`));
+    }
+  });
+
+  it('bookmarks beside the holds, and still reports a failed hold once both are done', {
+    timeout: 5000,
+  }, async () => {
+    const p = pairs(2);
+    const calls: string[] = [];
+    const src = fakeZfs(new Map(p.map((x) => [`${x.source.name}@z-1`, 'T'])), calls);
+    // The target's holds lookup answers only once the source's new bookmarks are made: run one
+    // after the other, protectBases would wait forever.
+    let bookmarked = (): void => {};
+    const made = new Promise<void>((resolve) => {
+      bookmarked = resolve;
+    });
+    const batch = src.batch.bind(src);
+    src.batch = (async (ops: readonly BatchOp[]) => {
+      const out = await batch(ops);
+      bookmarked();
+      return out;
+    }) as Zfs['batch'];
+    const dst = fakeZfs(new Map(), calls);
+    dst.holds = (async () => {
+      await made;
+      throw new Error('zfs holds: injected failure');
+    }) as Zfs['holds'];
+    await assert.rejects(protectBases(src, dst, 'T', p, ours), /injected failure/);
+    for (let i = 0; i < 2; i++) {
+      assert.ok(calls.includes(`bookmark rpool/d${i}@z-2`));
+      assert.ok(calls.includes(`destroy rpool/d${i}#z-1`), 'the old bookmark goes once the new one is made');
     }
   });
 });
