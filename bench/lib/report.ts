@@ -438,46 +438,56 @@ export function wanRows(w: LinkRaw): Row[] {
   ];
 }
 
+/** One direction over the LAN: zbm's whole command against the bare pipe, by the data path's target. */
+function lanRow(
+  what: string,
+  streamMiB: number,
+  t: {
+    readonly streamBytes: number;
+    readonly zbmBytes: number;
+    readonly zbmMs: readonly number[];
+    readonly bareMs: readonly number[];
+  },
+): Row {
+  const zbm = median(t.zbmMs);
+  const bare = median(t.bareMs);
+  const rate = (ms: number) => `${(t.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
+  return {
+    section: 'lan',
+    what,
+    value: x(bare / zbm),
+    target: '≥ 0.97',
+    met: bare / zbm >= 0.97,
+    context: `${streamMiB} MiB, medians of ${t.zbmMs.length}: zbm ${s(zbm)} (${rate(zbm)}, whole command), bare ${s(bare)} (${rate(bare)}); zbm reported ${t.zbmBytes} bytes, the stream has ${t.streamBytes}`,
+  };
+}
+
 /**
- * Replicate (push) over the VMs' own link: the data path's target, as for backup-pve. Whole
- * commands, zbm's start-up and listings included, against the bare pipe's fresh ssh connection.
+ * Replicate over the VMs' own link, push and (when measured) pull: the data path's target, as for
+ * backup-pve. Whole commands, zbm's start-up and listings included, against the bare pipe's fresh
+ * ssh connection.
  */
 export function lanRows(l: LinkRaw): Row[] {
-  const zbm = median(l.zbmMs);
   const syncoid = median(l.syncoidMs);
-  const bare = median(l.bareMs);
-  const rate = (ms: number) => `${(l.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
   const rows: Row[] = [
-    {
-      section: 'lan',
-      what: 'replicate (push) to the replica VM: zbm speed / zfs send | ssh | zfs receive',
-      value: x(bare / zbm),
-      target: '≥ 0.97',
-      met: bare / zbm >= 0.97,
-      context: `${l.streamMiB} MiB, medians of ${l.zbmMs.length}: zbm ${s(zbm)} (${rate(zbm)}, whole command), bare ${s(bare)} (${rate(bare)}); zbm reported ${l.zbmBytes} bytes, the stream has ${l.streamBytes}`,
-    },
+    lanRow('replicate (push) to the replica VM: zbm speed / zfs send | ssh | zfs receive', l.streamMiB, l),
     {
       section: 'lan',
       what: 'the same: zbm speed / syncoid (defaults: mbuffer, lzop)',
-      value: x(syncoid / zbm),
+      value: x(syncoid / median(l.zbmMs)),
       target: '—',
       met: null,
       context: `syncoid ${s(syncoid)}`,
     },
   ];
-  const p = l.pull;
-  if (p?.zbmMs.length && p.bareMs.length) {
-    const zp = median(p.zbmMs);
-    const bp = median(p.bareMs);
-    const prate = (ms: number) => `${(p.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;
-    rows.push({
-      section: 'lan',
-      what: 'replicate --pull from the replica VM: zbm speed / ssh zfs send | zfs receive',
-      value: x(bp / zp),
-      target: '≥ 0.97',
-      met: bp / zp >= 0.97,
-      context: `${l.streamMiB} MiB, medians of ${p.zbmMs.length}: zbm ${s(zp)} (${prate(zp)}, whole command), bare ${s(bp)} (${prate(bp)}); zbm reported ${p.zbmBytes} bytes, the stream has ${p.streamBytes}`,
-    });
+  if (l.pull?.zbmMs.length && l.pull.bareMs.length) {
+    rows.push(
+      lanRow(
+        'replicate --pull from the replica VM: zbm speed / ssh zfs send | zfs receive',
+        l.streamMiB,
+        l.pull,
+      ),
+    );
   }
   return rows;
 }
