@@ -30,8 +30,13 @@ let unavailable = false;
 
 function makeBatch(): Promise<void> {
   if (!dir) {
-    const created = mkdtempSync(join(tmpdir(), 'zbm-fifo-'));
-    dir = created;
+    try {
+      dir = mkdtempSync(join(tmpdir(), 'zbm-fifo-'));
+    } catch {
+      unavailable = true;
+      return Promise.resolve();
+    }
+    const created = dir;
     process.once('exit', () => rmSync(created, { recursive: true, force: true }));
   }
   const names = Array.from({ length: BATCH }, () => join(dir as string, String(made++)));

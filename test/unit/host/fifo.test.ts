@@ -3,6 +3,7 @@
  * each its own, with no name left behind.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   fstatSync,
@@ -13,6 +14,7 @@ import {
   statSync,
   writeSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
 import { openPipe } from '../../../src/host/fifo.ts';
@@ -59,5 +61,23 @@ describe('openPipe: a kernel pipe for two children', () => {
     closeSync(p.write);
     assert.equal(readFileSync(p.read, 'utf8'), 'last', 'read to the end of the stream, then EOF');
     closeSync(p.read);
+  });
+
+  it('is null where no FIFO can be made (no mkfifo, or no writable $TMPDIR): the caller keeps its socketpair', () => {
+    for (const [path, tmp] of [
+      ['/nonexistent', tmpdir()],
+      [process.env.PATH ?? '', '/proc/nonexistent'],
+    ]) {
+      // $TMPDIR is set once tsx has started: tsx itself needs a writable one.
+      const script = `import { openPipe } from './src/host/fifo.ts';
+        process.env.PATH = ${JSON.stringify(path)};
+        process.env.TMPDIR = ${JSON.stringify(tmp)};
+        console.log(JSON.stringify([await openPipe(), await openPipe()]));`;
+      const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      assert.equal(out.trim(), '[null,null]', `PATH=${path} TMPDIR=${tmp}`);
+    }
   });
 });
