@@ -13,10 +13,11 @@
 # --quick: 2 guests, a 64 MiB stream (and 256 MiB once, for memory), a 32 MiB increment over the
 # WAN and 64 MiB over the LAN, smaller planning sizes.
 # Without it: 30 guests × 2 disks, a 256 MiB stream and a 1 GiB one, 128 MiB over the WAN (24
-# Mbit/s, 40 ms, 0.1 % loss, to the replica VM) and 256 MiB over the LAN (the same link unshaped)
-# (what the README reports); the data path's, the WAN's and the LAN's measurements are taken 3
-# times each (--samples), in turn; under the lab's
-# software emulation syncoid needs ~30 s per dataset, so this takes a long time.
+# Mbit/s, 40 ms, 0.1 % loss, to the replica VM) and 256 MiB over the LAN (the same link unshaped,
+# pushed to the replica VM and pulled from it)
+# (what the README reports); the data path's, the WAN's and the LAN's measurements, and the idle
+# cycle's zbm and syncoid -r, are taken 3 times each (--samples), in turn; under the lab's software
+# emulation syncoid needs 4-8 s per dataset and pass (2026-12-01), so this takes a long time.
 # With LAB_STATE set (a lab already started with `lab/vm.sh start`), that lab is used and left on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
