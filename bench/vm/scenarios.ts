@@ -379,9 +379,7 @@ function toolRun(c: { run: RunResult; counts: Counts }, bytes?: number): ToolRun
 
 /** A tool's run with its time the median of several samples, each kept. */
 function sampled(t: ToolRun, ms: readonly number[]): ToolRun {
-  const sorted = [...ms].sort((a, b) => a - b);
-  const mid = sorted[Math.floor((sorted.length - 1) / 2)] ?? t.ms;
-  return { ...t, ms: Math.round(mid), samplesMs: ms.map(Math.round) };
+  return { ...t, ms: Math.round(median(ms)), samplesMs: ms.map(Math.round) };
 }
 
 /** zbm's idle cycle is also measured with this many disks sent at a time (--jobs). */

@@ -30,16 +30,18 @@ let unavailable = false;
 
 function makeBatch(): Promise<void> {
   if (!dir) {
+    let created: string;
     try {
-      dir = mkdtempSync(join(tmpdir(), 'zbm-fifo-'));
+      created = mkdtempSync(join(tmpdir(), 'zbm-fifo-'));
     } catch {
       unavailable = true;
       return Promise.resolve();
     }
-    const created = dir;
+    dir = created;
     process.once('exit', () => rmSync(created, { recursive: true, force: true }));
   }
-  const names = Array.from({ length: BATCH }, () => join(dir as string, String(made++)));
+  const into = dir;
+  const names = Array.from({ length: BATCH }, () => join(into, String(made++)));
   return new Promise((resolve) => {
     const child = spawn('mkfifo', ['-m', '600', '--', ...names], { stdio: 'ignore' });
     child.on('error', () => {
