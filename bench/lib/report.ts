@@ -89,22 +89,21 @@ export interface FixedRaw {
   readonly traceTotalS: number;
 }
 
-/** One increment replicated to the replica VM: over netem's WAN (rateMbit), or the bare link (null). */
-export interface LinkRaw {
-  readonly streamMiB: number;
+/** One increment moved by zbm and by the bare pipe, in turn: the stream's size, zbm's count, the times. */
+export interface LinkSamples {
   readonly streamBytes: number;
   readonly zbmBytes: number;
-  readonly rateMbit: number | null;
   readonly zbmMs: readonly number[];
-  readonly syncoidMs: readonly number[];
   readonly bareMs: readonly number[];
+}
+
+/** One increment replicated to the replica VM: over netem's WAN (rateMbit), or the bare link (null). */
+export interface LinkRaw extends LinkSamples {
+  readonly streamMiB: number;
+  readonly rateMbit: number | null;
+  readonly syncoidMs: readonly number[];
   /** The LAN only: an increment on the replica VM pulled by zbm and by `ssh zfs send | zfs receive`. */
-  readonly pull?: {
-    readonly streamBytes: number;
-    readonly zbmBytes: number;
-    readonly zbmMs: readonly number[];
-    readonly bareMs: readonly number[];
-  };
+  readonly pull?: LinkSamples;
 }
 
 export interface VmRaw {
@@ -439,16 +438,7 @@ export function wanRows(w: LinkRaw): Row[] {
 }
 
 /** One direction over the LAN: zbm's whole command against the bare pipe, by the data path's target. */
-function lanRow(
-  what: string,
-  streamMiB: number,
-  t: {
-    readonly streamBytes: number;
-    readonly zbmBytes: number;
-    readonly zbmMs: readonly number[];
-    readonly bareMs: readonly number[];
-  },
-): Row {
+function lanRow(what: string, streamMiB: number, t: LinkSamples): Row {
   const zbm = median(t.zbmMs);
   const bare = median(t.bareMs);
   const rate = (ms: number) => `${(t.streamBytes / MiB / (ms / 1000)).toFixed(2)} MiB/s`;

@@ -308,6 +308,14 @@ function zbmBytes(r: RunResult): number {
   return j.guests.reduce((n, g) => n + g.bytes, 0);
 }
 
+/** The bytes a `zbm replicate --json` run moved, over all its datasets. */
+function replicatedBytes(r: RunResult): number {
+  return (JSON.parse(r.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
+    (n, d) => n + d.bytes,
+    0,
+  );
+}
+
 async function zbm(root: string, extra: readonly string[] = []): Promise<RunResult> {
   return must(await run('zbm', [...zbmArgs(root, extra), '--json'], { rss: true }), 'zbm backup-pve');
 }
@@ -1023,10 +1031,7 @@ async function link(o: Options, shaped: boolean) {
         `zbm replicate (${kind})`,
       );
       ms.zbm.push(Math.round(z.ms));
-      zbmBytes = (JSON.parse(z.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
-        (n, d) => n + d.bytes,
-        0,
-      );
+      zbmBytes = replicatedBytes(z);
       await onReplica(releaseAll(`main/${kind}-zbm/${disk}`, base));
       await sh(releaseAll(ds, undefined, REAL_ZFS));
 
@@ -1069,10 +1074,7 @@ async function link(o: Options, shaped: boolean) {
         `zbm replicate --pull (${kind})`,
       );
       pullMs.zbm.push(Math.round(p.ms));
-      zbmPullBytes = (JSON.parse(p.stdout) as { datasets: { bytes: number }[] }).datasets.reduce(
-        (n, d) => n + d.bytes,
-        0,
-      );
+      zbmPullBytes = replicatedBytes(p);
       await sh(releaseAll(`main/${kind}-pull-zbm/${disk}`, base, REAL_ZFS));
       await onReplica(releaseAll(`${pullSrc}/${disk}`));
 
